@@ -1,0 +1,286 @@
+"""The default GLOBAL price catalog (tenant_id NULL), in USD, effective from 2025-01-01.
+
+Prices are providers' published pay-as-you-go list prices as the author knew them for early 2025; none could be
+fetched from this build environment, so every description names its source page and says which figures are
+approximate. Tenants override any row with their own (negotiated) prices.
+
+``sql/0030_default_pricing.sql`` inserts the same rows; it is generated from this module and a unit test keeps
+the two in sync:
+
+    .venv/bin/python -m analysis.catalog_default > sql/0030_default_pricing.sql
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from analysis.pricing import PriceRow
+
+EFFECTIVE_FROM = datetime(2025, 1, 1, tzinfo=UTC)
+# Stable ids (uuid5 of category/provider/model/unit/direction/country) so the SQL and Python rows are the same.
+_NAMESPACE = uuid.UUID("5f0b3c52-8a61-4f39-9d0e-2f6a8f1f7c11")
+
+_TWILIO = "https://www.twilio.com/en-us/voice/pricing/us"
+_VONAGE = "https://www.vonage.com/communications-apis/voice/pricing/"
+_DEEPGRAM = "https://deepgram.com/pricing"
+_OPENAI = "https://platform.openai.com/docs/pricing"
+_ELEVEN = "https://elevenlabs.io/pricing/api"
+_CARTESIA = "https://cartesia.ai/pricing"
+_PER_1K = Decimal(1000)
+_PER_1M = Decimal(1_000_000)
+
+
+def _row(
+    category: str,
+    provider: str,
+    model: str | None,
+    unit: str,
+    unit_price: Decimal,
+    description: str,
+    **metadata: Any,
+) -> PriceRow:
+    key = "|".join(
+        [
+            category,
+            provider,
+            model or "",
+            unit,
+            str(metadata.get("direction", "")),
+            str(metadata.get("country", "")),
+        ]
+    )
+    return PriceRow(
+        id=str(uuid.uuid5(_NAMESPACE, key)),
+        tenant_id=None,
+        category=category,
+        provider=provider,
+        model=model,
+        unit=unit,
+        unit_price=unit_price,
+        effective_from=EFFECTIVE_FROM,
+        effective_to=None,
+        is_active=True,
+        metadata=metadata,
+        description=description,
+    )
+
+
+def _tokens(model: str, input_per_1m: str, output_per_1m: str) -> list[PriceRow]:
+    return [
+        _row(
+            "llm",
+            "openai",
+            model,
+            "token",
+            Decimal(price) / _PER_1M,
+            f"OpenAI {model} {side} tokens: ${price} per 1M tokens (standard tier, list price as of 2025-01; "
+            f"{_OPENAI}).",
+            direction=direction,
+        )
+        for side, direction, price in (("input", "input", input_per_1m), ("output", "output", output_per_1m))
+    ]
+
+
+DEFAULT_PRICES: tuple[PriceRow, ...] = (
+    # --- telephony: per minute, rounding in metadata ---
+    _row(
+        "telephony",
+        "twilio",
+        None,
+        "minute",
+        Decimal("0.0140"),
+        f"Twilio US outbound voice (make calls), $0.0140/min, each call rounded up to the whole minute; list price "
+        f"as of 2025-01 ({_TWILIO}). Approximate, verify.",
+        direction="outbound",
+        country="US",
+        increment_seconds=60,
+        minimum_seconds=60,
+    ),
+    _row(
+        "telephony",
+        "twilio",
+        None,
+        "minute",
+        Decimal("0.0085"),
+        f"Twilio US inbound voice to a local number (receive calls), $0.0085/min, rounded up to the whole minute; "
+        f"list price as of 2025-01 ({_TWILIO}). Approximate, verify.",
+        direction="inbound",
+        country="US",
+        increment_seconds=60,
+        minimum_seconds=60,
+    ),
+    _row(
+        "telephony",
+        "vonage",
+        None,
+        "minute",
+        Decimal("0.0139"),
+        f"Vonage Voice API US outbound, ~$0.0139/min billed in 6-second increments (6 s minimum). Approximate, "
+        f"verify: rate and increment not confirmed against {_VONAGE} (prices load per country).",
+        direction="outbound",
+        country="US",
+        increment_seconds=6,
+        minimum_seconds=6,
+    ),
+    _row(
+        "telephony",
+        "vonage",
+        None,
+        "minute",
+        Decimal("0.0064"),
+        f"Vonage Voice API US inbound, ~$0.0064/min billed in 6-second increments (6 s minimum). Approximate, "
+        f"verify: rate and increment not confirmed against {_VONAGE} (prices load per country).",
+        direction="inbound",
+        country="US",
+        increment_seconds=6,
+        minimum_seconds=6,
+    ),
+    _row(
+        "telephony",
+        "simulator",
+        "*",
+        "minute",
+        Decimal(0),
+        "Built-in call simulator (tests, demos): free, any direction and country.",
+        increment_seconds=1,
+        minimum_seconds=0,
+    ),
+    # --- speech to text: per audio minute, exact ---
+    _row(
+        "stt",
+        "deepgram",
+        "nova-3",
+        "minute",
+        Decimal("0.0077"),
+        f"Deepgram Nova-3 (monolingual) streaming, $0.0077 per audio minute, pay as you go, as of 2025-01 "
+        f"({_DEEPGRAM}). Approximate, verify.",
+    ),
+    _row(
+        "stt",
+        "deepgram",
+        "nova-2",
+        "minute",
+        Decimal("0.0058"),
+        f"Deepgram Nova-2 streaming, $0.0058 per audio minute, pay as you go, as of 2025-01 ({_DEEPGRAM}). "
+        "Approximate, verify.",
+    ),
+    # --- text to speech ---
+    _row(
+        "tts",
+        "deepgram",
+        "aura-2*",
+        "character",
+        Decimal("0.030") / _PER_1K,
+        f"Deepgram Aura-2 TTS, $0.030 per 1,000 characters, pay as you go, as of 2025 ({_DEEPGRAM}). Model is a "
+        "pattern: Deepgram model names carry the voice (aura-2-thalia-en). Approximate, verify.",
+    ),
+    _row(
+        "tts",
+        "deepgram",
+        "aura*",
+        "character",
+        Decimal("0.015") / _PER_1K,
+        f"Deepgram Aura (v1) TTS, $0.015 per 1,000 characters, pay as you go, as of 2025-01 ({_DEEPGRAM}). "
+        "Pattern matches aura-<voice>-<lang>; aura-2* is more specific. Approximate, verify.",
+    ),
+    _row(
+        "tts",
+        "openai",
+        "tts-1",
+        "character",
+        Decimal("15.00") / _PER_1M,
+        f"OpenAI tts-1, $15.00 per 1M characters, as of 2025-01 ({_OPENAI}).",
+    ),
+    _row(
+        "tts",
+        "openai",
+        "gpt-4o-mini-tts",
+        "minute",
+        Decimal("0.015"),
+        f"OpenAI gpt-4o-mini-tts is billed by tokens ($0.60/1M text input, $12.00/1M audio output); OpenAI "
+        f"publishes the equivalent as ~$0.015 per minute of generated audio, used here per audio minute since the "
+        f"speech endpoint reports no token usage for raw PCM ({_OPENAI}, as of 2025-03). Estimate, verify.",
+        basis="openai_published_estimate",
+        text_input_per_1m_tokens="0.60",
+        audio_output_per_1m_tokens="12.00",
+    ),
+    _row(
+        "tts",
+        "elevenlabs",
+        "eleven_flash_v2_5",
+        "character",
+        Decimal("0.05") / _PER_1K,
+        f"ElevenLabs Flash v2.5 via API, $0.05 per 1,000 characters (API list price, 2025; {_ELEVEN}). "
+        "Approximate, verify (plan-dependent).",
+    ),
+    _row(
+        "tts",
+        "elevenlabs",
+        "eleven_turbo_v2_5",
+        "character",
+        Decimal("0.05") / _PER_1K,
+        f"ElevenLabs Turbo v2.5 via API, $0.05 per 1,000 characters (API list price, 2025; {_ELEVEN}). "
+        "Approximate, verify (plan-dependent).",
+    ),
+    _row(
+        "tts",
+        "elevenlabs",
+        "eleven_multilingual_v2",
+        "character",
+        Decimal("0.10") / _PER_1K,
+        f"ElevenLabs Multilingual v2 via API, $0.10 per 1,000 characters (API list price, 2025; {_ELEVEN}). "
+        "Approximate, verify (plan-dependent).",
+    ),
+    _row(
+        "tts",
+        "cartesia",
+        "sonic*",
+        "character",
+        Decimal("0.030") / _PER_1K,
+        f"Cartesia Sonic (1 credit per character; ~$0.030 per 1,000 characters at the Scale plan's credit price, "
+        f"2025; {_CARTESIA}). Cartesia sells credit plans, not a per-character list price: approximate, verify.",
+    ),
+    # --- LLM: input and output tokens as two rows ---
+    *_tokens("gpt-4o-mini", "0.15", "0.60"),
+    *_tokens("gpt-4.1-mini", "0.40", "1.60"),
+    *_tokens("gpt-4o", "2.50", "10.00"),
+    *_tokens("gpt-4.1", "2.00", "8.00"),
+)
+
+
+def _sql_literal(value: str | None) -> str:
+    if value is None:
+        return "NULL"
+    return "'" + value.replace("'", "''") + "'"
+
+
+def render_sql() -> str:
+    """The migration file's exact contents."""
+    lines = [
+        "-- Default GLOBAL price catalog (tenant_id NULL). GENERATED from analysis/catalog_default.py:",
+        "--   .venv/bin/python -m analysis.catalog_default > sql/0030_default_pricing.sql",
+        "-- Do not edit by hand; tests/unit/test_pricing.py checks the two match.",
+        "-- unit_price needs numeric(24,12): per-token prices such as 0.00000015 do not fit numeric(18,6).",
+        "INSERT INTO billing_pricing_catalog",
+        "    (id, tenant_id, category, provider, model, unit, unit_price, description, effective_from, effective_to,",
+        "     is_active, metadata)",
+        "VALUES",
+    ]
+    values = []
+    for r in DEFAULT_PRICES:
+        metadata = json.dumps(r.metadata, sort_keys=True, separators=(", ", ": "))
+        values.append(
+            f"    ({_sql_literal(r.id)}, NULL, {_sql_literal(r.category)}, {_sql_literal(r.provider)}, "
+            f"{_sql_literal(r.model)}, {_sql_literal(r.unit)}, {format(r.unit_price, 'f')}, "
+            f"{_sql_literal(r.description)}, {_sql_literal(r.effective_from.isoformat())}, NULL, TRUE, "
+            f"{_sql_literal(metadata)}::jsonb)"
+        )
+    return "\n".join(lines) + "\n" + ",\n".join(values) + ";\n"
+
+
+if __name__ == "__main__":
+    print(render_sql(), end="")

@@ -1,0 +1,68 @@
+"""Provider-neutral LLM contract: a streamed chat turn as events, plus strict-JSON completions.
+
+`stream_chat` yields `TextDelta`s as tokens arrive, one `ToolCallEvent` per complete (assembled) tool
+call, a `UsageEvent` when the provider reports token counts, and `LlmDone` last. A stream the caller
+cancels never reports usage: estimate it then (see `providers.llm.openai.estimate_tokens`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+from msgspec import Struct
+
+
+class TextDelta(Struct, frozen=True):
+    text: str
+
+
+class ToolCallEvent(Struct, frozen=True):
+    id: str
+    name: str
+    arguments: str  # the complete JSON arguments string, as the model wrote it
+
+
+class UsageEvent(Struct, frozen=True):
+    prompt_tokens: int
+    completion_tokens: int
+    model: str
+
+
+class LlmDone(Struct, frozen=True):
+    finish_reason: str | None
+
+
+LlmEvent = TextDelta | ToolCallEvent | UsageEvent | LlmDone
+
+
+class LlmError(Exception):
+    """The LLM call failed; `retryable` says whether trying again may help (timeouts, 429, 5xx)."""
+
+    def __init__(self, message: str, *, retryable: bool, status: int | None = None) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.status = status
+
+
+class LlmProvider(Protocol):
+    name: str
+    model: str
+
+    def stream_chat(
+        self,
+        messages: list[dict],
+        *,
+        tools: list[dict] | None = None,
+        model: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+    ) -> AsyncIterator[LlmEvent]: ...
+
+    async def complete_json(
+        self, messages: list[dict], *, schema: dict, schema_name: str, model: str | None = None
+    ) -> tuple[str, UsageEvent | None]:
+        """A strict json_schema completion; returns the raw JSON content and the usage."""
+        ...
+
+    async def aclose(self) -> None: ...

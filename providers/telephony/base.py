@@ -1,0 +1,273 @@
+"""The provider-neutral telephony contract: media events, codecs, call statuses and the provider Protocol.
+
+Each provider module (twilio, vonage, simulator) turns its wire formats into these types and back;
+the service (webhook handlers, media transport, dispatcher) only ever sees these. Nothing here
+touches the database or the web framework.
+
+Frames: a codec's `decode` takes a WebSocket text frame as `str` and a binary frame as `bytes`; the
+`encode_*` methods return `str` for a text frame and `bytes` for a binary frame, and the transport
+sends each as that kind of frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Literal, Protocol, runtime_checkable
+from urllib.parse import parse_qs, urlsplit
+
+import msgspec
+
+__all__ = [
+    "STATUS_RANK",
+    "TERMINAL_STATUSES",
+    "CallStatus",
+    "MediaAudio",
+    "MediaCleared",
+    "MediaCodec",
+    "MediaDtmf",
+    "MediaEvent",
+    "MediaFormat",
+    "MediaIgnored",
+    "MediaMark",
+    "MediaStarted",
+    "MediaStopped",
+    "PlaceCallRequest",
+    "PlaceCallResult",
+    "ProtocolError",
+    "ProviderError",
+    "ProviderErrorCode",
+    "StatusEvent",
+    "TelephonyProvider",
+    "WebhookRequest",
+    "is_status_advance",
+    "query_param",
+]
+
+
+class MediaFormat(msgspec.Struct, frozen=True):
+    """Audio on the call's media socket, both directions."""
+
+    encoding: Literal["mulaw", "l16"]  # l16 = signed 16-bit little-endian PCM
+    sample_rate: int
+    channels: int = 1
+
+
+# --- inbound media events (decoded from the provider socket) ---
+
+
+class MediaStarted(msgspec.Struct, frozen=True):
+    call_id: str | None  # our call id, from the per-call parameters/headers we put in the answer
+    token: str | None  # the one-time media token we put next to it
+    stream_id: str | None
+    provider_call_id: str | None
+    format: MediaFormat
+    custom: dict[str, str]  # every per-call parameter/header, call_id and token included
+
+
+class MediaAudio(msgspec.Struct, frozen=True):
+    payload: bytes  # raw audio in the call's wire format (μ-law or PCM16LE), no header
+
+
+class MediaDtmf(msgspec.Struct, frozen=True):
+    digit: str
+
+
+class MediaMark(msgspec.Struct, frozen=True):
+    name: str  # Twilio mark echo / Vonage notify echo: audio sent before it has played
+
+
+class MediaCleared(msgspec.Struct, frozen=True):
+    pass  # Vonage websocket:cleared
+
+
+class MediaStopped(msgspec.Struct, frozen=True):
+    pass
+
+
+class MediaIgnored(msgspec.Struct, frozen=True):
+    reason: str  # e.g. Twilio "connected", an event type we do not use
+
+
+MediaEvent = MediaStarted | MediaAudio | MediaDtmf | MediaMark | MediaCleared | MediaStopped | MediaIgnored
+
+
+class ProtocolError(Exception):
+    """A provider sent something that does not follow its protocol (malformed frame or webhook)."""
+
+
+class MediaCodec(Protocol):
+    """One call's media-socket wire format; stateful (remembers the stream id / format after start)."""
+
+    format: MediaFormat | None  # known after the start event
+
+    def decode(self, message: str | bytes) -> MediaEvent:
+        """Decode one frame (text as str, binary as bytes). Raises ProtocolError on malformed input."""
+        ...
+
+    def encode_audio(self, frame: bytes) -> str | bytes:
+        """One 20 ms frame in the call's wire format, ready to send (str = text frame, bytes = binary)."""
+        ...
+
+    def encode_mark(self, name: str) -> str:
+        """A marker the provider echoes (as MediaMark) once all audio sent before it has played."""
+        ...
+
+    def encode_clear(self) -> str:
+        """Drop the audio queued at the provider (barge-in)."""
+        ...
+
+
+# --- call status ---
+
+
+class CallStatus(StrEnum):
+    """The seeds' call statuses; providers' statuses map onto these."""
+
+    PENDING = "pending"
+    RINGING = "ringing"
+    ONGOING = "ongoing"
+    ENDED = "ended"
+    DECLINED = "declined"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+
+TERMINAL_STATUSES: frozenset[CallStatus] = frozenset(
+    {CallStatus.ENDED, CallStatus.DECLINED, CallStatus.CANCELLED, CallStatus.FAILED}
+)
+
+# Webhooks arrive out of order and more than once: a status only ever moves to a higher rank.
+# All terminal statuses share the top rank, so one terminal status never replaces another.
+STATUS_RANK: Mapping[CallStatus, int] = {
+    CallStatus.PENDING: 0,
+    CallStatus.RINGING: 1,
+    CallStatus.ONGOING: 2,
+    CallStatus.ENDED: 3,
+    CallStatus.DECLINED: 3,
+    CallStatus.CANCELLED: 3,
+    CallStatus.FAILED: 3,
+}
+
+
+def is_status_advance(current: CallStatus, new: CallStatus) -> bool:
+    """True when `new` may replace `current` (strictly higher rank)."""
+    return STATUS_RANK[new] > STATUS_RANK[current]
+
+
+class StatusEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """One provider status webhook, mapped onto our statuses."""
+
+    provider: str
+    provider_call_id: str
+    status: CallStatus
+    raw_status: str  # the provider's own status word ("no-answer", "timeout", "amd" for AMD-only results)
+    sequence: int | None  # Twilio SequenceNumber; None where the provider has none (order by occurred_at)
+    occurred_at: datetime | None
+    duration_seconds: int | None
+    answered_by: str | None  # AMD result: human, machine_start, machine, …
+    end_reason: str | None  # busy, no_answer, rejected, … (goes to metadata.end_reason)
+    price: Decimal | None
+    price_currency: str | None
+    is_final: bool  # status is terminal
+    sip_response_code: int | None = None
+    call_id: str | None = None  # our call id, when the status URL carried ?call_id=…
+
+
+# --- placing calls ---
+
+
+class PlaceCallRequest(msgspec.Struct, frozen=True, kw_only=True):
+    call_id: str
+    to: str  # E.164
+    from_: str  # E.164
+    answer_url: str  # Vonage answer URL (unused by Twilio, which gets the TwiML inline)
+    status_url: str  # status/event webhook; add ?call_id=… to have it echoed in StatusEvent.call_id
+    media_url: str  # wss://…, no query string
+    token: str  # one-time media token, checked when the media socket starts
+    machine_detection: bool = True
+    timeout_seconds: int = 30  # ring time before giving up
+    time_limit_seconds: int | None = None  # maximum call length once answered
+
+
+class PlaceCallResult(msgspec.Struct, frozen=True):
+    provider_call_id: str
+
+
+ProviderErrorCode = Literal["invalid_number", "auth", "rate_limited", "unavailable", "rejected", "unknown"]
+
+
+class ProviderError(Exception):
+    """A provider REST call failed. `retryable` says whether trying again later may succeed."""
+
+    def __init__(
+        self, code: ProviderErrorCode, message: str, *, status: int | None = None, retryable: bool = False
+    ) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code: ProviderErrorCode = code
+        self.message = message
+        self.status = status
+        self.retryable = retryable
+
+
+# --- webhooks ---
+
+
+class WebhookRequest(msgspec.Struct, frozen=True):
+    """An incoming provider webhook as the provider sent it."""
+
+    url: str  # the public URL the provider called, query string included (from PUBLIC_BASE_URL)
+    method: str
+    headers: Mapping[str, str]  # lower-case keys
+    body: bytes  # raw body, exactly as received (signatures cover it)
+    form: Mapping[str, str]  # parsed form body (POST) or query params (GET)
+
+
+def query_param(url: str, name: str) -> str | None:
+    """First value of a query parameter of `url`, or None."""
+    values = parse_qs(urlsplit(url).query).get(name)
+    return values[0] if values else None
+
+
+@runtime_checkable
+class TelephonyProvider(Protocol):
+    name: str
+
+    async def place_call(self, req: PlaceCallRequest) -> PlaceCallResult:
+        """Start an outbound call. Raises ProviderError."""
+        ...
+
+    async def hangup(self, provider_call_id: str) -> None:
+        """End a call. Idempotent: a call that has already ended is success. Raises ProviderError."""
+        ...
+
+    def verify_webhook(self, req: WebhookRequest) -> bool:
+        """Check the provider's signature; call before reading anything else from the request."""
+        ...
+
+    def webhook_jti(self, req: WebhookRequest) -> str | None:
+        """A one-time id of this webhook delivery for replay protection (the caller records it and
+        rejects a repeat), or None when the provider signs no such id. Call after verify_webhook."""
+        ...
+
+    def parse_status(self, req: WebhookRequest) -> StatusEvent | None:
+        """Map a status webhook; None for events we ignore. Raises ProtocolError on malformed input."""
+        ...
+
+    def answer_stream(self, media_url: str, call_id: str, token: str) -> tuple[str, bytes]:
+        """(content_type, body) answering a call by connecting it to our media WebSocket."""
+        ...
+
+    def answer_reject(self, message: str) -> tuple[str, bytes]:
+        """(content_type, body) that speaks `message` politely and hangs up."""
+        ...
+
+    def new_codec(self) -> MediaCodec:
+        """A fresh codec for one call's media socket."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release HTTP clients; the provider is not used afterwards."""
+        ...

@@ -1,0 +1,470 @@
+"""Twilio: Media Streams wire format, status callbacks, signature checks and the REST calls we make.
+
+Media Streams frames are JSON text in both directions (PROTOCOLS.md); audio is μ-law 8 kHz,
+base64 in the JSON. Only `media`, `mark` and `clear` may be sent to Twilio (anything else is error
+31924). The REST calls go through the official SDK with its aiohttp-based async client; the SDK has
+no base-URL option, so `RebasedTwilioHttpClient` rewrites https://api.twilio.com to TWILIO_BASE_URL
+(tests and a local simulator).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+from xml.sax.saxutils import escape, quoteattr
+
+import aiohttp
+import msgspec
+from twilio.base.exceptions import TwilioRestException, TwilioServiceException
+from twilio.http import AsyncHttpClient
+from twilio.http.async_http_client import AsyncTwilioHttpClient
+from twilio.http.response import Response
+from twilio.request_validator import RequestValidator
+from twilio.rest import Client
+
+from providers.telephony.base import (
+    TERMINAL_STATUSES,
+    CallStatus,
+    MediaAudio,
+    MediaDtmf,
+    MediaEvent,
+    MediaFormat,
+    MediaIgnored,
+    MediaMark,
+    MediaStarted,
+    MediaStopped,
+    PlaceCallRequest,
+    PlaceCallResult,
+    ProtocolError,
+    ProviderError,
+    StatusEvent,
+    WebhookRequest,
+    query_param,
+)
+
+__all__ = ["TWILIO_API_BASE", "RebasedTwilioHttpClient", "TwilioCodec", "TwilioProvider"]
+
+TWILIO_API_BASE = "https://api.twilio.com"
+TWILIO_FORMAT = MediaFormat(encoding="mulaw", sample_rate=8000, channels=1)
+DEFAULT_HTTP_TIMEOUT = 10.0
+
+
+# --- Media Streams: inbound frames (sequenceNumber, chunk and timestamp are strings on the wire) ---
+
+
+class _MediaFormatBody(msgspec.Struct):
+    encoding: str
+    sampleRate: int
+    channels: int = 1
+
+
+class _StartBody(msgspec.Struct):
+    streamSid: str
+    callSid: str
+    accountSid: str | None = None
+    tracks: list[str] = []
+    customParameters: dict[str, str] = {}
+    mediaFormat: _MediaFormatBody | None = None
+
+
+class _MediaBody(msgspec.Struct):
+    payload: bytes  # msgspec decodes base64 in C: faster than str + binascii.a2b_base64
+    track: str | None = None
+    chunk: str | None = None
+    timestamp: str | None = None
+
+
+class _DtmfBody(msgspec.Struct):
+    digit: str
+    track: str | None = None
+
+
+class _MarkBody(msgspec.Struct):
+    name: str
+
+
+class _Connected(msgspec.Struct, tag="connected", tag_field="event"):
+    protocol: str | None = None
+    version: str | None = None
+
+
+class _Start(msgspec.Struct, tag="start", tag_field="event"):
+    start: _StartBody
+    streamSid: str | None = None
+    sequenceNumber: str | None = None
+
+
+class _Media(msgspec.Struct, tag="media", tag_field="event"):
+    media: _MediaBody
+    streamSid: str | None = None
+    sequenceNumber: str | None = None
+
+
+class _Dtmf(msgspec.Struct, tag="dtmf", tag_field="event"):
+    dtmf: _DtmfBody
+    streamSid: str | None = None
+    sequenceNumber: str | None = None
+
+
+class _Mark(msgspec.Struct, tag="mark", tag_field="event"):
+    mark: _MarkBody
+    streamSid: str | None = None
+    sequenceNumber: str | None = None
+
+
+class _Stop(msgspec.Struct, tag="stop", tag_field="event"):
+    streamSid: str | None = None
+    sequenceNumber: str | None = None
+
+
+class _AnyEvent(msgspec.Struct):
+    event: str
+
+
+_Inbound = _Connected | _Start | _Media | _Dtmf | _Mark | _Stop
+_DECODER = msgspec.json.Decoder(_Inbound)
+_ANY_DECODER = msgspec.json.Decoder(_AnyEvent)
+
+
+# --- Media Streams: outbound frames ---
+
+
+class _OutMediaBody(msgspec.Struct):
+    payload: bytes  # encoded as base64 by msgspec
+
+
+class _OutMedia(msgspec.Struct, tag="media", tag_field="event"):
+    streamSid: str
+    media: _OutMediaBody
+
+
+class _OutMark(msgspec.Struct, tag="mark", tag_field="event"):
+    streamSid: str
+    mark: _MarkBody
+
+
+class _OutClear(msgspec.Struct, tag="clear", tag_field="event"):
+    streamSid: str
+
+
+_ENCODER = msgspec.json.Encoder()
+
+_MULAW = "audio/x-mulaw"  # the only encoding Media Streams uses
+
+
+class TwilioCodec:
+    """One Media Streams socket. Remembers the streamSid from `start`: every frame we send carries it."""
+
+    def __init__(self) -> None:
+        self.format: MediaFormat | None = None
+        self.stream_sid: str | None = None
+
+    def decode(self, message: str | bytes) -> MediaEvent:
+        try:
+            msg = _DECODER.decode(message)
+        except msgspec.ValidationError as exc:
+            try:
+                event = _ANY_DECODER.decode(message).event
+            except msgspec.DecodeError:
+                raise ProtocolError(f"malformed Twilio media frame: {exc}") from exc
+            if event in ("connected", "start", "media", "dtmf", "mark", "stop"):
+                raise ProtocolError(f"malformed Twilio {event!r} frame: {exc}") from exc
+            return MediaIgnored(reason=f"unknown event {event!r}")
+        except msgspec.DecodeError as exc:
+            raise ProtocolError(f"Twilio media frame is not JSON: {exc}") from exc
+
+        match msg:
+            case _Media(media=media):
+                return MediaAudio(payload=media.payload)
+            case _Start(start=start):
+                return self._started(start)
+            case _Mark(mark=mark):
+                return MediaMark(name=mark.name)
+            case _Dtmf(dtmf=dtmf):
+                return MediaDtmf(digit=dtmf.digit)
+            case _Stop():
+                return MediaStopped()
+            case _Connected():
+                return MediaIgnored(reason="connected")
+        raise AssertionError(f"unhandled Twilio frame {msg!r}")
+
+    def _started(self, start: _StartBody) -> MediaStarted:
+        fmt = TWILIO_FORMAT
+        if start.mediaFormat is not None:
+            if start.mediaFormat.encoding != _MULAW:
+                raise ProtocolError(f"unsupported Twilio media encoding {start.mediaFormat.encoding!r}")
+            fmt = MediaFormat(
+                encoding="mulaw",
+                sample_rate=start.mediaFormat.sampleRate,
+                channels=start.mediaFormat.channels,
+            )
+        self.format = fmt
+        self.stream_sid = start.streamSid
+        custom = start.customParameters
+        return MediaStarted(
+            call_id=custom.get("call_id"),
+            token=custom.get("token"),
+            stream_id=start.streamSid,
+            provider_call_id=start.callSid,
+            format=fmt,
+            custom=dict(custom),
+        )
+
+    def _sid(self) -> str:
+        if self.stream_sid is None:
+            raise ProtocolError("cannot send to a Twilio media stream before its start event")
+        return self.stream_sid
+
+    def encode_audio(self, frame: bytes) -> str:
+        return _ENCODER.encode(_OutMedia(streamSid=self._sid(), media=_OutMediaBody(payload=frame))).decode()
+
+    def encode_mark(self, name: str) -> str:
+        return _ENCODER.encode(_OutMark(streamSid=self._sid(), mark=_MarkBody(name=name))).decode()
+
+    def encode_clear(self) -> str:
+        return _ENCODER.encode(_OutClear(streamSid=self._sid())).decode()
+
+
+# --- status callbacks ---
+
+# Twilio CallStatus → (our status, end_reason)
+_STATUS_MAP: dict[str, tuple[CallStatus, str | None]] = {
+    "queued": (CallStatus.PENDING, None),
+    "initiated": (CallStatus.PENDING, None),
+    "ringing": (CallStatus.RINGING, None),
+    "in-progress": (CallStatus.ONGOING, None),
+    "answered": (CallStatus.ONGOING, None),
+    "completed": (CallStatus.ENDED, None),
+    "busy": (CallStatus.DECLINED, "busy"),
+    "no-answer": (CallStatus.DECLINED, "no_answer"),
+    "canceled": (CallStatus.CANCELLED, "canceled"),
+    "failed": (CallStatus.FAILED, "failed"),
+}
+
+
+def _int_or_none(value: str | None, field: str) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise ProtocolError(f"Twilio {field} is not an integer: {value!r}") from exc
+
+
+def _rfc2822(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return parsedate_to_datetime(value)
+    except (TypeError, ValueError) as exc:
+        raise ProtocolError(f"Twilio Timestamp is not RFC 2822: {value!r}") from exc
+
+
+# --- REST ---
+
+_INVALID_NUMBER_CODES = {21211, 21214, 21217, 13224}
+_AUTH_CODES = {20003}
+_RATE_CODES = {20429}
+_ALREADY_ENDED_CODES = {20404, 21220}  # not found / "call is not in-progress"
+
+
+class RebasedTwilioHttpClient(AsyncTwilioHttpClient):
+    """The SDK's aiohttp client, pointed at another base URL, with a default timeout.
+
+    The SDK builds absolute https://api.twilio.com URLs and offers no base-URL setting. Its async
+    client also passes `timeout=None` to aiohttp per request, which disables aiohttp's timeout
+    entirely (this subclass applies its own default instead), and sends Basic auth through
+    aiohttp.BasicAuth, deprecated since aiohttp 3.14 (this subclass sets the header itself).
+    Must be created inside a running loop (aiohttp's ClientSession requires one).
+    """
+
+    def __init__(self, base_url: str | None = None, timeout: float = DEFAULT_HTTP_TIMEOUT) -> None:
+        super().__init__(timeout=timeout)
+        self.base_url = base_url.rstrip("/") if base_url else None
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        params: dict[str, object] | None = None,
+        data: dict[str, object] | None = None,
+        headers: dict[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - the SDK's HttpClient signature
+        allow_redirects: bool = False,
+    ) -> Response:
+        if self.base_url and url.startswith(TWILIO_API_BASE):
+            url = self.base_url + url[len(TWILIO_API_BASE) :]
+        if auth is not None:
+            # The SDK would wrap these in aiohttp.BasicAuth, deprecated (warns) since aiohttp 3.14.
+            credentials = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+            headers = {**(headers or {}), "Authorization": f"Basic {credentials}"}
+        return await super().request(
+            method,
+            url,
+            params=params,
+            data=data,
+            headers=headers,
+            auth=None,
+            timeout=timeout if timeout is not None else self.timeout,
+            allow_redirects=allow_redirects,
+        )
+
+
+def _map_rest_error(exc: TwilioRestException | TwilioServiceException) -> ProviderError:
+    status = exc.status
+    code = exc.code
+    message = exc.msg if isinstance(exc, TwilioRestException) else (exc.detail or exc.title)
+    if code in _INVALID_NUMBER_CODES:
+        return ProviderError("invalid_number", message, status=status)
+    if code in _AUTH_CODES or status in (401, 403):
+        return ProviderError("auth", message, status=status)
+    if code in _RATE_CODES or status == 429:
+        return ProviderError("rate_limited", message, status=status, retryable=True)
+    if status >= 500:
+        return ProviderError("unavailable", message, status=status, retryable=True)
+    if 400 <= status < 500:
+        return ProviderError("rejected", message, status=status)
+    return ProviderError("unknown", message, status=status)
+
+
+def _twiml_stream(media_url: str, call_id: str, token: str) -> str:
+    return (
+        "<Response><Connect>"
+        f"<Stream url={quoteattr(media_url)}>"
+        f'<Parameter name="call_id" value={quoteattr(call_id)}/>'
+        f'<Parameter name="token" value={quoteattr(token)}/>'
+        "</Stream></Connect></Response>"
+    )
+
+
+class TwilioProvider:
+    """Twilio Programmable Voice: outbound calls, hang-up, status callbacks, Media Streams."""
+
+    name = "twilio"
+
+    def __init__(
+        self,
+        account_sid: str,
+        auth_token: str,
+        base_url: str | None = None,
+        http_client_factory: Callable[[], AsyncHttpClient] | None = None,
+    ) -> None:
+        self.account_sid = account_sid
+        self._auth_token = auth_token
+        self._validator = RequestValidator(auth_token)
+        self._http_client_factory = http_client_factory or (lambda: RebasedTwilioHttpClient(base_url))
+        self._http_client: AsyncHttpClient | None = None
+        self._client: Client | None = None
+
+    def _rest(self) -> Client:
+        # Created on first use: aiohttp sessions need a running event loop.
+        if self._client is None:
+            self._http_client = self._http_client_factory()
+            self._client = Client(self.account_sid, self._auth_token, http_client=self._http_client)
+        return self._client
+
+    async def place_call(self, req: PlaceCallRequest) -> PlaceCallResult:
+        kwargs: dict[str, Any] = {
+            "to": req.to,
+            "from_": req.from_,
+            "twiml": _twiml_stream(req.media_url, req.call_id, req.token),
+            "status_callback": req.status_url,
+            "status_callback_method": "POST",
+            "status_callback_event": ["initiated", "ringing", "answered", "completed"],
+            "timeout": req.timeout_seconds,
+        }
+        if req.machine_detection:
+            # Async AMD: the call connects to the stream at once; the result arrives as its own
+            # callback (AnsweredBy) while the conversation is already running.
+            kwargs.update(
+                machine_detection="Enable", async_amd="true", async_amd_status_callback=req.status_url
+            )
+        if req.time_limit_seconds is not None:
+            kwargs["time_limit"] = req.time_limit_seconds
+        try:
+            call = await self._rest().calls.create_async(**kwargs)
+        except (TwilioRestException, TwilioServiceException) as exc:
+            raise _map_rest_error(exc) from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            # A timeout leaves it unknown whether Twilio placed the call; status callbacks will tell.
+            raise ProviderError("unavailable", f"Twilio unreachable: {exc!r}", retryable=True) from exc
+        if not call.sid:
+            raise ProviderError("unknown", "Twilio returned no call sid")
+        return PlaceCallResult(provider_call_id=call.sid)
+
+    async def hangup(self, provider_call_id: str) -> None:
+        # "completed" ends the call in any state ("canceled" would only reach queued/ringing calls).
+        try:
+            await self._rest().calls(provider_call_id).update_async(status="completed")
+        except (TwilioRestException, TwilioServiceException) as exc:
+            if exc.status == 404 or exc.code in _ALREADY_ENDED_CODES:
+                return
+            raise _map_rest_error(exc) from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ProviderError("unavailable", f"Twilio unreachable: {exc!r}", retryable=True) from exc
+
+    def verify_webhook(self, req: WebhookRequest) -> bool:
+        signature = req.headers.get("x-twilio-signature")
+        if not signature:
+            return False
+        # Twilio signs URL + sorted POST params; a GET is signed on its URL (query included) alone.
+        params = dict(req.form) if req.method.upper() == "POST" else {}
+        return self._validator.validate(req.url, params, signature)
+
+    def webhook_jti(self, req: WebhookRequest) -> str | None:
+        """Twilio signs no one-time id; status callbacks are deduplicated by status rank instead."""
+        return None
+
+    def parse_status(self, req: WebhookRequest) -> StatusEvent | None:
+        form = req.form
+        call_sid = form.get("CallSid")
+        if not call_sid:
+            raise ProtocolError("Twilio status callback without CallSid")
+        raw_status = form.get("CallStatus")
+        answered_by = form.get("AnsweredBy") or None
+        if raw_status:
+            mapped = _STATUS_MAP.get(raw_status)
+            if mapped is None:
+                return None  # a status Twilio added after this was written: nothing to apply
+            status, end_reason = mapped
+        elif answered_by:
+            # Async AMD result: its own callback, no CallStatus; AMD only runs on an answered call.
+            status, end_reason, raw_status = CallStatus.ONGOING, None, "amd"
+        else:
+            return None
+        return StatusEvent(
+            provider=self.name,
+            provider_call_id=call_sid,
+            status=status,
+            raw_status=raw_status,
+            sequence=_int_or_none(form.get("SequenceNumber"), "SequenceNumber"),
+            occurred_at=_rfc2822(form.get("Timestamp")),
+            duration_seconds=_int_or_none(form.get("CallDuration"), "CallDuration"),
+            answered_by=answered_by,
+            end_reason=end_reason,
+            price=None,  # not in status callbacks; Twilio prices the call later on the Call resource
+            price_currency=None,
+            is_final=status in TERMINAL_STATUSES,
+            sip_response_code=_int_or_none(form.get("SipResponseCode"), "SipResponseCode"),
+            call_id=query_param(req.url, "call_id"),
+        )
+
+    def answer_stream(self, media_url: str, call_id: str, token: str) -> tuple[str, bytes]:
+        return "text/xml", _twiml_stream(media_url, call_id, token).encode()
+
+    def answer_reject(self, message: str) -> tuple[str, bytes]:
+        return "text/xml", f"<Response><Say>{escape(message)}</Say><Hangup/></Response>".encode()
+
+    def new_codec(self) -> TwilioCodec:
+        return TwilioCodec()
+
+    async def aclose(self) -> None:
+        client, self._http_client, self._client = self._http_client, None, None
+        if client is not None:
+            close = getattr(client, "close", None)
+            if close is not None:
+                await close()

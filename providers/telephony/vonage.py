@@ -1,0 +1,503 @@
+"""Vonage Voice API: WebSocket media wire format, event webhooks, signed-webhook checks, REST calls.
+
+The media socket carries text JSON events and binary frames of PCM16LE mono, 20 ms each. The REST
+API is called with httpx and an RS256 application JWT we sign (the `vonage` SDK is synchronous);
+request bodies follow the `vonage-voice` SDK models (CreateCallRequest, Connect, WebsocketEndpoint).
+
+Signed webhooks: `verify_webhook` checks the HS256 JWT, its `payload_hash` and its `iat`; replay
+protection needs state, so the caller records `webhook_jti(req)` (e.g. in the database, for as
+long as `iat` is accepted) and rejects a jti it has already seen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import jwt
+import msgspec
+
+from providers.audio import frame_bytes
+from providers.telephony.base import (
+    TERMINAL_STATUSES,
+    CallStatus,
+    MediaAudio,
+    MediaCleared,
+    MediaDtmf,
+    MediaEvent,
+    MediaFormat,
+    MediaIgnored,
+    MediaMark,
+    MediaStarted,
+    PlaceCallRequest,
+    PlaceCallResult,
+    ProtocolError,
+    ProviderError,
+    StatusEvent,
+    WebhookRequest,
+    query_param,
+)
+
+__all__ = ["VONAGE_API_BASE", "VONAGE_CONTENT_TYPE", "VonageCodec", "VonageProvider"]
+
+VONAGE_API_BASE = "https://api.nexmo.com"
+# 16 kHz gives STT more to work with than 8 kHz; Vonage also offers 8000 and 24000.
+VONAGE_CONTENT_TYPE = "audio/l16;rate=16000"
+DEFAULT_HTTP_TIMEOUT = 10.0
+APP_JWT_TTL_SECONDS = 300
+WEBHOOK_MAX_SKEW_SECONDS = 300
+
+
+# --- media socket: inbound text events ---
+
+
+class _Connected(msgspec.Struct, tag="websocket:connected", tag_field="event"):
+    content_type: str = msgspec.field(name="content-type")
+
+
+class _Dtmf(msgspec.Struct, tag="websocket:dtmf", tag_field="event"):
+    digit: str
+    duration: int | None = None
+
+
+class _Cleared(msgspec.Struct, tag="websocket:cleared", tag_field="event"):
+    pass
+
+
+class _Notify(msgspec.Struct, tag="websocket:notify", tag_field="event"):
+    payload: dict[str, Any] = {}
+
+
+class _AnyEvent(msgspec.Struct):
+    event: str
+
+
+_Inbound = _Connected | _Dtmf | _Cleared | _Notify
+_DECODER = msgspec.json.Decoder(_Inbound)
+_ANY_DECODER = msgspec.json.Decoder(_AnyEvent)
+_DICT_DECODER = msgspec.json.Decoder(dict[str, Any])
+_KNOWN_EVENTS = {"websocket:connected", "websocket:dtmf", "websocket:cleared", "websocket:notify"}
+
+
+# --- media socket: outbound text commands ---
+
+
+class _NotifyPayload(msgspec.Struct):
+    name: str
+
+
+class _NotifyCommand(msgspec.Struct, tag="notify", tag_field="action"):
+    payload: _NotifyPayload
+
+
+class _ClearCommand(msgspec.Struct, tag="clear", tag_field="action"):
+    pass
+
+
+_ENCODER = msgspec.json.Encoder()
+_CLEAR = _ENCODER.encode(_ClearCommand()).decode()
+
+
+def parse_content_type(content_type: str) -> MediaFormat:
+    """`audio/l16;rate=16000` → MediaFormat(l16, 16000)."""
+    mime, *params = (part.strip() for part in content_type.split(";"))
+    if mime.lower() != "audio/l16":
+        raise ProtocolError(f"unsupported Vonage media content-type {content_type!r}")
+    rate = 16000
+    for param in params:
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "rate":
+            try:
+                rate = int(value)
+            except ValueError as exc:
+                raise ProtocolError(f"bad rate in Vonage content-type {content_type!r}") from exc
+    return MediaFormat(encoding="l16", sample_rate=rate, channels=1)
+
+
+class VonageCodec:
+    """One Vonage media socket: text frames are JSON events, binary frames are PCM16LE audio."""
+
+    def __init__(self) -> None:
+        self.format: MediaFormat | None = None
+        self._frame_bytes: int | None = None
+
+    def decode(self, message: str | bytes) -> MediaEvent:
+        if isinstance(message, bytes | bytearray | memoryview):
+            return MediaAudio(payload=bytes(message))
+        try:
+            msg = _DECODER.decode(message)
+        except msgspec.ValidationError as exc:
+            try:
+                event = _ANY_DECODER.decode(message).event
+            except msgspec.DecodeError:
+                raise ProtocolError(f"malformed Vonage media event: {exc}") from exc
+            if event in _KNOWN_EVENTS:
+                raise ProtocolError(f"malformed Vonage {event!r} event: {exc}") from exc
+            return MediaIgnored(reason=f"unknown event {event!r}")
+        except msgspec.DecodeError as exc:
+            raise ProtocolError(f"Vonage media text frame is not JSON: {exc}") from exc
+
+        match msg:
+            case _Connected(content_type=content_type):
+                return self._started(message, content_type)
+            case _Dtmf(digit=digit):
+                return MediaDtmf(digit=digit)
+            case _Cleared():
+                return MediaCleared()
+            case _Notify(payload=payload):
+                name = payload.get("name")
+                if not isinstance(name, str):
+                    return MediaIgnored(reason="notify without a name")
+                return MediaMark(name=name)
+        raise AssertionError(f"unhandled Vonage event {msg!r}")
+
+    def _started(self, message: str, content_type: str) -> MediaStarted:
+        fmt = parse_content_type(content_type)
+        self.format = fmt
+        self._frame_bytes = frame_bytes(fmt.encoding, fmt.sample_rate, fmt.channels)
+        # The connect endpoint's `headers` arrive flattened into this first frame.
+        fields = _DICT_DECODER.decode(message)
+        custom = {
+            key: value
+            for key, value in fields.items()
+            if key not in ("event", "content-type") and isinstance(value, str)
+        }
+        return MediaStarted(
+            call_id=custom.get("call_id"),
+            token=custom.get("token"),
+            stream_id=None,
+            provider_call_id=None,
+            format=fmt,
+            custom=custom,
+        )
+
+    def encode_audio(self, frame: bytes) -> bytes:
+        """Exactly one 20 ms binary frame; a short (last) frame is padded with PCM silence."""
+        size = self._frame_bytes
+        if size is None:
+            raise ProtocolError("cannot send audio on a Vonage socket before websocket:connected")
+        if len(frame) == size:
+            return bytes(frame)
+        if len(frame) > size:
+            raise ValueError(f"Vonage frames are {size} bytes; got {len(frame)}")
+        return bytes(frame) + bytes(size - len(frame))
+
+    def encode_mark(self, name: str) -> str:
+        # Vonage echoes the payload as websocket:notify once the audio sent before it has played.
+        return _ENCODER.encode(_NotifyCommand(payload=_NotifyPayload(name=name))).decode()
+
+    def encode_clear(self) -> str:
+        return _CLEAR
+
+
+# --- event webhooks ---
+
+
+class _Event(msgspec.Struct):
+    status: str | None = None
+    uuid: str | None = None
+    call_uuid: str | None = None  # human/machine events name the call this way
+    conversation_uuid: str | None = None
+    direction: str | None = None
+    timestamp: datetime | None = None
+    duration: str | int | None = None
+    price: Decimal | None = None
+    rate: Decimal | None = None
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    detail: str | None = None
+    sub_state: str | None = None
+
+
+_EVENT_DECODER = msgspec.json.Decoder(_Event)
+
+# Vonage status → (our status, end_reason). human/machine are AMD results, handled apart;
+# `disconnected` concerns the WebSocket leg, not the phone call, and is ignored.
+_STATUS_MAP: dict[str, tuple[CallStatus, str | None]] = {
+    "started": (CallStatus.PENDING, None),
+    "ringing": (CallStatus.RINGING, None),
+    "answered": (CallStatus.ONGOING, None),
+    "completed": (CallStatus.ENDED, None),
+    "busy": (CallStatus.DECLINED, "busy"),
+    "timeout": (CallStatus.DECLINED, "no_answer"),
+    "unanswered": (CallStatus.DECLINED, "no_answer"),
+    "rejected": (CallStatus.DECLINED, "rejected"),
+    "cancelled": (CallStatus.CANCELLED, "cancelled"),
+    "failed": (CallStatus.FAILED, "failed"),
+}
+_AMD_STATUSES = {"human", "machine"}
+
+
+def _e164_digits(number: str) -> str:
+    """Vonage wants E.164 digits without the leading '+'."""
+    return number.removeprefix("+")
+
+
+def _ncco_connect(media_url: str, call_id: str, token: str, from_: str | None = None) -> list[dict[str, Any]]:
+    connect: dict[str, Any] = {"action": "connect"}
+    if from_ is not None:
+        connect["from"] = _e164_digits(from_)
+    connect["endpoint"] = [
+        {
+            "type": "websocket",
+            "uri": media_url,
+            "content-type": VONAGE_CONTENT_TYPE,
+            "headers": {"call_id": call_id, "token": token},
+        }
+    ]
+    return [connect]
+
+
+class VonageProvider:
+    """Vonage Voice API: outbound calls, hang-up, event webhooks, WebSocket media."""
+
+    name = "vonage"
+
+    def __init__(
+        self,
+        application_id: str,
+        private_key_pem: str | bytes,
+        signature_secret: str,
+        base_url: str = VONAGE_API_BASE,
+        http_client: httpx.AsyncClient | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        max_skew_seconds: int = WEBHOOK_MAX_SKEW_SECONDS,
+        price_currency: str | None = "EUR",
+    ) -> None:
+        self.application_id = application_id
+        self._private_key = private_key_pem
+        self._signature_secret = signature_secret
+        self.base_url = base_url.rstrip("/")
+        self._owns_http = http_client is None
+        self._http = http_client or httpx.AsyncClient(timeout=DEFAULT_HTTP_TIMEOUT)
+        self._clock = clock
+        self._max_skew = max_skew_seconds
+        # Event webhooks give a price without a currency: it is the account's billing currency.
+        self._price_currency = price_currency
+
+    # --- REST ---
+
+    def _app_jwt(self) -> str:
+        now = int(self._clock())
+        claims = {
+            "application_id": self.application_id,
+            "iat": now,
+            "exp": now + APP_JWT_TTL_SECONDS,
+            "jti": str(uuid.uuid4()),
+        }
+        return jwt.encode(claims, self._private_key, algorithm="RS256")
+
+    async def _request(self, method: str, path: str, body: dict[str, Any]) -> httpx.Response:
+        try:
+            return await self._http.request(
+                method,
+                f"{self.base_url}{path}",
+                json=body,
+                headers={"Authorization": f"Bearer {self._app_jwt()}", "Accept": "application/json"},
+            )
+        except httpx.TransportError as exc:
+            raise ProviderError("unavailable", f"Vonage unreachable: {exc!r}", retryable=True) from exc
+
+    async def place_call(self, req: PlaceCallRequest) -> PlaceCallResult:
+        body: dict[str, Any] = {
+            "to": [{"type": "phone", "number": _e164_digits(req.to)}],
+            "from": {"type": "phone", "number": _e164_digits(req.from_)},
+            "ncco": _ncco_connect(req.media_url, req.call_id, req.token, from_=req.from_),
+            "event_url": [req.status_url],
+            "event_method": "POST",
+            "ringing_timer": req.timeout_seconds,
+        }
+        if req.machine_detection:
+            body["machine_detection"] = "continue"  # report human/machine, keep the call up
+        if req.time_limit_seconds is not None:
+            body["length_timer"] = req.time_limit_seconds
+        response = await self._request("POST", "/v1/calls", body)
+        if response.status_code >= 300:
+            raise _map_http_error(response)
+        try:
+            call_uuid = response.json()["uuid"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ProviderError(
+                "unknown", "Vonage returned no call uuid", status=response.status_code
+            ) from exc
+        return PlaceCallResult(provider_call_id=call_uuid)
+
+    async def hangup(self, provider_call_id: str) -> None:
+        response = await self._request("PUT", f"/v1/calls/{provider_call_id}", {"action": "hangup"})
+        if response.status_code < 300 or response.status_code in (404, 410):
+            return
+        # A call that has already ended cannot be modified: Vonage answers 4xx saying so.
+        if response.status_code in (400, 409) and _mentions_ended(response):
+            return
+        raise _map_http_error(response)
+
+    # --- webhooks ---
+
+    def _bearer(self, req: WebhookRequest) -> str | None:
+        auth = req.headers.get("authorization", "")
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return None
+        return token.strip()
+
+    def verify_webhook(self, req: WebhookRequest) -> bool:
+        """Signature (HS256, signature secret), payload_hash of a non-empty body, iat within the skew.
+
+        Replay (jti) is the caller's check: see `webhook_jti`.
+        """
+        token = self._bearer(req)
+        if token is None:
+            return False
+        try:
+            # Time claims are checked below against the injectable clock, not pyjwt's.
+            claims = jwt.decode(
+                token,
+                self._signature_secret,
+                algorithms=["HS256"],
+                options={"require": ["iat"], "verify_exp": False, "verify_iat": False, "verify_nbf": False},
+            )
+        except jwt.InvalidTokenError:
+            return False
+        iat = claims.get("iat")
+        if not isinstance(iat, int | float) or abs(self._clock() - iat) > self._max_skew:
+            return False
+        exp = claims.get("exp")
+        if isinstance(exp, int | float) and self._clock() > exp:
+            return False
+        app_id = claims.get("application_id")
+        if app_id is not None and app_id != self.application_id:
+            return False
+        if req.body:
+            expected = hashlib.sha256(req.body).hexdigest()
+            claimed = claims.get("payload_hash")
+            if not isinstance(claimed, str) or not hmac.compare_digest(claimed.lower(), expected):
+                return False
+        return True
+
+    def webhook_jti(self, req: WebhookRequest) -> str | None:
+        """The signed token's `jti`; call only after verify_webhook returned True."""
+        token = self._bearer(req)
+        if token is None:
+            return None
+        try:
+            claims = jwt.decode(token, options={"verify_signature": False})
+        except jwt.InvalidTokenError:
+            return None
+        jti = claims.get("jti")
+        return jti if isinstance(jti, str) and jti else None
+
+    def parse_status(self, req: WebhookRequest) -> StatusEvent | None:
+        """Map an event webhook. Each leg posts its own events under its own uuid (the WebSocket leg
+        too), so match on provider_call_id. Vonage has no sequence number: order by occurred_at."""
+        try:
+            event = _EVENT_DECODER.decode(req.body)
+        except msgspec.DecodeError as exc:
+            raise ProtocolError(f"malformed Vonage event webhook: {exc}") from exc
+        raw_status = event.status
+        call_uuid = event.uuid or event.call_uuid
+        if raw_status is None:
+            return None  # input, record, transfer … events carry no call status
+        if not call_uuid:
+            raise ProtocolError("Vonage event webhook without uuid")
+        answered_by = None
+        end_reason = None
+        if raw_status in _AMD_STATUSES:
+            status, answered_by = CallStatus.ONGOING, raw_status
+        elif raw_status in _STATUS_MAP:
+            status, end_reason = _STATUS_MAP[raw_status]
+            if status is CallStatus.FAILED and event.detail:
+                end_reason = event.detail
+        else:
+            return None
+        duration = None
+        if event.duration is not None and event.duration != "":
+            try:
+                duration = int(event.duration)
+            except ValueError as exc:
+                raise ProtocolError(f"Vonage duration is not an integer: {event.duration!r}") from exc
+        return StatusEvent(
+            provider=self.name,
+            provider_call_id=call_uuid,
+            status=status,
+            raw_status=raw_status,
+            sequence=None,
+            occurred_at=event.timestamp or event.end_time,
+            duration_seconds=duration,
+            answered_by=answered_by,
+            end_reason=end_reason,
+            price=event.price,
+            price_currency=self._price_currency if event.price is not None else None,
+            is_final=status in TERMINAL_STATUSES,
+            call_id=query_param(req.url, "call_id"),
+        )
+
+    def answer_stream(self, media_url: str, call_id: str, token: str) -> tuple[str, bytes]:
+        return "application/json", msgspec.json.encode(_ncco_connect(media_url, call_id, token))
+
+    def answer_reject(self, message: str) -> tuple[str, bytes]:
+        # A talk action and nothing after it: Vonage hangs up when the NCCO runs out.
+        return "application/json", msgspec.json.encode([{"action": "talk", "text": message}])
+
+    def new_codec(self) -> VonageCodec:
+        return VonageCodec()
+
+    async def aclose(self) -> None:
+        if self._owns_http:
+            await self._http.aclose()
+
+
+def _error_text(response: httpx.Response) -> str:
+    try:
+        data = response.json()
+    except ValueError:
+        return response.text[:500]
+    if isinstance(data, dict):
+        parts = [str(data[key]) for key in ("title", "detail", "error_title") if data.get(key)]
+        if parts:
+            return ": ".join(parts)
+    return response.text[:500]
+
+
+def _mentions_ended(response: httpx.Response) -> bool:
+    text = response.text.lower()
+    return any(word in text for word in ("completed", "already", "not found", "does not exist"))
+
+
+def _invalid_parameter_names(response: httpx.Response) -> set[str]:
+    try:
+        data = response.json()
+    except ValueError:
+        return set()
+    params = data.get("invalid_parameters") if isinstance(data, dict) else None
+    if not isinstance(params, list):
+        return set()
+    return {str(p.get("name", "")).lower() for p in params if isinstance(p, dict)}
+
+
+def _map_http_error(response: httpx.Response) -> ProviderError:
+    status = response.status_code
+    message = _error_text(response)
+    if status in (400, 422):
+        # Our own request fields are fixed; an invalid parameter is almost always the callee number,
+        # unless Vonage names another field (our caller id, for instance).
+        names = _invalid_parameter_names(response)
+        if names and not any(name.startswith("to") for name in names):
+            return ProviderError("rejected", message, status=status)
+        return ProviderError("invalid_number", message, status=status)
+    if status in (401, 403):
+        return ProviderError("auth", message, status=status)
+    if status == 429:
+        return ProviderError("rate_limited", message, status=status, retryable=True)
+    if status >= 500:
+        return ProviderError("unavailable", message, status=status, retryable=True)
+    if 400 <= status < 500:
+        return ProviderError("rejected", message, status=status)
+    return ProviderError("unknown", message, status=status)

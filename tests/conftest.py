@@ -1,0 +1,129 @@
+"""Test fixtures: one real PostgreSQL per session (embedded, or DATABASE_URL), migrated once; the app under test.
+
+With DATABASE_URL set, the tests create and finally drop their own database on that server, so a developer's
+database is never touched. Every test makes its own tenants, so tests never see each other's rows.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from voice_service.app import create_app
+from voice_service.db import EmbeddedPostgres
+from voice_service.migrations import migrate
+from voice_service.settings import Settings, load_settings
+from voice_service.tenancy.service import create_tenant
+
+
+def _swap_db(dsn: str, dbname: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path="/" + dbname))
+
+
+@pytest.fixture(scope="session")
+def pg_server_dsn() -> Iterator[str]:
+    external = os.environ.get("DATABASE_URL")
+    if external:
+        yield external
+        return
+    tmp = Path(tempfile.mkdtemp(prefix="voice-test-pg-"))
+    server = EmbeddedPostgres(tmp, cleanup_mode="delete")
+    dsn = server.start()
+    try:
+        yield dsn
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+async def pg_dsn(pg_server_dsn: str) -> AsyncIterator[str]:
+    dbname = f"voice_test_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(pg_server_dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{dbname}"')
+    finally:
+        await admin.close()
+    dsn = _swap_db(pg_server_dsn, dbname)
+    await migrate(dsn)
+    yield dsn
+    admin = await asyncpg.connect(pg_server_dsn)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture(scope="session")
+def settings(pg_dsn: str) -> Settings:
+    return load_settings(
+        env={},
+        database_url=pg_dsn,
+        log_json=False,
+        log_level="WARNING",
+        public_base_url="https://voice.example.test",
+        twilio_account_sid="AC" + "1" * 32,
+        twilio_auth_token="test-twilio-token",
+        vonage_application_id="00000000-0000-4000-8000-000000000001",
+        vonage_signature_secret="test-vonage-signature-secret",
+        deepgram_api_key="dg-test",
+        openai_api_key="sk-test",
+        run_workers=False,
+        pool_min_size=1,
+        pool_max_size=10,
+    )
+
+
+@pytest.fixture(scope="session")
+async def app(settings: Settings) -> Litestar:
+    return create_app(settings, bootstrap=False)
+
+
+@pytest.fixture(scope="session")
+async def client(app: Litestar) -> AsyncIterator[AsyncTestClient[Litestar]]:
+    async with AsyncTestClient(app=app, base_url="http://testserver.local") as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+async def admin_conn(pg_dsn: str) -> AsyncIterator[asyncpg.Connection]:
+    """The migrating user's connection (table owner: outside RLS). Only for setting up and for checks."""
+    conn = await asyncpg.connect(pg_dsn)
+    yield conn
+    await conn.close()
+
+
+@dataclass
+class Tenant:
+    id: uuid.UUID
+    key: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+
+@pytest.fixture
+async def make_tenant(admin_conn: asyncpg.Connection) -> Any:
+    async def make(name: str | None = None) -> Tenant:
+        tenant_id, key = await create_tenant(admin_conn, name or f"tenant-{uuid.uuid4().hex[:8]}")
+        return Tenant(tenant_id, key)
+
+    return make
+
+
+@pytest.fixture
+async def tenant(make_tenant: Any) -> Tenant:
+    return await make_tenant()  # type: ignore[no-any-return]

@@ -1,0 +1,79 @@
+"""Rules for agents: references stay inside the tenant, analysis_schema must be a valid JSON Schema."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from analysis.prompt import validate_json_schema
+from voice_service.agents.repository import agents
+from voice_service.agents.schemas import Agent, AgentCreate, AgentUpdate
+from voice_service.auth import Principal
+from voice_service.crud import fields_of
+from voice_service.errors import NotFound, ValidationFailed
+from voice_service.pagination import Page, check_limit, decode_cursor, page_from_rows
+from voice_service.voices.repository import voices
+
+
+def to_agent(row: asyncpg.Record) -> Agent:
+    return Agent(**dict(row))
+
+
+def _check_schema(schema: dict[str, Any] | None) -> None:
+    if schema is None:
+        return
+    problems = validate_json_schema(schema)
+    if problems:
+        raise ValidationFailed(f"not a valid JSON Schema: {problems[0]}", field="analysis_schema",
+                               errors=[{"field": "analysis_schema", "message": p} for p in problems])
+
+
+async def _check_voice(conn: asyncpg.Connection, principal: Principal, voice_id: Any) -> None:
+    if voice_id is not None and not await voices.exists(conn, principal.tenant_id, voice_id):
+        raise ValidationFailed("no voice with this id in your tenant", field="voice_id")
+
+
+async def create(conn: asyncpg.Connection, principal: Principal, data: AgentCreate) -> Agent:
+    _check_schema(data.analysis_schema)
+    await _check_voice(conn, principal, data.voice_id)
+    return to_agent(await agents.insert(conn, principal.tenant_id, fields_of(data, not_null=("name", "language", "config", "metadata"))))
+
+
+MAX_BIGINT = 2**63 - 1
+
+
+def _check_id(agent_id: int) -> None:
+    if not 0 < agent_id <= MAX_BIGINT:
+        raise NotFound("agent not found")
+
+
+async def get(conn: asyncpg.Connection, principal: Principal, agent_id: int) -> Agent:
+    _check_id(agent_id)
+    row = await agents.get(conn, principal.tenant_id, agent_id)
+    if row is None:
+        raise NotFound("agent not found")
+    return to_agent(row)
+
+
+async def update(conn: asyncpg.Connection, principal: Principal, agent_id: int, data: AgentUpdate) -> Agent:
+    _check_id(agent_id)
+    fields = fields_of(data, not_null=("name", "language", "config", "metadata"))
+    _check_schema(fields.get("analysis_schema"))
+    await _check_voice(conn, principal, fields.get("voice_id"))
+    row = await agents.update(conn, principal.tenant_id, agent_id, fields)
+    if row is None:
+        raise NotFound("agent not found")
+    return to_agent(row)
+
+
+async def delete(conn: asyncpg.Connection, principal: Principal, agent_id: int) -> None:
+    _check_id(agent_id)
+    if not await agents.soft_delete(conn, principal.tenant_id, agent_id):
+        raise NotFound("agent not found")
+
+
+async def list_(conn: asyncpg.Connection, principal: Principal, limit: int, cursor: str | None) -> Page[Agent]:
+    rows = await agents.page(conn, principal.tenant_id, limit=check_limit(limit),
+                             after=decode_cursor(cursor) if cursor else None)
+    return page_from_rows(rows, limit, to_agent)

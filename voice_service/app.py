@@ -1,0 +1,125 @@
+"""create_app(): the Litestar application, its lifespan (database, pool, clients, workers) and routes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import httpx
+from litestar import Litestar, Request, Response, get
+from litestar.datastructures import State
+from litestar.middleware import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import RapidocRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from voice_service import bootstrap as bootstrap_mod
+from voice_service.agents.routes import route_handlers as agent_routes
+from voice_service.auth import AuthMiddleware, KeyCache
+from voice_service.batches.routes import route_handlers as batch_routes
+from voice_service.billing.routes import route_handlers as billing_routes
+from voice_service.calls.routes import route_handlers as call_routes
+from voice_service.db import create_pool, resolve_database_url
+from voice_service.deps import dependencies
+from voice_service.errors import ServiceUnavailable, exception_handlers
+from voice_service.events.routes import route_handlers as event_routes
+from voice_service.leads.routes import route_handlers as lead_routes
+from voice_service.migrations import migrate
+from voice_service.numbers.routes import route_handlers as number_routes
+from voice_service.observability import Metrics, RequestContextMiddleware, configure_logging
+from voice_service.settings import Settings, load_settings
+from voice_service.telephony.routes import route_handlers as telephony_routes
+from voice_service.tenancy.routes import route_handlers as tenancy_routes
+from voice_service.voices.routes import route_handlers as voice_routes
+
+log = logging.getLogger(__name__)
+
+# Paths served without an API key: health, docs, metrics, and provider webhooks (verified by signature).
+PUBLIC_PATHS = ["^/health", "^/schema", "^/metrics", "^/v1/telephony/"]
+
+# Long-running parts the lifespan starts after the pool and stops before it: (name, factory(app) -> async CM).
+BackgroundFactory = Callable[[Litestar], Any]
+background_services: list[tuple[str, BackgroundFactory]] = []
+
+
+@get("/health", operation_id="health", summary="Liveness and database check", tags=["ops"], include_in_schema=True)
+async def health(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    pool = request.app.state.pool
+    try:
+        await pool.fetchval("SELECT 1")
+    except Exception as exc:  # noqa: BLE001 - the health check reports any database failure as 503
+        raise ServiceUnavailable(f"database unavailable: {type(exc).__name__}") from None
+    return {"status": "ok", "database": "ok", "draining": bool(request.app.state.draining)}
+
+
+@get("/metrics", operation_id="metrics", summary="Prometheus metrics", tags=["ops"], media_type=CONTENT_TYPE_LATEST)
+async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
+    m: Metrics = request.app.state.metrics
+    pool = request.app.state.pool
+    size, idle = pool.get_size(), pool.get_idle_size()
+    m.pool_size.labels("total").set(size)
+    m.pool_size.labels("idle").set(idle)
+    m.pool_size.labels("in_use").set(size - idle)
+    return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@asynccontextmanager
+async def _lifespan(app: Litestar) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    async with AsyncExitStack() as stack:
+        dsn, embedded = resolve_database_url(settings)
+        if embedded is not None:
+            stack.callback(embedded.stop)
+        app.state.dsn = dsn
+        applied = await migrate(dsn)
+        if applied:
+            log.info("migrations applied", extra={"count": len(applied)})
+        pool = await create_pool(dsn, min_size=settings.pool_min_size, max_size=settings.pool_max_size)
+        stack.push_async_callback(pool.close)
+        app.state.pool = pool
+        http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0),
+                                 limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
+        stack.push_async_callback(http.aclose)
+        app.state.http = http
+        if app.state.bootstrap:
+            await bootstrap_mod.bootstrap(dsn, settings)
+        for name, factory in background_services:
+            log.info("starting background service", extra={"service": name})
+            await stack.enter_async_context(factory(app))
+        yield
+        app.state.draining = True
+
+
+def create_app(settings: Settings | None = None, *, bootstrap: bool = True) -> Litestar:
+    settings = settings or load_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    state = State({"settings": settings, "key_cache": KeyCache(), "metrics": Metrics(), "draining": False,
+                   "bootstrap": bootstrap})
+    openapi = OpenAPIConfig(
+        title="Voice service API",
+        version="1.0.0",
+        description="AI voice agents on the phone: agents, numbers, voices, leads, batches, calls, billing.",
+        path="/schema",
+        render_plugins=[SwaggerRenderPlugin(), RapidocRenderPlugin()],
+        components=Components(security_schemes={
+            "bearer": SecurityScheme(type="http", scheme="bearer", description="API key `vsk_…` or platform JWT")
+        }),
+        security=[{"bearer": []}],
+        use_handler_docstrings=True,
+    )
+    return Litestar(
+        route_handlers=[health, metrics, *tenancy_routes, *agent_routes, *number_routes, *voice_routes, *lead_routes,
+                        *batch_routes, *call_routes, *billing_routes, *event_routes, *telephony_routes],
+        dependencies=dependencies,
+        exception_handlers=exception_handlers,
+        middleware=[RequestContextMiddleware,
+                    DefineMiddleware(AuthMiddleware, exclude=PUBLIC_PATHS)],
+        lifespan=[_lifespan],
+        openapi_config=openapi,
+        state=state,
+        request_max_body_size=64 * 1024 * 1024,
+        debug=False,
+    )

@@ -1,0 +1,161 @@
+"""Authentication (API keys and platform JWTs) and role guards.
+
+API keys are `vsk_` + 32 random bytes (base62-ish url-safe); only their SHA-256 is stored. A bearer token that
+does not start with `vsk_` is treated as a platform JWT (HS256 secret or RS256 public key from settings, claims
+`sub` = user id and `tid` = tenant id) whose role comes from MEMBERSHIPS. Keys are resolved through the SECURITY
+DEFINER function `auth_api_key`, because the tenant is not known until the key is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+import uuid
+from typing import Any
+
+import asyncpg
+import jwt
+import msgspec
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
+from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
+
+from voice_service.errors import Forbidden, Unauthorized
+from voice_service.observability import tenant_id_var
+from voice_service.settings import Settings
+
+ROLES = ("viewer", "member", "admin", "owner")
+ROLE_RANK = {r: i for i, r in enumerate(ROLES)}
+KEY_PREFIX = "vsk_"
+_CACHE_TTL = 5.0  # seconds a resolved key is trusted in this process; revocation here evicts at once
+
+
+class Principal(msgspec.Struct, frozen=True):
+    tenant_id: uuid.UUID
+    role: str
+    user_id: uuid.UUID | None = None
+    key_id: uuid.UUID | None = None
+    kind: str = "api_key"
+
+    def at_least(self, role: str) -> bool:
+        return ROLE_RANK[self.role] >= ROLE_RANK[role]
+
+
+def new_api_key() -> tuple[str, bytes, str]:
+    """Returns (the key to show once, its hash to store, the display prefix)."""
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    return key, hash_key(key), key[:12]
+
+
+def hash_key(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
+class KeyCache:
+    def __init__(self) -> None:
+        self._items: dict[bytes, tuple[float, Principal]] = {}
+
+    def get(self, digest: bytes) -> Principal | None:
+        hit = self._items.get(digest)
+        if hit is None:
+            return None
+        if hit[0] < time.monotonic():
+            self._items.pop(digest, None)
+            return None
+        return hit[1]
+
+    def put(self, digest: bytes, principal: Principal) -> None:
+        if len(self._items) > 10_000:
+            self._items.clear()
+        self._items[digest] = (time.monotonic() + _CACHE_TTL, principal)
+
+    def evict_key(self, key_id: uuid.UUID) -> None:
+        for digest, (_, p) in list(self._items.items()):
+            if p.key_id == key_id:
+                self._items.pop(digest, None)
+
+    def clear(self) -> None:
+        self._items.clear()
+
+
+async def resolve_api_key(pool: asyncpg.Pool, cache: KeyCache, key: str) -> Principal:
+    digest = hash_key(key)
+    cached = cache.get(digest)
+    if cached is not None:
+        return cached
+    row = await pool.fetchrow("SELECT key_id, tenant_id, user_id, role FROM auth_api_key($1)", digest)
+    if row is None:
+        raise Unauthorized("invalid or revoked API key")
+    principal = Principal(tenant_id=row["tenant_id"], role=row["role"], user_id=row["user_id"], key_id=row["key_id"])
+    cache.put(digest, principal)
+    return principal
+
+
+async def resolve_jwt(pool: asyncpg.Pool, settings: Settings, token: str) -> Principal:
+    if settings.jwt_secret:
+        key, algorithms = settings.jwt_secret, ["HS256"]
+    elif settings.jwt_public_key:
+        key, algorithms = settings.jwt_public_key.replace("\\n", "\n"), ["RS256"]
+    else:
+        raise Unauthorized("bearer tokens are not enabled; use an API key (vsk_…)")
+    options: dict[str, Any] = {"require": ["sub", "exp"], "verify_aud": settings.jwt_audience is not None}
+    try:
+        claims = jwt.decode(token, key, algorithms=algorithms, audience=settings.jwt_audience,
+                            issuer=settings.jwt_issuer, options=options)
+    except jwt.PyJWTError as exc:
+        raise Unauthorized(f"invalid token: {exc}") from None
+    try:
+        user_id = uuid.UUID(str(claims["sub"]))
+        tenant_id = uuid.UUID(str(claims.get("tid")))
+    except (ValueError, TypeError):
+        raise Unauthorized("token claims `sub` and `tid` must be UUIDs") from None
+    role = await pool.fetchval("SELECT auth_membership($1, $2)", user_id, tenant_id)
+    if role is None:
+        raise Unauthorized("no membership in this tenant")
+    return Principal(tenant_id=tenant_id, role=role, user_id=user_id, kind="jwt")
+
+
+class AuthMiddleware(AbstractAuthenticationMiddleware):
+    async def authenticate_request(self, connection: ASGIConnection[Any, Any, Any, Any]) -> AuthenticationResult:
+        state = connection.app.state
+        header = connection.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if not token and connection.headers.get("x-api-key"):
+            scheme, token = "bearer", connection.headers["x-api-key"]
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthorized("missing credentials: send `Authorization: Bearer <API key or token>`",
+                               headers={"WWW-Authenticate": "Bearer"})
+        token = token.strip()
+        if token.startswith(KEY_PREFIX):
+            principal = await resolve_api_key(state.pool, state.key_cache, token)
+        else:
+            principal = await resolve_jwt(state.pool, state.settings, token)
+        connection.scope.setdefault("state", {})["tenant_id"] = str(principal.tenant_id)
+        tenant_id_var.set(str(principal.tenant_id))
+        return AuthenticationResult(user=principal, auth=principal)
+
+
+_READ_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+
+def writes_need(role: str):  # noqa: ANN201 - Litestar guard factory
+    """Guard: reads need any role; writes need at least `role` (viewers never write)."""
+
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        principal: Principal = connection.user
+        if connection.scope.get("method", "GET") in _READ_METHODS:
+            return
+        if not principal.at_least(role):
+            raise Forbidden(f"this action needs the {role} role; your role is {principal.role}")
+
+    return guard
+
+
+def requires(role: str):  # noqa: ANN201 - Litestar guard factory
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        principal: Principal = connection.user
+        if not principal.at_least(role):
+            raise Forbidden(f"this action needs the {role} role; your role is {principal.role}")
+
+    return guard

@@ -1,0 +1,7 @@
+"""HTTP routes for batches (filled in by the issue that builds this domain)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+route_handlers: list[Any] = []

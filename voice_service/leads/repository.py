@@ -1,0 +1,91 @@
+"""SQL for leads: the plain CRUD through `Table`, the do-not-call aware update, and the bulk import upsert."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import asyncpg
+
+from voice_service.repository import Table
+
+leads = Table(
+    "leads",
+    ["id", "first_name", "last_name", "email", "phone", "company_name", "title", "linkedin_url", "stage", "status",
+     "priority", "estimated_value", "currency", "custom_fields", "notes", "timezone", "do_not_call",
+     "do_not_call_at", "do_not_call_reason", "created_at", "updated_at"],
+)
+
+
+async def update(conn: asyncpg.Connection, tenant_id: uuid.UUID, lead_id: uuid.UUID,
+                 fields: Mapping[str, Any]) -> asyncpg.Record | None:
+    """Like `Table.update`; setting do_not_call true keeps an earlier do_not_call_at, false clears it."""
+    if not fields:
+        return await leads.get(conn, tenant_id, lead_id)
+    names = list(fields.keys())
+    sets = [f"{name} = ${i}" for i, name in enumerate(names, start=3)]
+    if "do_not_call" in fields:
+        p = names.index("do_not_call") + 3
+        sets.append(f"do_not_call_at = CASE WHEN ${p}::boolean THEN COALESCE(do_not_call_at, now()) END")
+    return await conn.fetchrow(
+        f"UPDATE leads SET {', '.join(sets)} WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL "
+        f"RETURNING {leads.select}",
+        tenant_id, lead_id, *fields.values(),
+    )
+
+
+# The columns an import row carries, in the order of the records the importer builds.
+IMPORT_COLUMNS = (
+    "first_name", "last_name", "email", "phone", "company_name", "title", "linkedin_url", "stage", "status",
+    "priority", "estimated_value", "currency", "custom_fields", "notes", "timezone", "do_not_call",
+    "do_not_call_reason",
+)
+
+# custom_fields travels as JSON text: binary COPY would otherwise need a binary jsonb codec.
+_CREATE_STAGING = """
+CREATE TEMP TABLE lead_import (
+    first_name text, last_name text, email text, phone text NOT NULL, company_name text, title text,
+    linkedin_url text, stage text, status text, priority int, estimated_value numeric(18, 6), currency text,
+    custom_fields text, notes text, timezone text, do_not_call boolean, do_not_call_reason text
+) ON COMMIT DROP
+"""
+
+_PLAIN = ("first_name", "last_name", "email", "company_name", "title", "linkedin_url", "stage", "status",
+          "priority", "estimated_value", "currency", "notes", "timezone")
+
+# A NULL in the staging table means "not in the file": an import fills and overwrites fields, never blanks them,
+# merges custom_fields key by key, and never clears do_not_call (an opt-out is withdrawn only by an explicit PATCH).
+# The conflict target repeats the partial unique index's predicate so PostgreSQL can infer that index.
+_UPSERT = f"""
+WITH up AS (
+    INSERT INTO leads AS l (tenant_id, phone, {", ".join(_PLAIN)}, custom_fields, do_not_call, do_not_call_at,
+                            do_not_call_reason)
+    SELECT $1, s.phone, {", ".join(f"s.{c}" for c in _PLAIN)}, COALESCE(s.custom_fields::jsonb, '{{}}'),
+           COALESCE(s.do_not_call, false), CASE WHEN s.do_not_call THEN now() END,
+           CASE WHEN s.do_not_call THEN s.do_not_call_reason END
+    FROM lead_import s
+    ON CONFLICT (tenant_id, phone) WHERE deleted_at IS NULL AND phone IS NOT NULL DO UPDATE SET
+        {", ".join(f"{c} = COALESCE(EXCLUDED.{c}, l.{c})" for c in _PLAIN)},
+        custom_fields = l.custom_fields || EXCLUDED.custom_fields,
+        do_not_call = l.do_not_call OR EXCLUDED.do_not_call,
+        do_not_call_at = CASE WHEN l.do_not_call THEN l.do_not_call_at WHEN EXCLUDED.do_not_call THEN now() END,
+        do_not_call_reason = CASE WHEN EXCLUDED.do_not_call
+                                  THEN COALESCE(EXCLUDED.do_not_call_reason, l.do_not_call_reason)
+                                  ELSE l.do_not_call_reason END
+    RETURNING (xmax = 0) AS inserted
+)
+SELECT count(*) FILTER (WHERE inserted) AS inserted, count(*) FILTER (WHERE NOT inserted) AS updated FROM up
+"""
+
+
+async def bulk_upsert(conn: asyncpg.Connection, tenant_id: uuid.UUID,
+                      records: Sequence[tuple[Any, ...]]) -> tuple[int, int]:
+    """Upserts by (tenant, phone); records follow IMPORT_COLUMNS, phones unique. Returns (inserted, updated)."""
+    if not records:
+        return 0, 0
+    await conn.execute(_CREATE_STAGING)
+    await conn.copy_records_to_table("lead_import", records=records, columns=IMPORT_COLUMNS)
+    row = await conn.fetchrow(_UPSERT, tenant_id)
+    await conn.execute("DROP TABLE lead_import")
+    return row["inserted"], row["updated"]

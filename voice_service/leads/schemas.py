@@ -1,0 +1,124 @@
+"""Lead schemas: `Lead` out, `LeadCreate` in, `LeadUpdate` (PATCH, UNSET = not sent), and the import report."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any
+
+import msgspec
+from msgspec import UNSET, Meta, UnsetType
+
+from voice_service.schemas import LongText, ShortText, Text
+
+# Shared with the importer, which applies the same limits to CSV cells and JSON values.
+MAX_LENGTHS = {
+    "first_name": 200,
+    "last_name": 200,
+    "email": 320,
+    "company_name": 200,
+    "title": 200,
+    "linkedin_url": 2048,
+    "stage": 100,
+    "status": 100,
+    "notes": 20000,
+    "timezone": 64,
+    "do_not_call_reason": 2000,
+}
+EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s.]+$"
+CURRENCY_PATTERN = r"^[A-Z]{3}$"
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+
+# Formatting characters (spaces, dashes, dots, parentheses) are accepted and dropped: stored as E.164.
+PhoneIn = Annotated[str, Meta(min_length=2, max_length=32, description="E.164 phone number, e.g. +15551234567")]
+Email = Annotated[str, Meta(max_length=320, pattern=EMAIL_PATTERN)]
+Url = Annotated[str, Meta(max_length=2048)]
+Label = Annotated[str, Meta(max_length=100)]
+Priority = Annotated[int, Meta(ge=INT32_MIN, le=INT32_MAX)]
+Currency = Annotated[str, Meta(pattern=CURRENCY_PATTERN, description="ISO 4217 code, e.g. USD")]
+TimeZone = Annotated[str, Meta(max_length=64, description="IANA time zone name, e.g. America/New_York")]
+# numeric(18, 6): a JSON number or a string ("1234.50"); checked for range in the service.
+Amount = Annotated[Decimal, Meta(description="decimal amount as a string or number, e.g. \"1234.50\"")]
+
+
+class Lead(msgspec.Struct):
+    id: uuid.UUID
+    first_name: str | None
+    last_name: str | None
+    email: str | None
+    phone: str | None
+    company_name: str | None
+    title: str | None
+    linkedin_url: str | None
+    stage: str | None
+    status: str | None
+    priority: int | None
+    estimated_value: Decimal | None
+    currency: str | None
+    custom_fields: dict[str, Any]
+    notes: str | None
+    timezone: str | None
+    do_not_call: bool
+    do_not_call_at: datetime | None
+    do_not_call_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class LeadCreate(msgspec.Struct, forbid_unknown_fields=True):
+    phone: PhoneIn
+    first_name: ShortText | None = None
+    last_name: ShortText | None = None
+    email: Email | None = None
+    company_name: ShortText | None = None
+    title: ShortText | None = None
+    linkedin_url: Url | None = None
+    stage: Label | None = None
+    status: Label | None = None
+    priority: Priority | None = None
+    estimated_value: Amount | None = None
+    currency: Currency | None = None
+    custom_fields: dict[str, Any] = {}
+    notes: LongText | None = None
+    timezone: TimeZone | None = None
+    do_not_call: bool = False
+    do_not_call_reason: Text | None = None
+
+
+class LeadUpdate(msgspec.Struct, forbid_unknown_fields=True):
+    phone: PhoneIn | UnsetType = UNSET
+    first_name: ShortText | None | UnsetType = UNSET
+    last_name: ShortText | None | UnsetType = UNSET
+    email: Email | None | UnsetType = UNSET
+    company_name: ShortText | None | UnsetType = UNSET
+    title: ShortText | None | UnsetType = UNSET
+    linkedin_url: Url | None | UnsetType = UNSET
+    stage: Label | None | UnsetType = UNSET
+    status: Label | None | UnsetType = UNSET
+    priority: Priority | None | UnsetType = UNSET
+    estimated_value: Amount | None | UnsetType = UNSET
+    currency: Currency | None | UnsetType = UNSET
+    custom_fields: dict[str, Any] | UnsetType = UNSET
+    notes: LongText | None | UnsetType = UNSET
+    timezone: TimeZone | None | UnsetType = UNSET
+    do_not_call: bool | UnsetType = UNSET
+    do_not_call_reason: Text | None | UnsetType = UNSET
+
+
+class ImportRowError(msgspec.Struct):
+    line: int
+    field: str | None
+    reason: str
+
+
+class ImportReport(msgspec.Struct):
+    """`line` is the CSV line (header = 1) or the JSON array index + 1; `errors` holds at most 1,000 entries."""
+
+    received: int
+    inserted: int
+    updated: int
+    rejected: int
+    errors: list[ImportRowError]
+    error_count: int
+    errors_truncated: bool

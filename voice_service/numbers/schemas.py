@@ -1,0 +1,43 @@
+"""Phone number schemas (E.164 in and out; stored as country_code + base_number + e164)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+import msgspec
+from msgspec import UNSET, UnsetType
+
+from voice_service.schemas import E164
+
+ProviderName = Literal["twilio", "vonage", "simulator"]
+NumberStatus = Literal["active", "inactive", "suspended"]
+
+
+class Number(msgspec.Struct):
+    id: uuid.UUID
+    phone_number: str
+    country_code: str
+    base_number: int
+    provider: str
+    status: str
+    default_agent_id: int | None
+    metadata: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+class NumberCreate(msgspec.Struct, forbid_unknown_fields=True):
+    phone_number: E164
+    provider: ProviderName
+    status: NumberStatus = "active"
+    default_agent_id: int | None = None
+    metadata: dict[str, Any] = {}
+
+
+class NumberUpdate(msgspec.Struct, forbid_unknown_fields=True):
+    provider: ProviderName | UnsetType = UNSET
+    status: NumberStatus | UnsetType = UNSET
+    default_agent_id: int | None | UnsetType = UNSET
+    metadata: dict[str, Any] | UnsetType = UNSET

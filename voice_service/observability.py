@@ -1,0 +1,135 @@
+"""Structured JSON logs with request/tenant/call context, and Prometheus metrics.
+
+Context travels in contextvars, so every log line written while handling a request (or a call) carries its
+`request_id`, `tenant_id` and `call_id` without threading them through calls. Secrets never reach a log line:
+the formatter masks anything that looks like an API key or bearer token.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import re
+import sys
+import time
+import uuid
+from typing import Any
+
+import msgspec
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+tenant_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("tenant_id", default=None)
+call_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("call_id", default=None)
+
+_SECRET = re.compile(r"(vsk_[A-Za-z0-9_\-]{6})[A-Za-z0-9_\-]+|((?:Bearer|Token)\s+)[A-Za-z0-9_\-\.=]+")
+_STD_ATTRS = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
+_encoder = msgspec.json.Encoder()
+
+
+def redact(text: str) -> str:
+    return _SECRET.sub(lambda m: (m.group(1) + "…") if m.group(1) else (m.group(2) + "…"), text)
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": redact(record.getMessage()),
+        }
+        for key, var in (("request_id", request_id_var), ("tenant_id", tenant_id_var), ("call_id", call_id_var)):
+            value = var.get()
+            if value is not None:
+                out[key] = value
+        for key, value in record.__dict__.items():
+            if key not in _STD_ATTRS and not key.startswith("_"):
+                out[key] = redact(value) if isinstance(value, str) else value
+        if record.exc_info:
+            out["exc"] = redact(self.formatException(record.exc_info))
+        try:
+            return _encoder.encode(out).decode()
+        except (TypeError, msgspec.EncodeError):
+            return _encoder.encode({k: str(v) for k, v in out.items()}).decode()
+
+
+def configure_logging(level: str = "INFO", json_logs: bool = True) -> None:
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        if getattr(h, "_voice_service", False):
+            root.removeHandler(h)
+    handler = logging.StreamHandler(sys.stderr)
+    handler._voice_service = True  # type: ignore[attr-defined]
+    handler.setFormatter(JsonFormatter() if json_logs else logging.Formatter("%(levelname)s %(name)s %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    for noisy in ("uvicorn.access",):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+class Metrics:
+    """One registry per app instance (tests build many apps in one process)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("http_requests_total", "HTTP requests", ["method", "route", "status"],
+                                registry=self.registry)
+        self.latency = Histogram("http_request_duration_seconds", "HTTP request latency", ["method", "route"],
+                                 registry=self.registry,
+                                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+        self.pool_size = Gauge("db_pool_connections", "asyncpg pool connections", ["state"], registry=self.registry)
+        self.live_calls = Gauge("voice_live_calls", "calls with an open media session", registry=self.registry)
+        self.calls_total = Counter("voice_calls_total", "calls by final status", ["status"], registry=self.registry)
+
+
+def route_of(scope: dict[str, Any]) -> str:
+    template = scope.get("path_template")
+    if template:
+        return str(template)
+    handler = scope.get("route_handler")
+    if handler is not None and getattr(handler, "paths", None):
+        return sorted(handler.paths)[0]
+    return "unmatched"
+
+
+class RequestContextMiddleware:
+    """Raw ASGI middleware: request id, log context, request metrics. Cheap on the hot path."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        rid = None
+        for name, value in scope.get("headers", ()):
+            if name == b"x-request-id":
+                rid = value.decode("latin-1")[:64]
+                break
+        rid = rid or uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = rid
+        token = request_id_var.set(rid)
+        tenant_token = tenant_id_var.set(None)
+        started = time.perf_counter()
+        status_holder = [500]
+
+        async def send_wrapper(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status_holder[0] = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            if scope["type"] == "http":
+                metrics: Metrics | None = getattr(scope.get("app").state, "metrics", None) if scope.get("app") else None
+                if metrics is not None:
+                    route = route_of(scope)
+                    metrics.requests.labels(scope["method"], route, str(status_holder[0])).inc()
+                    metrics.latency.labels(scope["method"], route).observe(time.perf_counter() - started)
+            request_id_var.reset(token)
+            tenant_id_var.reset(tenant_token)
