@@ -294,9 +294,8 @@ CREATE TABLE voice_call_provider_ids (
     tenant_id           uuid NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
     created_at          timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (provider, provider_call_id),
-    -- DEFERRABLE: ensure_call_log_partitions() moves call rows out of the default partition.
     CONSTRAINT voice_call_provider_ids_call_fk FOREIGN KEY (call_id, call_created_at)
-        REFERENCES voice_call_logs (id, created_at) DEFERRABLE INITIALLY IMMEDIATE
+        REFERENCES voice_call_logs (id, created_at)
 );
 CREATE INDEX voice_call_provider_ids_call_idx ON voice_call_provider_ids (call_id, call_created_at);
 CREATE INDEX voice_call_provider_ids_tenant_idx ON voice_call_provider_ids (tenant_id);
@@ -322,7 +321,7 @@ CREATE TABLE voice_call_analysis (
     created_at          timestamptz NOT NULL DEFAULT now(),
     updated_at          timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT voice_call_analysis_call_fk FOREIGN KEY (call_log_id, call_created_at)
-        REFERENCES voice_call_logs (id, created_at) DEFERRABLE INITIALLY IMMEDIATE,
+        REFERENCES voice_call_logs (id, created_at),
     FOREIGN KEY (tenant_id, lead_id) REFERENCES leads (tenant_id, id) ON DELETE SET NULL (lead_id)
 );
 CREATE INDEX voice_call_analysis_tenant_created_idx ON voice_call_analysis (tenant_id, created_at DESC);
@@ -333,56 +332,92 @@ CREATE TRIGGER voice_call_analysis_set_updated_at BEFORE UPDATE ON voice_call_an
 
 -- Creates the monthly partitions voice_call_logs_yYYYYmMM (UTC months) from last month to
 -- months_ahead months ahead, skipping those that exist (by name); returns the names it created.
--- Rows that already sit in the default partition for a month being created are moved into the new
--- partition (same id and created_at) rather than left behind: the default partition would otherwise
--- keep growing, and PostgreSQL refuses to create a partition whose rows sit in the default.
--- The foreign keys that point at call logs are DEFERRABLE so the rows can leave and re-enter within
--- this transaction. Serialised with an advisory lock; SECURITY DEFINER so the app role (which may
--- not create tables) can run it from a periodic job. Takes an ACCESS EXCLUSIVE lock on the parent
--- and the default partition only while a partition is being created.
+--
+-- Rows already in the default partition for a month being created (the job did not run in time,
+-- or a created_at far ahead) are moved into the new partition with the same id and created_at:
+-- PostgreSQL refuses to create a partition while the default holds rows of its range, and leaving
+-- them would let the default grow for good. Foreign keys to a partitioned table are checked per
+-- partition (a deferred check still fails once the row has left the default), so the rows that
+-- reference the moving calls (voice_call_analysis, voice_call_provider_ids, and any later table
+-- found in pg_constraint) are parked in temp tables and put back after the calls. When such a
+-- referencing table is itself referenced by a foreign key (parking its rows could cascade), the
+-- month is skipped with a WARNING instead: its rows stay in the default partition, still correct.
+--
+-- Serialised with an advisory lock. SECURITY DEFINER so the app role, which cannot create tables,
+-- can run it from a periodic job. CREATE TABLE ... PARTITION OF takes an ACCESS EXCLUSIVE lock on
+-- the parent and the default partition, only while a partition is being created.
 CREATE FUNCTION ensure_call_log_partitions(months_ahead int) RETURNS text[]
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
     this_month  timestamp := date_trunc('month', now() AT TIME ZONE 'UTC');
-    lo          timestamp;
-    hi          timestamp;
+    lo          timestamptz;
+    hi          timestamptz;
     part        text;
     created     text[] := '{}';
+    refs        text[];
+    fk          record;
+    moving      boolean;
 BEGIN
     IF months_ahead IS NULL OR months_ahead < 0 OR months_ahead > 120 THEN
         RAISE EXCEPTION 'months_ahead must be between 0 and 120, got %', months_ahead;
     END IF;
     PERFORM pg_advisory_xact_lock(hashtext('ensure_call_log_partitions'));
     FOR i IN -1 .. months_ahead LOOP
-        lo := this_month + make_interval(months => i);
-        hi := lo + interval '1 month';
-        part := format('voice_call_logs_y%sm%s', to_char(lo, 'YYYY'), to_char(lo, 'MM'));
+        lo := (this_month + make_interval(months => i)) AT TIME ZONE 'UTC';
+        hi := (this_month + make_interval(months => i + 1)) AT TIME ZONE 'UTC';
+        part := format('voice_call_logs_y%sm%s', to_char(lo AT TIME ZONE 'UTC', 'YYYY'),
+                       to_char(lo AT TIME ZONE 'UTC', 'MM'));
         CONTINUE WHEN to_regclass(format('public.%I', part)) IS NOT NULL;
 
         -- Same lock order as CREATE TABLE ... PARTITION OF (parent, then default partition).
         LOCK TABLE ONLY voice_call_logs IN ACCESS EXCLUSIVE MODE;
         LOCK TABLE voice_call_logs_default IN ACCESS EXCLUSIVE MODE;
-        IF EXISTS (SELECT 1 FROM voice_call_logs_default
-                   WHERE created_at >= lo AT TIME ZONE 'UTC' AND created_at < hi AT TIME ZONE 'UTC') THEN
-            SET CONSTRAINTS ALL DEFERRED;
-            -- Dynamic SQL for the temp table: no cached plan outlives it. Deleting through the parent
-            -- keeps the parent's column order; no other partition covers this range yet.
-            EXECUTE 'CREATE TEMP TABLE voice_call_logs_moving (LIKE voice_call_logs) ON COMMIT DROP';
-            EXECUTE 'WITH moved AS (DELETE FROM voice_call_logs WHERE created_at >= $1 AND created_at < $2 '
-                    'RETURNING *) INSERT INTO voice_call_logs_moving SELECT * FROM moved'
-                USING lo AT TIME ZONE 'UTC', hi AT TIME ZONE 'UTC';
+        moving := EXISTS (SELECT 1 FROM voice_call_logs_default WHERE created_at >= lo AND created_at < hi);
+        IF moving THEN
+            -- Top-level foreign keys pointing at the call log: referencing table, its columns and the
+            -- call log's columns, in constraint order.
+            SELECT array_agg(c.conrelid::regclass::text ORDER BY c.oid) INTO refs
+            FROM pg_constraint c
+            WHERE c.contype = 'f' AND c.confrelid = 'voice_call_logs'::regclass AND c.conparentid = 0;
+            IF EXISTS (SELECT 1 FROM pg_constraint c
+                       WHERE c.contype = 'f' AND c.confrelid::regclass::text = ANY (refs)) THEN
+                RAISE WARNING 'ensure_call_log_partitions: % not created: the default partition holds rows '
+                              'for it and the tables referencing them are themselves referenced', part;
+                CONTINUE;
+            END IF;
+            -- Dynamic SQL for the temp tables, so that no cached plan outlives them.
+            EXECUTE 'CREATE TEMP TABLE voice_call_logs_moving ON COMMIT DROP AS '
+                    'SELECT * FROM voice_call_logs WHERE created_at >= $1 AND created_at < $2' USING lo, hi;
+            FOR fk IN
+                SELECT row_number() OVER (ORDER BY c.oid) AS n, c.conrelid::regclass::text AS rel,
+                       (SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY k.ord)
+                        FROM unnest(c.conkey) WITH ORDINALITY k (attnum, ord)
+                        JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum) AS cols,
+                       (SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY k.ord)
+                        FROM unnest(c.confkey) WITH ORDINALITY k (attnum, ord)
+                        JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.attnum) AS refcols
+                FROM pg_constraint c
+                WHERE c.contype = 'f' AND c.confrelid = 'voice_call_logs'::regclass AND c.conparentid = 0
+            LOOP
+                EXECUTE format('CREATE TEMP TABLE voice_call_logs_parked_%s ON COMMIT DROP AS '
+                               'WITH d AS (DELETE FROM %s WHERE (%s) IN (SELECT %s FROM voice_call_logs_moving) '
+                               'RETURNING *) SELECT * FROM d', fk.n, fk.rel, fk.cols, fk.refcols);
+            END LOOP;
+            DELETE FROM voice_call_logs_default WHERE created_at >= lo AND created_at < hi;
         END IF;
 
-        EXECUTE format(
-            'CREATE TABLE public.%I PARTITION OF voice_call_logs FOR VALUES FROM (%L) TO (%L)',
-            part,
-            to_char(lo, 'YYYY-MM-DD"T"HH24:MI:SS"+00"'),
-            to_char(hi, 'YYYY-MM-DD"T"HH24:MI:SS"+00"'));
+        EXECUTE format('CREATE TABLE public.%I PARTITION OF voice_call_logs FOR VALUES FROM (%L) TO (%L)',
+                       part, to_char(lo AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"+00"'),
+                       to_char(hi AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"+00"'));
 
-        IF to_regclass('pg_temp.voice_call_logs_moving') IS NOT NULL THEN
+        IF moving THEN
             EXECUTE 'INSERT INTO voice_call_logs SELECT * FROM voice_call_logs_moving';
             EXECUTE 'DROP TABLE voice_call_logs_moving';
-            SET CONSTRAINTS ALL IMMEDIATE;
+            FOR n IN 1 .. coalesce(array_length(refs, 1), 0) LOOP
+                EXECUTE format('INSERT INTO %s OVERRIDING SYSTEM VALUE SELECT * FROM voice_call_logs_parked_%s',
+                               refs[n], n);
+                EXECUTE format('DROP TABLE voice_call_logs_parked_%s', n);
+            END LOOP;
         END IF;
 
         -- The app reads partitions only through the parent, where RLS applies; a grant on the

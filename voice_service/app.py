@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
-import httpx
 from litestar import Litestar, Request, Response, get
 from litestar.datastructures import State
 from litestar.middleware import DefineMiddleware
@@ -22,18 +21,18 @@ from voice_service.auth import AuthMiddleware, KeyCache
 from voice_service.batches.routes import route_handlers as batch_routes
 from voice_service.billing.routes import route_handlers as billing_routes
 from voice_service.calls.routes import route_handlers as call_routes
-from voice_service.db import create_pool, resolve_database_url
 from voice_service.deps import dependencies
 from voice_service.errors import ServiceUnavailable, exception_handlers
 from voice_service.events.routes import route_handlers as event_routes
 from voice_service.leads.routes import route_handlers as lead_routes
-from voice_service.migrations import migrate
 from voice_service.numbers.routes import route_handlers as number_routes
 from voice_service.observability import Metrics, RequestContextMiddleware, configure_logging
+from voice_service.runtime import open_runtime
 from voice_service.settings import Settings, load_settings
 from voice_service.telephony.routes import route_handlers as telephony_routes
 from voice_service.tenancy.routes import route_handlers as tenancy_routes
 from voice_service.voices.routes import route_handlers as voice_routes
+from voice_service.workers import running_workers
 
 log = logging.getLogger(__name__)
 
@@ -69,28 +68,22 @@ async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
 @asynccontextmanager
 async def _lifespan(app: Litestar) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
-    async with AsyncExitStack() as stack:
-        dsn, embedded = resolve_database_url(settings)
-        if embedded is not None:
-            stack.callback(embedded.stop)
-        app.state.dsn = dsn
-        applied = await migrate(dsn)
-        if applied:
-            log.info("migrations applied", extra={"count": len(applied)})
-        pool = await create_pool(dsn, min_size=settings.pool_min_size, max_size=settings.pool_max_size)
-        stack.push_async_callback(pool.close)
-        app.state.pool = pool
-        http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0),
-                                 limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
-        stack.push_async_callback(http.aclose)
-        app.state.http = http
+    async with open_runtime(settings) as runtime:
+        app.state.runtime = runtime
+        app.state.dsn = runtime.dsn
+        app.state.pool = runtime.pool
+        app.state.http = runtime.http
         if app.state.bootstrap:
-            await bootstrap_mod.bootstrap(dsn, settings)
-        for name, factory in background_services:
-            log.info("starting background service", extra={"service": name})
-            await stack.enter_async_context(factory(app))
-        yield
-        app.state.draining = True
+            await bootstrap_mod.bootstrap(runtime.dsn, settings)
+        async with AsyncExitStack() as services:
+            for name, factory in background_services:
+                log.info("starting background service", extra={"service": name})
+                await services.enter_async_context(factory(app))
+            if settings.run_workers:
+                await services.enter_async_context(running_workers(runtime))
+            yield
+            # Shutdown (SIGTERM): stop taking new calls; background services drain live ones as they exit.
+            app.state.draining = True
 
 
 def create_app(settings: Settings | None = None, *, bootstrap: bool = True) -> Litestar:

@@ -40,7 +40,11 @@ from tests.fakes.server import (
     start_stream,
 )
 
-_DEEPGRAM_RATES = {"mulaw": {8000, 16000}, "alaw": {8000, 16000}, "linear16": {8000, 16000, 24000, 32000, 48000}}
+_DEEPGRAM_RATES = {
+    "mulaw": {8000, 16000},
+    "alaw": {8000, 16000},
+    "linear16": {8000, 16000, 24000, 32000, 48000},
+}
 _ELEVENLABS_PCM_RATES = {8000, 16000, 22050, 24000, 44100, 48000}
 _CARTESIA_RATES = {8000, 16000, 22050, 24000, 44100, 48000}
 _CARTESIA_ENCODINGS = {"pcm_mulaw", "pcm_alaw", "pcm_s16le", "pcm_f32le"}
@@ -114,13 +118,19 @@ class FakeTts:
         container = q.get("container", "wav")
         text = request.json.get("text") if isinstance(request.json, dict) else None
         if encoding not in _DEEPGRAM_RATES or rate not in _DEEPGRAM_RATES[encoding]:
-            await send_json(send, 400, {"err_code": "Bad Request", "err_msg": f"unsupported {encoding}/{rate}"})
+            await send_json(
+                send, 400, {"err_code": "Bad Request", "err_msg": f"unsupported {encoding}/{rate}"}
+            )
             return
         if container not in ("none", "wav") or not q.get("model"):
-            await send_json(send, 400, {"err_code": "Bad Request", "err_msg": "bad container or missing model"})
+            await send_json(
+                send, 400, {"err_code": "Bad Request", "err_msg": "bad container or missing model"}
+            )
             return
         if not isinstance(text, str) or not text or len(text) > 2000:
-            await send_json(send, 400, {"err_code": "Bad Request", "err_msg": "text must be 1-2000 characters"})
+            await send_json(
+                send, 400, {"err_code": "Bad Request", "err_msg": "text must be 1-2000 characters"}
+            )
             return
         name = "pcm16" if encoding == "linear16" else encoding
         await self._audio(
@@ -137,7 +147,9 @@ class FakeTts:
 
     async def _elevenlabs(self, request: RecordedRequest, receive: Receive, send: Send) -> None:
         if request.headers.get("xi-api-key") != self.api_key:
-            await send_json(send, 401, {"detail": {"status": "invalid_api_key", "message": "Invalid API key"}})
+            await send_json(
+                send, 401, {"detail": {"status": "invalid_api_key", "message": "Invalid API key"}}
+            )
             return
         voice_id = request.path.removeprefix("/v1/text-to-speech/").removesuffix("/stream")
         output_format = request.query.get("output_format", "mp3_44100_128")
@@ -145,13 +157,17 @@ class FakeTts:
         text = body.get("text")
         codec, _, rate_text = output_format.partition("_")
         rate = int(rate_text) if rate_text.isdigit() else 0
-        valid = (codec in ("ulaw", "alaw") and rate == 8000) or (codec == "pcm" and rate in _ELEVENLABS_PCM_RATES)
+        valid = (codec in ("ulaw", "alaw") and rate == 8000) or (
+            codec == "pcm" and rate in _ELEVENLABS_PCM_RATES
+        )
         if not valid:
             message = f"this fake does not produce output_format={output_format}"
             await send_json(send, 422, {"detail": {"status": "invalid_output_format", "message": message}})
             return
         if not voice_id or not isinstance(text, str) or not text:
-            await send_json(send, 422, {"detail": {"status": "invalid_request", "message": "text is required"}})
+            await send_json(
+                send, 422, {"detail": {"status": "invalid_request", "message": "text is required"}}
+            )
             return
         request.extra["voice_id"] = voice_id
         name = {"ulaw": "mulaw", "alaw": "alaw", "pcm": "pcm16"}[codec]
@@ -182,12 +198,17 @@ class FakeTts:
             problem = 'voice must be {"mode": "id", "id": ...}'
         elif output.get("container") != "raw":
             problem = "this fake only produces container=raw"
-        elif output.get("encoding") not in _CARTESIA_ENCODINGS or output.get("sample_rate") not in _CARTESIA_RATES:
+        elif (
+            output.get("encoding") not in _CARTESIA_ENCODINGS
+            or output.get("sample_rate") not in _CARTESIA_RATES
+        ):
             problem = f"unsupported output_format {output}"
         if problem:
             await send_json(send, 400, {"error": problem})
             return
-        name = {"pcm_mulaw": "mulaw", "pcm_alaw": "alaw", "pcm_s16le": "pcm16", "pcm_f32le": "f32le"}[output["encoding"]]
+        name = {"pcm_mulaw": "mulaw", "pcm_alaw": "alaw", "pcm_s16le": "pcm16", "pcm_f32le": "f32le"}[
+            output["encoding"]
+        ]
         await self._audio(
             request,
             receive,
