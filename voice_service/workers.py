@@ -49,7 +49,7 @@ def load_job_modules() -> dict[str, tuple[Handler, int]]:
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:
-            if exc.name != module:
+            if exc.name is None or not module.startswith(exc.name):
                 raise
     return _registry
 
