@@ -133,7 +133,9 @@ def pg_error_to_app(exc: asyncpg.PostgresError) -> AppError | None:
         return Conflict("a resource with this value already exists", field=field)
     if isinstance(exc, asyncpg.ForeignKeyViolationError):
         return ValidationFailed("refers to a resource that does not exist", field=field)
-    if isinstance(exc, asyncpg.CheckViolationError | asyncpg.NotNullViolationError):
+    if isinstance(exc, asyncpg.NotNullViolationError):
+        return ValidationFailed(f"{field or 'a field'} is required", field=field)
+    if isinstance(exc, asyncpg.CheckViolationError):
         return ValidationFailed(f"value not allowed ({exc.constraint_name or 'constraint'})", field=field)
     if isinstance(exc, asyncpg.StringDataRightTruncationError):
         return ValidationFailed("value too long", field=field)

@@ -56,6 +56,10 @@ async def _seed(client: Any, t: Any) -> dict[str, Any]:
     perm = await client.post("/v1/voice-permissions", json={"user_id": key["user_id"],
                                                             "number_id": number.json()["id"]}, headers=h)
     assert perm.status_code == 201, perm.text
+    assert "id" in voice, voice
+    assert "id" in agent, agent
+    assert "id" in key, key
+    assert "id" in lead.json(), lead.text
     return {"voice": voice["id"], "agent": agent["id"], "number": number.json()["id"], "lead": lead.json()["id"],
             "api_key": key["id"], "permission": perm.json()["id"]}
 

@@ -17,7 +17,15 @@ from voice_service.voices.repository import voices
 
 
 def to_agent(row: asyncpg.Record) -> Agent:
-    return Agent(**dict(row))
+    data = dict(row)
+    data["analysis_schema"] = data["analysis_schema"] or None  # stored as {} when the agent has none
+    return Agent(**data)
+
+
+def _store(fields: dict[str, Any]) -> dict[str, Any]:
+    if "analysis_schema" in fields and fields["analysis_schema"] is None:
+        fields["analysis_schema"] = {}
+    return fields
 
 
 def _check_schema(schema: dict[str, Any] | None) -> None:
@@ -37,7 +45,8 @@ async def _check_voice(conn: asyncpg.Connection, principal: Principal, voice_id:
 async def create(conn: asyncpg.Connection, principal: Principal, data: AgentCreate) -> Agent:
     _check_schema(data.analysis_schema)
     await _check_voice(conn, principal, data.voice_id)
-    return to_agent(await agents.insert(conn, principal.tenant_id, fields_of(data, not_null=("name", "language", "config", "metadata"))))
+    fields = fields_of(data, not_null=("name", "language", "config", "metadata"))
+    return to_agent(await agents.insert(conn, principal.tenant_id, _store(fields)))
 
 
 MAX_BIGINT = 2**63 - 1
@@ -61,7 +70,7 @@ async def update(conn: asyncpg.Connection, principal: Principal, agent_id: int, 
     fields = fields_of(data, not_null=("name", "language", "config", "metadata"))
     _check_schema(fields.get("analysis_schema"))
     await _check_voice(conn, principal, fields.get("voice_id"))
-    row = await agents.update(conn, principal.tenant_id, agent_id, fields)
+    row = await agents.update(conn, principal.tenant_id, agent_id, _store(fields))
     if row is None:
         raise NotFound("agent not found")
     return to_agent(row)
