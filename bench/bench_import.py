@@ -14,9 +14,9 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,17 +31,40 @@ from voice_service.leads import importer
 from voice_service.migrations import migrate
 from voice_service.tenancy.service import create_tenant
 
-HEADER = ["phone", "first_name", "last_name", "email", "company_name", "stage", "status", "priority",
-          "estimated_value", "currency", "timezone", "source"]
+HEADER = [
+    "phone",
+    "first_name",
+    "last_name",
+    "email",
+    "company_name",
+    "stage",
+    "status",
+    "priority",
+    "estimated_value",
+    "currency",
+    "timezone",
+    "source",
+]
 ZONES = ["America/New_York", "America/Chicago", "America/Denver", "America/Los_Angeles"]
 
 
 def make_rows(prefix: str, n: int, run: int) -> list[list[Any]]:
     # prefix + 6 digits: "+14152" gives +1 415 200-0000 … 209-9999, all valid US numbers.
     return [
-        [f"{prefix}{i:06d}", f"First{i}", f"Last{run}", f"lead{i}@example.com", f"Company {i % 5000}",
-         ("new", "contacted", "qualified")[i % 3], "open", i % 5, f"{(i % 100_000) / 100:.2f}", "USD",
-         ZONES[i % 4], "bench"]
+        [
+            f"{prefix}{i:06d}",
+            f"First{i}",
+            f"Last{run}",
+            f"lead{i}@example.com",
+            f"Company {i % 5000}",
+            ("new", "contacted", "qualified")[i % 3],
+            "open",
+            i % 5,
+            f"{(i % 100_000) / 100:.2f}",
+            "USD",
+            ZONES[i % 4],
+            "bench",
+        ]
         for i in range(n)
     ]
 
@@ -62,10 +85,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def wait_healthy(client: httpx.AsyncClient, proc: subprocess.Popen[bytes]) -> None:
+async def wait_healthy(client: httpx.AsyncClient, proc: asyncio.subprocess.Process) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
+        if proc.returncode is not None:
             raise RuntimeError(f"uvicorn exited with {proc.returncode}")
         try:
             if (await client.get("/health")).status_code == 200:
@@ -76,8 +99,9 @@ async def wait_healthy(client: httpx.AsyncClient, proc: subprocess.Popen[bytes])
     raise RuntimeError("the service did not become healthy within 60 s")
 
 
-async def timed_import(client: httpx.AsyncClient, headers: dict[str, str], body: bytes,
-                       content_type: str) -> tuple[float, dict[str, Any]]:
+async def timed_import(
+    client: httpx.AsyncClient, headers: dict[str, str], body: bytes, content_type: str
+) -> tuple[float, dict[str, Any]]:
     start = time.perf_counter()
     r = await client.post("/v1/leads/import", content=body, headers={**headers, "Content-Type": content_type})
     elapsed = time.perf_counter() - start
@@ -85,8 +109,16 @@ async def timed_import(client: httpx.AsyncClient, headers: dict[str, str], body:
     return elapsed, r.json()
 
 
-async def series(client: httpx.AsyncClient, headers: dict[str, str], label: str, prefix: str, n: int, runs: int,
-                 encode: Any, content_type: str) -> float:
+async def series(
+    client: httpx.AsyncClient,
+    headers: dict[str, str],
+    label: str,
+    prefix: str,
+    n: int,
+    runs: int,
+    encode: Any,
+    content_type: str,
+) -> float:
     rates = []
     for run in range(runs):
         body = encode(make_rows(prefix, n, run))
@@ -96,12 +128,65 @@ async def series(client: httpx.AsyncClient, headers: dict[str, str], label: str,
         assert (report["inserted"], report["updated"]) == expected, report
         rates.append(n / elapsed)
         kind = "insert" if run == 0 else "update"
-        print(f"  {label} run {run + 1} ({kind}): {elapsed:6.2f} s  {n / elapsed:9,.0f} rows/s  "
-              f"({len(body) / 1e6:.1f} MB)")
+        print(
+            f"  {label} run {run + 1} ({kind}): {elapsed:6.2f} s  {n / elapsed:9,.0f} rows/s  "
+            f"({len(body) / 1e6:.1f} MB)"
+        )
     return statistics.median(rates)
 
 
-async def main(rows: int, runs: int) -> None:
+async def run(dsn: str, data_dir: str, rows: int, runs: int) -> None:
+    await migrate(dsn)
+    admin = await asyncpg.connect(dsn)
+    try:
+        tenant_id, key = await create_tenant(admin, f"bench-import-{int(time.time())}")
+    finally:
+        await admin.close()
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": dsn,
+        "RUN_WORKERS": "false",
+        "LOG_LEVEL": "WARNING",
+        "DATA_DIR": data_dir,
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "voice_service.app:create_app",
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+        env=env,
+    )
+    try:
+        headers = {"Authorization": f"Bearer {key}"}
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=600) as client:
+            await wait_healthy(client, proc)
+            print(f"POST /v1/leads/import, {rows:,} rows, uvicorn on 127.0.0.1:{port}, tenant {tenant_id}")
+            csv_rate = await series(client, headers, "CSV ", "+14152", rows, runs, to_csv, "text/csv")
+            json_rate = await series(
+                client, headers, "JSON", "+16462", rows, runs, to_json, "application/json"
+            )
+        print(f"CSV  import: {csv_rate:,.0f} rows/s (median of {runs})")
+        print(f"JSON import: {json_rate:,.0f} rows/s (median of {runs})")
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), 30)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+
+def main(rows: int, runs: int) -> None:
     sample = to_csv(make_rows("+13122", rows, 0))
     start = time.perf_counter()
     parsed = importer.parse("text/csv", {}, sample)
@@ -109,47 +194,17 @@ async def main(rows: int, runs: int) -> None:
     assert len(parsed.records) == rows
     print(f"parse + validate in process (CSV, no database): {rows / parse_s:,.0f} rows/s ({parse_s:.2f} s)")
 
-    tmp: Path | None = None
-    server: EmbeddedPostgres | None = None
     dsn = os.environ.get("DATABASE_URL")
-    if not dsn:
-        tmp = Path(tempfile.mkdtemp(prefix="voice-bench-pg-"))
-        server = EmbeddedPostgres(tmp, cleanup_mode="delete")
-        dsn = server.start()
-    proc: subprocess.Popen[bytes] | None = None
+    if dsn:
+        asyncio.run(run(dsn, tempfile.gettempdir(), rows, runs))
+        return
+    tmp = Path(tempfile.mkdtemp(prefix="voice-bench-pg-"))
+    server = EmbeddedPostgres(tmp, cleanup_mode="delete")
     try:
-        await migrate(dsn)
-        admin = await asyncpg.connect(dsn)
-        try:
-            tenant_id, key = await create_tenant(admin, f"bench-import-{int(time.time())}")
-        finally:
-            await admin.close()
-        port = free_port()
-        env = {**os.environ, "DATABASE_URL": dsn, "RUN_WORKERS": "false", "LOG_LEVEL": "WARNING",
-               "DATA_DIR": str(tmp or tempfile.gettempdir())}
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "voice_service.app:create_app", "--factory", "--host", "127.0.0.1",
-             "--port", str(port), "--log-level", "warning", "--no-access-log"],
-            env=env,
-        )
-        headers = {"Authorization": f"Bearer {key}"}
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=600) as client:
-            await wait_healthy(client, proc)
-            print(f"POST /v1/leads/import, {rows:,} rows, uvicorn on 127.0.0.1:{port}, tenant {tenant_id}")
-            csv_rate = await series(client, headers, "CSV ", "+14152", rows, runs, to_csv, "text/csv")
-            json_rate = await series(client, headers, "JSON", "+16462", rows, runs, to_json, "application/json")
-        print(f"CSV  import: {csv_rate:,.0f} rows/s (median of {runs})")
-        print(f"JSON import: {json_rate:,.0f} rows/s (median of {runs})")
+        asyncio.run(run(server.start(), str(tmp), rows, runs))
     finally:
-        if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        if server is not None:
-            server.stop()
+        server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
@@ -157,4 +212,4 @@ if __name__ == "__main__":
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    asyncio.run(main(args.rows, args.runs))
+    main(args.rows, args.runs)

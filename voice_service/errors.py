@@ -88,13 +88,18 @@ def _app_error(request: Request[Any, Any, Any], exc: AppError) -> Response[Any]:
 
 
 _MSGSPEC_PATH = re.compile(r"at `\$\.?([^`]*)`")
+_MSGSPEC_FIELD = re.compile(r"(?:missing required|unknown) field `([^`]+)`")
 
 
 def _field_of(message: str, key: str | None) -> str | None:
+    """The field a msgspec message is about: `Object missing required field `x` - at `$.config``."""
     m = _MSGSPEC_PATH.search(message)
-    if m:
-        return m.group(1) or None
-    return key or None
+    # Litestar strips msgspec's " - at `$.x`" suffix and passes the path as key ("data" for the body root).
+    path = m.group(1) if m else ("" if key in (None, "", "data") else key)
+    named = _MSGSPEC_FIELD.search(message)
+    if named:
+        return f"{path}.{named.group(1)}" if path else named.group(1)
+    return path or None
 
 
 def _validation(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
@@ -141,6 +146,8 @@ def pg_error_to_app(exc: asyncpg.PostgresError) -> AppError | None:
         return ValidationFailed("value too long", field=field)
     if isinstance(exc, asyncpg.NumericValueOutOfRangeError):
         return ValidationFailed("number out of range", field=field)
+    if isinstance(exc, asyncpg.CharacterNotInRepertoireError | asyncpg.UntranslatableCharacterError):
+        return ValidationFailed("text contains a character PostgreSQL cannot store (e.g. NUL)", field=field)
     if isinstance(exc, asyncpg.InvalidTextRepresentationError):
         return ValidationFailed("invalid value", field=field)
     return None

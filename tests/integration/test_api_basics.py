@@ -87,6 +87,9 @@ async def test_number_e164_and_cross_tenant_conflict(client: Any, make_tenant: A
     [
         ("/v1/agents", {"name": 5}, "name"),
         ("/v1/agents", {"name": "x", "colour": "red"}, "colour"),
+        ("/v1/agents", {"language": "en"}, "name"),
+        ("/v1/agents", {"name": "nul\u0000byte"}, None),
+        ("/v1/agents", {"name": "x", "config": {"colour": 1}}, "config.colour"),
         ("/v1/agents", {"name": "x" * 201}, "name"),
         ("/v1/agents", {"name": "x", "language": "english please"}, "language"),
         ("/v1/agents", {"name": "x", "analysis_schema": {"type": "nonsense"}}, "analysis_schema"),
@@ -100,7 +103,7 @@ async def test_number_e164_and_cross_tenant_conflict(client: Any, make_tenant: A
         ("/v1/api-keys", {"name": "k", "role": "god"}, "role"),
     ],
 )
-async def test_bad_input_names_the_field(client: Any, tenant: Any, path: str, body: Any, field: str) -> None:
+async def test_bad_input_names_the_field(client: Any, tenant: Any, path: str, body: Any, field: str | None) -> None:
     r = await client.post(path, json=body, headers=tenant.headers)
     assert 400 <= r.status_code < 500, (r.status_code, r.text)
     _problem(r, r.status_code, field)

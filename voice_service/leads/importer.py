@@ -19,7 +19,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, NoReturn
 
 import asyncpg
 import msgspec
@@ -185,9 +185,11 @@ _DNC_AT, _REASON_AT = _POS["do_not_call"], _POS["do_not_call_reason"]
 _WIDTH = len(repo.IMPORT_COLUMNS)
 
 
-def _too_many() -> None:
-    raise PayloadTooLarge(f"an import holds at most {MAX_ROWS:,} rows; split it into several imports",
-                          errors=[{"field": None, "message": "too many rows", "limit": MAX_ROWS}])
+def _too_many() -> NoReturn:
+    raise PayloadTooLarge(
+        f"an import holds at most {MAX_ROWS:,} rows; split it into several imports",
+        errors=[{"field": None, "message": "too many rows", "limit": MAX_ROWS}],
+    )
 
 
 @dataclass
@@ -211,14 +213,20 @@ class Parsed:
             if len(self.errors) < MAX_ERRORS:
                 self.errors.append(ImportRowError(line=line, field=name, reason=reason))
 
-    def finish(self, line: int, out: list[Any], custom: dict[str, Any] | None,
-               problems: list[tuple[str | None, str]] | None) -> None:
+    def finish(
+        self,
+        line: int,
+        out: list[Any],
+        custom: dict[str, Any] | None,
+        problems: list[tuple[str | None, str]] | None,
+    ) -> None:
         problems = problems or []
         phone = out[_PHONE_AT]
         if phone is None and not any(name == "phone" for name, _ in problems):
             problems.append(("phone", "missing; every lead needs a phone number"))
         if out[_REASON_AT] is not None and out[_DNC_AT] is not True:
             problems.append(("do_not_call_reason", "needs do_not_call true on the same row"))
+        out[_CUSTOM_AT] = None
         if custom:
             encoded = _json_out.encode(custom)
             if b"\\u0000" in encoded:
@@ -348,7 +356,9 @@ def _decode_text(body: bytes, charset: str | None) -> str:
     except LookupError:
         raise BadRequest(f"unknown charset {charset!r}", field="content-type") from None
     except UnicodeDecodeError as exc:
-        raise BadRequest(f"the body is not valid {charset or 'UTF-8'} (byte {exc.start})", field="body") from None
+        raise BadRequest(
+            f"the body is not valid {charset or 'UTF-8'} (byte {exc.start})", field="body"
+        ) from None
 
 
 def parse(media_type: str, options: dict[str, str], body: bytes) -> Parsed:
@@ -361,15 +371,22 @@ def parse(media_type: str, options: dict[str, str], body: bytes) -> Parsed:
     else:
         raise UnsupportedMediaType(
             f"send the leads as text/csv or application/json, not {media_type or 'no content type'}",
-            field="content-type")
+            field="content-type",
+        )
     return parsed
 
 
-async def run_import(conn: asyncpg.Connection, principal: Principal, media_type: str, options: dict[str, str],
-                     body: bytes) -> ImportReport:
+async def run_import(
+    conn: asyncpg.Connection, principal: Principal, media_type: str, options: dict[str, str], body: bytes
+) -> ImportReport:
     parsed = await asyncio.to_thread(parse, media_type, options, body)
     inserted, updated = await repo.bulk_upsert(conn, principal.tenant_id, parsed.records)
-    return ImportReport(received=parsed.received, inserted=inserted, updated=updated, rejected=parsed.rejected,
-                        errors=parsed.errors, error_count=parsed.error_count,
-                        errors_truncated=parsed.error_count > len(parsed.errors))
-
+    return ImportReport(
+        received=parsed.received,
+        inserted=inserted,
+        updated=updated,
+        rejected=parsed.rejected,
+        errors=parsed.errors,
+        error_count=parsed.error_count,
+        errors_truncated=parsed.error_count > len(parsed.errors),
+    )

@@ -12,14 +12,35 @@ from voice_service.repository import Table
 
 leads = Table(
     "leads",
-    ["id", "first_name", "last_name", "email", "phone", "company_name", "title", "linkedin_url", "stage", "status",
-     "priority", "estimated_value", "currency", "custom_fields", "notes", "timezone", "do_not_call",
-     "do_not_call_at", "do_not_call_reason", "created_at", "updated_at"],
+    [
+        "id",
+        "first_name",
+        "last_name",
+        "email",
+        "phone",
+        "company_name",
+        "title",
+        "linkedin_url",
+        "stage",
+        "status",
+        "priority",
+        "estimated_value",
+        "currency",
+        "custom_fields",
+        "notes",
+        "timezone",
+        "do_not_call",
+        "do_not_call_at",
+        "do_not_call_reason",
+        "created_at",
+        "updated_at",
+    ],
 )
 
 
-async def update(conn: asyncpg.Connection, tenant_id: uuid.UUID, lead_id: uuid.UUID,
-                 fields: Mapping[str, Any]) -> asyncpg.Record | None:
+async def update(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, lead_id: uuid.UUID, fields: Mapping[str, Any]
+) -> asyncpg.Record | None:
     """Like `Table.update`; setting do_not_call true keeps an earlier do_not_call_at, false clears it."""
     if not fields:
         return await leads.get(conn, tenant_id, lead_id)
@@ -31,14 +52,30 @@ async def update(conn: asyncpg.Connection, tenant_id: uuid.UUID, lead_id: uuid.U
     return await conn.fetchrow(
         f"UPDATE leads SET {', '.join(sets)} WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL "
         f"RETURNING {leads.select}",
-        tenant_id, lead_id, *fields.values(),
+        tenant_id,
+        lead_id,
+        *fields.values(),
     )
 
 
 # The columns an import row carries, in the order of the records the importer builds.
 IMPORT_COLUMNS = (
-    "first_name", "last_name", "email", "phone", "company_name", "title", "linkedin_url", "stage", "status",
-    "priority", "estimated_value", "currency", "custom_fields", "notes", "timezone", "do_not_call",
+    "first_name",
+    "last_name",
+    "email",
+    "phone",
+    "company_name",
+    "title",
+    "linkedin_url",
+    "stage",
+    "status",
+    "priority",
+    "estimated_value",
+    "currency",
+    "custom_fields",
+    "notes",
+    "timezone",
+    "do_not_call",
     "do_not_call_reason",
 )
 
@@ -51,8 +88,21 @@ CREATE TEMP TABLE lead_import (
 ) ON COMMIT DROP
 """
 
-_PLAIN = ("first_name", "last_name", "email", "company_name", "title", "linkedin_url", "stage", "status",
-          "priority", "estimated_value", "currency", "notes", "timezone")
+_PLAIN = (
+    "first_name",
+    "last_name",
+    "email",
+    "company_name",
+    "title",
+    "linkedin_url",
+    "stage",
+    "status",
+    "priority",
+    "estimated_value",
+    "currency",
+    "notes",
+    "timezone",
+)
 
 # A NULL in the staging table means "not in the file": an import fills and overwrites fields, never blanks them,
 # merges custom_fields key by key, and never clears do_not_call (an opt-out is withdrawn only by an explicit PATCH).
@@ -79,8 +129,9 @@ SELECT count(*) FILTER (WHERE inserted) AS inserted, count(*) FILTER (WHERE NOT 
 """
 
 
-async def bulk_upsert(conn: asyncpg.Connection, tenant_id: uuid.UUID,
-                      records: Sequence[tuple[Any, ...]]) -> tuple[int, int]:
+async def bulk_upsert(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, records: Sequence[tuple[Any, ...]]
+) -> tuple[int, int]:
     """Upserts by (tenant, phone); records follow IMPORT_COLUMNS, phones unique. Returns (inserted, updated)."""
     if not records:
         return 0, 0

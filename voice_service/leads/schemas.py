@@ -31,7 +31,9 @@ CURRENCY_PATTERN = r"^[A-Z]{3}$"
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
 # Formatting characters (spaces, dashes, dots, parentheses) are accepted and dropped: stored as E.164.
-PhoneIn = Annotated[str, Meta(min_length=2, max_length=32, description="E.164 phone number, e.g. +15551234567")]
+PhoneIn = Annotated[
+    str, Meta(min_length=2, max_length=32, description="E.164 phone number, e.g. +15551234567")
+]
 Email = Annotated[str, Meta(max_length=320, pattern=EMAIL_PATTERN)]
 Url = Annotated[str, Meta(max_length=2048)]
 Label = Annotated[str, Meta(max_length=100)]
@@ -39,7 +41,7 @@ Priority = Annotated[int, Meta(ge=INT32_MIN, le=INT32_MAX)]
 Currency = Annotated[str, Meta(pattern=CURRENCY_PATTERN, description="ISO 4217 code, e.g. USD")]
 TimeZone = Annotated[str, Meta(max_length=64, description="IANA time zone name, e.g. America/New_York")]
 # numeric(18, 6): a JSON number or a string ("1234.50"); checked for range in the service.
-Amount = Annotated[Decimal, Meta(description="decimal amount as a string or number, e.g. \"1234.50\"")]
+Amount = Annotated[Decimal, Meta(description='decimal amount as a string or number, e.g. "1234.50"')]
 
 
 class Lead(msgspec.Struct):

@@ -13,6 +13,9 @@ from decimal import Decimal
 from functools import cache
 
 import asyncpg
+import msgspec
+import phonenumbers
+from phonenumbers import PhoneNumber
 
 from voice_service.auth import Principal
 from voice_service.crud import fields_of
@@ -21,17 +24,34 @@ from voice_service.leads import repository as repo
 from voice_service.leads.repository import leads
 from voice_service.leads.schemas import Lead, LeadCreate, LeadUpdate
 from voice_service.pagination import Page, check_limit, decode_cursor, page_from_rows
-from voice_service.phones import parse_phone
 
 _CONFLICT = "another lead in your account already has this phone number"
 _PHONE_FORMATTING = re.compile(r"[\s\-.()]")
+_NANP = re.compile(r"^\+1[2-9]\d{9}$")
+_json = msgspec.json.Encoder()
 _AMOUNT_LIMIT = Decimal(10) ** 12  # numeric(18, 6)
 
 
 def normalize_phone(value: str) -> str | None:
     """E.164 for a valid international number (formatting characters allowed), else None."""
-    phone = parse_phone(_PHONE_FORMATTING.sub("", value))
-    return phone.e164 if phone is not None else None
+    value = _PHONE_FORMATTING.sub("", value)
+    # Fast path, measured ~5x cheaper, for the bulk of North American imports: for "+1" and ten digits starting
+    # 2-9, phonenumbers.parse yields country code 1 and those ten digits unchanged (no NANP number starts with the
+    # national prefix "1"), and US is the first region tried for +1, so "valid for US" implies is_valid_number.
+    # Anything else takes the full path.
+    if _NANP.match(value) and phonenumbers.is_valid_number_for_region(
+        PhoneNumber(country_code=1, national_number=int(value[2:])), "US"
+    ):
+        return value
+    if not value.startswith("+") or len(value) > 20:
+        return None
+    try:
+        number = phonenumbers.parse(value, None)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 @cache
@@ -56,16 +76,25 @@ def to_lead(row: asyncpg.Record) -> Lead:
 
 
 def _check_values(fields: dict[str, object]) -> None:
+    # PostgreSQL text and jsonb cannot hold NUL; caught here it is a 422, not a database error.
+    for name, value in fields.items():
+        if (isinstance(value, str) and "\x00" in value) or (
+            name == "custom_fields" and b"\\u0000" in _json.encode(value)
+        ):
+            raise ValidationFailed("contains a NUL character", field=name)
     phone = fields.get("phone")
     if isinstance(phone, str):
         e164 = normalize_phone(phone)
         if e164 is None:
-            raise ValidationFailed(f"{phone!r} is not a valid phone number in E.164 form (+15551234567)",
-                                   field="phone")
+            raise ValidationFailed(
+                f"{phone!r} is not a valid phone number in E.164 form (+15551234567)", field="phone"
+            )
         fields["phone"] = e164
     tz = fields.get("timezone")
     if isinstance(tz, str) and not is_time_zone(tz):
-        raise ValidationFailed(f"{tz!r} is not an IANA time zone name (e.g. America/New_York)", field="timezone")
+        raise ValidationFailed(
+            f"{tz!r} is not an IANA time zone name (e.g. America/New_York)", field="timezone"
+        )
     value = fields.get("estimated_value")
     if isinstance(value, Decimal):
         problem = amount_problem(value)
@@ -94,7 +123,9 @@ async def get(conn: asyncpg.Connection, principal: Principal, lead_id: uuid.UUID
     return to_lead(row)
 
 
-async def update(conn: asyncpg.Connection, principal: Principal, lead_id: uuid.UUID, data: LeadUpdate) -> Lead:
+async def update(
+    conn: asyncpg.Connection, principal: Principal, lead_id: uuid.UUID, data: LeadUpdate
+) -> Lead:
     # Leaving do_not_call out keeps it; only an explicit `false` lifts an opt-out (and drops its reason).
     fields = fields_of(data, not_null=("phone", "custom_fields", "do_not_call"))
     _check_values(fields)
@@ -124,18 +155,32 @@ async def delete(conn: asyncpg.Connection, principal: Principal, lead_id: uuid.U
         raise NotFound("lead not found")
 
 
-async def list_(conn: asyncpg.Connection, principal: Principal, limit: int, cursor: str | None, *,
-                phone: str | None = None, stage: str | None = None, status: str | None = None,
-                do_not_call: bool | None = None) -> Page[Lead]:
+async def list_(
+    conn: asyncpg.Connection,
+    principal: Principal,
+    limit: int,
+    cursor: str | None,
+    *,
+    phone: str | None = None,
+    stage: str | None = None,
+    status: str | None = None,
+    do_not_call: bool | None = None,
+) -> Page[Lead]:
     if phone is not None:
         # An unencoded `+` in a query string arrives as a space (`?phone=+1555…`): restore it.
         if phone[:1] == " " and phone[1:].isdigit():
             phone = "+" + phone[1:]
         e164 = normalize_phone(phone)
         if e164 is None:
-            raise BadRequest(f"{phone!r} is not a valid phone number in E.164 form (+15551234567)", field="phone")
+            raise BadRequest(
+                f"{phone!r} is not a valid phone number in E.164 form (+15551234567)", field="phone"
+            )
         phone = e164
-    rows = await leads.page(conn, principal.tenant_id, limit=check_limit(limit),
-                            after=decode_cursor(cursor) if cursor else None,
-                            filters={"phone": phone, "stage": stage, "status": status, "do_not_call": do_not_call})
+    rows = await leads.page(
+        conn,
+        principal.tenant_id,
+        limit=check_limit(limit),
+        after=decode_cursor(cursor) if cursor else None,
+        filters={"phone": phone, "stage": stage, "status": status, "do_not_call": do_not_call},
+    )
     return page_from_rows(rows, limit, to_lead)
