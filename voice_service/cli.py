@@ -146,4 +146,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run through the imported module, so commands that domains register on `voice_service.cli` are seen.
+    from voice_service.cli import main as _main
+
+    sys.exit(_main())

@@ -68,7 +68,7 @@ def resolve_database_url(settings: Settings) -> tuple[str, EmbeddedPostgres | No
     return embedded.start(), embedded
 
 
-async def _init_connection(conn: asyncpg.Connection) -> None:
+async def init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=_encode_json, decoder=_decode_json, schema="pg_catalog")
     await conn.set_type_codec("json", encoder=_encode_json, decoder=_decode_json, schema="pg_catalog")
 
@@ -80,7 +80,7 @@ async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 20) -> asy
         dsn,
         min_size=min_size,
         max_size=max_size,
-        init=_init_connection,
+        init=init_connection,
         server_settings={"role": APP_ROLE, "application_name": "voice-service"},
     )
     assert pool is not None

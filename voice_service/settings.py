@@ -67,6 +67,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     bootstrap_tenant_name: str = "Default tenant"
     enforce_wallet_balance: bool = True
     demo_credit: str = "25.00"
+    platform_admin_token: str | None = None
 
     @property
     def resolved_data_dir(self) -> Path:

@@ -73,7 +73,7 @@ async def enqueue_many(conn: asyncpg.Connection, entrypoint: str, payloads: list
 
 
 def build_queue_manager(runtime: Runtime) -> QueueManager:
-    qm = QueueManager(AsyncpgPoolDriver(runtime.pool))
+    qm = QueueManager(Queries(AsyncpgPoolDriver(runtime.pool)))
     for name, (handler, limit) in load_job_modules().items():
         def make(h: Handler, n: str) -> Callable[[Job], Awaitable[None]]:
             async def run(j: Job) -> None:

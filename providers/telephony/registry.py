@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from providers.telephony.base import TelephonyProvider
+from providers.telephony.simulator import SimulatorProvider
 from providers.telephony.twilio import TwilioProvider
 from providers.telephony.vonage import VonageProvider
 
@@ -13,6 +14,7 @@ __all__ = ["PROVIDERS", "build_provider"]
 PROVIDERS: dict[str, type] = {
     "twilio": TwilioProvider,
     "vonage": VonageProvider,
+    "simulator": SimulatorProvider,
 }
 
 

@@ -69,7 +69,9 @@ class LocalServer:
         return f"ws://{self.host}:{self.port}"
 
     async def __aenter__(self) -> LocalServer:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY only on sockets whose proto says TCP (accepted sockets inherit it);
+        # without it Nagle + delayed ACK add ~40 ms stalls to small writes.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, 0))
         sock.listen(128)

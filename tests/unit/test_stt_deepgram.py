@@ -179,3 +179,21 @@ async def test_rejected_credentials_raise_stt_error() -> None:
         with pytest.raises(SttError) as info:
             await DeepgramStt("wrong-key", base_url=srv.ws_url).connect(MULAW_8K, "en")
     assert info.value.status == 401
+
+
+async def test_processing_delay_holds_each_message_back() -> None:
+    fake = FakeDeepgram(script=["Hi."], processing_delay=0.25)
+    async with LocalServer(fake) as srv:
+        stream = await DeepgramStt("test-key", base_url=srv.ws_url).connect(MULAW_8K, "en")
+        loop = asyncio.get_running_loop()
+        await send_all(stream, caller_turn(0.4, 0.5))
+        sent_at = loop.time()
+        async with asyncio.timeout(5):
+            async for event in stream.events():
+                if isinstance(event, Transcript) and event.is_final:
+                    break
+        waited = loop.time() - sent_at
+        await stream.close()
+
+    assert event.text == "Hi."
+    assert 0.2 <= waited < 1.0

@@ -1,7 +1,158 @@
-"""HTTP routes for billing (filled in by the issue that builds this domain)."""
+"""HTTP routes for billing (prices, wallet, ledger, usage events), the platform-admin top-up API, and the call
+analysis (`/v1/calls/{call_id}/analysis`, here because the analysis is part of the post-call pipeline)."""
 
 from __future__ import annotations
 
+import hmac
+import uuid
 from typing import Any
 
-route_handlers: list[Any] = []
+from litestar import Controller, Request, delete, get, post
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
+from litestar.params import JSONBody, QueryParameter
+from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
+
+from voice_service import bootstrap
+from voice_service.auth import requires, writes_need
+from voice_service.billing import service
+from voice_service.billing.schemas import (
+    CallAnalysis,
+    LedgerTransaction,
+    Price,
+    PriceCreate,
+    PriceList,
+    Topup,
+    TopupCreate,
+    UsageEvent,
+    Wallet,
+)
+from voice_service.billing.wallet import give_demo_credit
+from voice_service.db import tenant_tx
+from voice_service.deps import Caller, Conn
+from voice_service.errors import Forbidden, Unauthorized
+from voice_service.pagination import Page
+from voice_service.params import Cursor, Limit
+
+if give_demo_credit not in bootstrap.after_bootstrap:
+    bootstrap.after_bootstrap.append(give_demo_credit)
+
+
+class BillingController(Controller):
+    path = "/v1/billing"
+    tags = ["billing"]
+    guards = [writes_need("admin")]
+
+    @get(
+        "/pricing",
+        operation_id="listPrices",
+        summary="The pricing catalog in force: global list prices and the tenant's overrides",
+    )
+    async def list_prices(
+        self,
+        conn: Conn,
+        principal: Caller,
+        category: str | None = QueryParameter(name="category", default=None, max_length=50),
+        provider: str | None = QueryParameter(name="provider", default=None, max_length=100),
+        include_inactive: bool = QueryParameter(name="include_inactive", default=False),
+    ) -> PriceList:
+        return await service.list_prices(
+            conn, principal, category=category, provider=provider, include_inactive=include_inactive
+        )
+
+    @post(
+        "/pricing",
+        operation_id="createPrice",
+        summary="Add a tenant price (overrides the global row for the same category/provider/model/unit)",
+        description="Effective from `effective_from` (default now). The newest effective row wins; calls are "
+        "priced with the rows in force when they started. unit_price is per unit (per token, per "
+        "character, per minute).",
+    )
+    async def create_price(self, conn: Conn, principal: Caller, data: JSONBody[PriceCreate]) -> Price:
+        return await service.create_price(conn, principal, data)
+
+    @delete(
+        "/pricing/{price_id:uuid}",
+        operation_id="deactivatePrice",
+        status_code=HTTP_204_NO_CONTENT,
+        summary="Deactivate a tenant price (the global row applies again)",
+    )
+    async def deactivate_price(self, conn: Conn, principal: Caller, price_id: uuid.UUID) -> None:
+        await service.deactivate_price(conn, principal, price_id)
+
+    @get("/wallet", operation_id="getWallet", summary="The tenant wallet: balance, reserved, available")
+    async def get_wallet(self, request: Request[Any, Any, Any], conn: Conn, principal: Caller) -> Wallet:
+        return await service.get_wallet(conn, principal, request.app.state.settings.enforce_wallet_balance)
+
+    @get("/ledger", operation_id="listLedgerTransactions", summary="Ledger transactions, newest first")
+    async def list_ledger(
+        self, conn: Conn, principal: Caller, limit: int = Limit, cursor: str | None = Cursor
+    ) -> Page[LedgerTransaction]:
+        return await service.list_ledger(conn, principal, limit, cursor)
+
+    @get(
+        "/usage-events",
+        operation_id="listUsageEvents",
+        summary="Billing usage events (one per call, one per analysis run, one per adjustment), newest first",
+    )
+    async def list_usage_events(
+        self,
+        conn: Conn,
+        principal: Caller,
+        limit: int = Limit,
+        cursor: str | None = Cursor,
+        feature_key: str | None = QueryParameter(name="feature_key", default=None, max_length=100),
+        call_id: uuid.UUID | None = QueryParameter(name="call_id", default=None),
+    ) -> Page[UsageEvent]:
+        return await service.list_usage_events(
+            conn, principal, limit, cursor, feature_key=feature_key, call_id=call_id
+        )
+
+
+def platform_admin(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """Guard: `Authorization: Bearer <PLATFORM_ADMIN_TOKEN>` (the API is off while the setting is unset)."""
+    expected = connection.app.state.settings.platform_admin_token
+    if not expected:
+        raise Forbidden("the platform admin API is disabled (set PLATFORM_ADMIN_TOKEN)")
+    scheme, _, token = connection.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected.encode()):
+        raise Unauthorized("invalid platform admin token", headers={"WWW-Authenticate": "Bearer"})
+
+
+class PlatformAdminController(Controller):
+    path = "/v1/billing/admin"
+    tags = ["billing"]
+    guards = [platform_admin]
+    opt = {"exclude_from_auth": True}  # not a tenant API key: the platform's own token (the guard checks it)
+
+    @post(
+        "/topups",
+        operation_id="adminTopup",
+        status_code=HTTP_200_OK,
+        summary="Credit a tenant wallet (the billing system posts payments here; idempotent per key)",
+    )
+    async def topup(self, request: Request[Any, Any, Any], data: JSONBody[TopupCreate]) -> Topup:
+        async with tenant_tx(request.app.state.pool, data.tenant_id) as conn:
+            return await service.admin_topup(conn, data)
+
+
+class CallAnalysisController(Controller):
+    path = "/v1/calls/{call_id:uuid}/analysis"
+    tags = ["calls"]
+
+    @get("/", operation_id="getCallAnalysis", summary="The call's post-call analysis")
+    async def get_analysis(self, conn: Conn, principal: Caller, call_id: uuid.UUID) -> CallAnalysis:
+        return await service.get_call_analysis(conn, principal, call_id)
+
+    @post(
+        "/rerun",
+        operation_id="rerunCallAnalysis",
+        status_code=HTTP_202_ACCEPTED,
+        guards=[requires("member")],
+        summary="Analyse the call again (billed as a new analysis run)",
+    )
+    async def rerun(self, conn: Conn, principal: Caller, call_id: uuid.UUID) -> CallAnalysis:
+        return await service.rerun_call_analysis(conn, principal, call_id)
+
+
+route_handlers: list[Any] = [BillingController, PlatformAdminController, CallAnalysisController]

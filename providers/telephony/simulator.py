@@ -1,0 +1,32 @@
+"""The built-in simulator "carrier": Twilio's wire formats, pointed at a local simulator process.
+
+Numbers with provider `simulator` place calls against SIMULATOR_BASE_URL (the Twilio REST paths), get
+Twilio-signed status callbacks and a Twilio Media Streams socket, all from `voice-service simulate` or the
+test helper `voice_service.simulator.Simulator`. No account anywhere: the account sid and auth token are
+the simulator's own (SIMULATOR_ACCOUNT_SID / SIMULATOR_AUTH_TOKEN).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from twilio.http import AsyncHttpClient
+
+from providers.telephony.twilio import TwilioProvider
+
+__all__ = ["SimulatorProvider"]
+
+
+class SimulatorProvider(TwilioProvider):
+    """TwilioProvider under another name: status events and call logs say `simulator`."""
+
+    name = "simulator"
+
+    def __init__(
+        self,
+        account_sid: str,
+        auth_token: str,
+        base_url: str,
+        http_client_factory: Callable[[], AsyncHttpClient] | None = None,
+    ) -> None:
+        super().__init__(account_sid, auth_token, base_url=base_url, http_client_factory=http_client_factory)

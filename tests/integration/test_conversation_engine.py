@@ -1,0 +1,685 @@
+"""The conversation engine against the STT/LLM/TTS fakes over real sockets, driving the real MediaSession.
+
+The carrier side is an in-memory Twilio Media Streams line (`PhoneLine`): it streams the caller's audio at real
+time as `media` events, plays the agent's audio back at real time, echoes marks once the audio before them has
+played and, on `clear`, drops what it holds and echoes every pending mark at once (as Twilio does). No database:
+the call's setup is built from plain dicts and the records are captured in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import time
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+
+from providers.telephony.twilio import TwilioCodec
+from tests.fakes.deepgram import FakeDeepgram
+from tests.fakes.openai import FakeOpenAI, Text, ToolCall, ToolCalls
+from tests.fakes.server import Fault, LocalServer, PathRouter, mulaw_silence, mulaw_tone
+from tests.fakes.tts import FakeTts
+from voice_service.agents.schemas import AgentConfig, TransferTarget
+from voice_service.calls.schemas import CallInfo
+from voice_service.calls.session import MediaSession
+from voice_service.conversation.engine import CallSession
+from voice_service.conversation.services import CallSetup, EngineConfig, RuntimeServices
+from voice_service.runtime import Runtime
+from voice_service.settings import load_settings
+
+_json = msgspec.json.Encoder()
+FRAME = 160  # 20 ms of μ-law 8 kHz
+
+
+# --- the carrier side, in memory ---------------------------------------------------------------------------
+
+
+def speech(seconds: float) -> bytes:
+    return mulaw_tone(seconds, freq=300.0)
+
+
+def silence(seconds: float) -> bytes:
+    return mulaw_silence(seconds)
+
+
+class PhoneLine:
+    """A Twilio media stream seen from the carrier: the caller's audio in, the agent's audio played out."""
+
+    def __init__(self, caller_audio: bytes, *, stop_after: float | None = None) -> None:
+        self.caller_audio = caller_audio
+        self.stop_after = stop_after  # the caller hangs up this long after the call starts
+        self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.t0 = time.monotonic()
+        self.received: list[tuple[float, dict[str, Any]]] = []  # everything the service sent, timestamped
+        self.played_frames = 0
+        self.first_frame_at: float | None = None
+        self.clears: list[float] = []
+        self.marks_echoed: list[str] = []
+        self._playout: deque[bytes | str] = deque()
+        self._wake = asyncio.Event()
+        self._seq = 0
+        self.dtmf_at: list[tuple[float, str]] = []
+
+    def _event(self, event: str, **body: Any) -> dict[str, Any]:
+        self._seq += 1
+        return {
+            "type": "websocket.receive",
+            "text": _json.encode(
+                {"event": event, "sequenceNumber": str(self._seq), "streamSid": "MZline", **body}
+            ).decode(),
+        }
+
+    def start_message(self) -> str:
+        return _json.encode(
+            {
+                "event": "start",
+                "sequenceNumber": "1",
+                "streamSid": "MZline",
+                "start": {
+                    "accountSid": "AC1",
+                    "streamSid": "MZline",
+                    "callSid": "CAline",
+                    "tracks": ["inbound"],
+                    "customParameters": {"call_id": "x", "token": "y"},
+                    "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
+                },
+            }
+        ).decode()
+
+    async def receive(self) -> dict[str, Any]:
+        return await self.inbox.get()
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if message["type"] != "websocket.send":
+            return
+        data = msgspec.json.decode(message["text"])
+        now = time.monotonic()
+        self.received.append((now, data))
+        kind = data["event"]
+        if kind == "media":
+            if self.first_frame_at is None:
+                self.first_frame_at = now
+            self._playout.append(base64.b64decode(data["media"]["payload"]))
+        elif kind == "mark":
+            self._playout.append(data["mark"]["name"])
+        elif kind == "clear":
+            self.clears.append(now)
+            pending = [item for item in self._playout if isinstance(item, str)]
+            self._playout.clear()
+            for name in pending:
+                self._echo(name)
+        self._wake.set()
+
+    def _echo(self, name: str) -> None:
+        self.marks_echoed.append(name)
+        self.inbox.put_nowait(self._event("mark", mark={"name": name}))
+
+    def press(self, at: float, digit: str) -> None:
+        self.dtmf_at.append((at, digit))
+
+    def sent(self, kind: str) -> list[tuple[float, dict[str, Any]]]:
+        return [(t, m) for t, m in self.received if m["event"] == kind]
+
+    async def play(self) -> None:
+        """Real-time playout: one frame per 20 ms; a mark is echoed once the audio before it has played."""
+        start, n = 0.0, 0
+        while True:
+            if not self._playout:
+                self._wake.clear()
+                await self._wake.wait()
+                start, n = time.monotonic(), 0
+                continue
+            item = self._playout.popleft()
+            if isinstance(item, str):
+                self._echo(item)
+                continue
+            n += 1
+            self.played_frames += 1
+            delay = start + n * 0.02 - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+
+    async def speak(self) -> None:
+        """The caller: audio frames at real time, then silence, keypad presses on schedule, then stop."""
+        audio = self.caller_audio
+        start = time.monotonic()
+        dtmf = sorted(self.dtmf_at)
+        i = 0
+        while True:
+            elapsed = time.monotonic() - start
+            while dtmf and dtmf[0][0] <= elapsed:
+                _, digit = dtmf.pop(0)
+                self.inbox.put_nowait(self._event("dtmf", dtmf={"track": "inbound_track", "digit": digit}))
+            if self.stop_after is not None and elapsed >= self.stop_after:
+                self.inbox.put_nowait(self._event("stop", stop={"accountSid": "AC1", "callSid": "CAline"}))
+                return
+            frame = audio[i * FRAME : (i + 1) * FRAME] or b"\xff" * FRAME
+            if len(frame) < FRAME:
+                frame += b"\xff" * (FRAME - len(frame))
+            payload = base64.b64encode(frame).decode()
+            self.inbox.put_nowait(
+                self._event(
+                    "media",
+                    media={
+                        "track": "inbound",
+                        "chunk": str(i + 1),
+                        "timestamp": str(i * 20),
+                        "payload": payload,
+                    },
+                )
+            )
+            i += 1
+            delay = start + i * 0.02 - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+
+
+class Timestamped:
+    """Wraps an ASGI fake: remembers when each WebSocket text message left it."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.sent: list[tuple[float, dict[str, Any]]] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        async def timed_send(message: Any) -> None:
+            await send(message)
+            if message["type"] == "websocket.send" and message.get("text"):
+                self.sent.append((time.monotonic(), msgspec.json.decode(message["text"])))
+
+        await self.app(scope, receive, timed_send)
+
+
+# --- services without a database ---------------------------------------------------------------------------
+
+
+@dataclass
+class Fakes:
+    deepgram: FakeDeepgram
+    openai: FakeOpenAI
+    tts: FakeTts
+    stt_wire: Timestamped
+    url: str = ""
+
+
+class MemoryServices(RuntimeServices):
+    """RuntimeServices with the call's setup from dicts and the records kept in memory."""
+
+    def __init__(
+        self, runtime: Runtime, config: EngineConfig, agent: dict[str, Any], lead: dict[str, Any] | None
+    ) -> None:
+        super().__init__(runtime, config)
+        self.agent = agent
+        self.lead = lead
+        self.saved: list[tuple[list[dict[str, Any]], dict[str, Any]]] = []
+        self.transfers: list[str] = []
+        self.transfer_error: Exception | None = None
+        self.config_override: AgentConfig | None = None  # bypasses the API's validation limits
+
+    async def setup(self, call: CallInfo) -> CallSetup:
+        setup = self.build_setup(call, self.agent, None, self.lead)
+        if self.config_override is not None:
+            setup.config = self.config_override
+        return setup
+
+    async def save(self, call: CallInfo, transcripts: list[dict[str, Any]], metadata: Any) -> None:
+        self.saved.append((transcripts, dict(metadata)))
+
+    async def transfer(self, call: CallInfo, to_e164: str) -> None:
+        if self.transfer_error is not None:
+            raise self.transfer_error
+        self.transfers.append(to_e164)
+
+
+@dataclass
+class Result:
+    line: PhoneLine
+    services: MemoryServices
+    media: MediaSession
+    session: CallSession
+    transcripts: list[dict[str, Any]] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def usage(self) -> dict[str, Any]:
+        return self.metadata["usage"]
+
+    @property
+    def conversation(self) -> dict[str, Any]:
+        return self.metadata["conversation"]
+
+    def texts(self, role: str | None = None) -> list[str]:
+        return [t["text"] for t in self.transcripts if role is None or t["role"] == role]
+
+
+@contextlib.asynccontextmanager
+async def fakes(
+    *,
+    script: Sequence[str] = (),
+    replies: Sequence[Any] = (),
+    tts_faults: Sequence[Fault] = (),
+    seconds_per_char: float = 0.01,
+    **deepgram: Any,
+) -> AsyncIterator[Fakes]:
+    dg = FakeDeepgram(script=list(script), **deepgram)
+    wire = Timestamped(dg)
+    oai = FakeOpenAI(replies=list(replies))
+    tts = FakeTts(seconds_per_char=seconds_per_char, chunk_ms=40, faults=list(tts_faults))
+    router = PathRouter({"/v1/listen": wire, "/v1/speak": tts, "/v1/chat": oai})
+    async with LocalServer(router) as srv:
+        yield Fakes(dg, oai, tts, wire, srv.http_url)
+
+
+def call_info(direction: str = "outbound") -> CallInfo:
+    return CallInfo(
+        tenant_id=uuid.uuid4(),
+        call_id=uuid.uuid4(),
+        call_created_at=datetime.now(UTC),
+        agent_id=1,
+        lead_id=None,
+        direction=direction,
+        variables={"product": "the spring menu"},
+        voice_id=None,
+        provider="twilio",
+        provider_call_id="CAline",
+        from_e164="+15550001111",
+        to_e164="+442071838750",
+    )
+
+
+def agent(starter: str | None = "Hi there.", **config: Any) -> dict[str, Any]:
+    return {
+        "name": "Ana",
+        "agent_instructions": "You book tables for {{product}}.",
+        "system_instructions": None,
+        "outbound_starter_prompt": starter,
+        "inbound_starter_prompt": "Hello, thanks for calling.",
+        "language": "en-US",
+        "config": msgspec.to_builtins(AgentConfig(**config)),
+    }
+
+
+ENGINE = EngineConfig(
+    llm_first_token_timeout=1.0,
+    llm_stall_timeout=1.0,
+    tts_first_byte_timeout=1.0,
+    tts_stall_timeout=1.0,
+    stt_connect_timeout=2.0,
+    transfer_stop_timeout=0.5,
+    playback_grace_seconds=0.5,
+)
+
+
+async def run_call(
+    f: Fakes,
+    caller_audio: bytes,
+    *,
+    agent_row: dict[str, Any],
+    stop_after: float = 12.0,
+    lead: dict[str, Any] | None = None,
+    dtmf: Sequence[tuple[float, str]] = (),
+    config: EngineConfig = ENGINE,
+    direction: str = "outbound",
+    transfer_error: Exception | None = None,
+    within: float = 20.0,
+    config_override: AgentConfig | None = None,
+) -> Result:
+    settings = load_settings(
+        env={},
+        deepgram_api_key="test-key",
+        deepgram_base_url=f.url.replace("http", "ws"),
+        deepgram_http_url=f.url,
+        openai_api_key="test-key",
+        openai_base_url=f"{f.url}/v1",
+        default_tts_provider="deepgram",
+        default_tts_voice="aura-2-thalia-en",
+    )
+    async with AsyncExitStack() as stack, httpx.AsyncClient() as http:
+        runtime = Runtime(settings=settings, dsn="", pool=None, http=http, exit_stack=stack)  # type: ignore[arg-type]
+        services = MemoryServices(runtime, config, agent_row, lead)
+        services.transfer_error = transfer_error
+        services.config_override = config_override
+        line = PhoneLine(caller_audio, stop_after=stop_after)
+        for at, digit in dtmf:
+            line.press(at, digit)
+        codec = TwilioCodec()
+        started = codec.decode(line.start_message())
+        media = MediaSession(
+            call=call_info(direction), codec=codec, started=started, receive=line.receive, send=line.send
+        )
+        session = CallSession(media, services)
+        async with asyncio.timeout(within), asyncio.TaskGroup() as tg:
+            player = tg.create_task(line.play())
+            caller = tg.create_task(line.speak())
+            await media.run(session)
+            player.cancel()
+            caller.cancel()
+    assert len(services.saved) == 1, "the records are written exactly once"
+    transcripts, metadata = services.saved[0]
+    return Result(line, services, media, session, transcripts, metadata)
+
+
+def chat_messages(f: Fakes, index: int) -> list[dict[str, Any]]:
+    return f.openai.chat_requests()[index].json["messages"]  # type: ignore[no-any-return]
+
+
+# --- the tests ---------------------------------------------------------------------------------------------
+
+
+async def test_whole_conversation_starter_answer_end_call() -> None:
+    replies = [
+        Text("Sure. For how many people?"),
+        ToolCalls([ToolCall("end_call", {"reason": "done"})], text="Great, see you then. Goodbye!"),
+    ]
+    audio = silence(1.0) + speech(0.6) + silence(2.2) + speech(0.6) + silence(6.0)
+    async with fakes(script=["I'd like to book a table.", "Four people, thanks."], replies=replies) as f:
+        r = await run_call(f, audio, agent_row=agent("Hi there. How can I help with {{product}}?"))
+
+    assert r.media.end_reason == "agent_ended" and r.media.hung_up
+    assert r.conversation["end_reason"] == "agent_ended"
+    assert [(t["role"], t["text"], t["interrupted"]) for t in r.transcripts] == [
+        ("agent", "Hi there. How can I help with the spring menu?", False),
+        ("caller", "I'd like to book a table.", False),
+        ("agent", "Sure. For how many people?", False),
+        ("caller", "Four people, thanks.", False),
+        ("agent", "Great, see you then. Goodbye!", False),
+    ]
+    starts = [t["start_ms"] for t in r.transcripts]
+    assert starts == sorted(starts) and all(t["end_ms"] >= t["start_ms"] for t in r.transcripts)
+    # The caller's turns sit where the caller spoke on the audio timeline (1.0 s and 3.8 s into the call).
+    assert r.transcripts[1]["start_ms"] == pytest.approx(1000, abs=150)
+    assert r.transcripts[3]["start_ms"] == pytest.approx(3800, abs=150)
+
+    # The LLM saw the system prompt, the starter and the caller's words, and the tools.
+    first = f.openai.chat_requests()[0].json
+    assert first["messages"][0]["role"] == "system"
+    assert "You book tables for the spring menu." in first["messages"][0]["content"]
+    assert first["messages"][1:] == [
+        {"role": "assistant", "content": "Hi there. How can I help with the spring menu?"},
+        {"role": "user", "content": "I'd like to book a table."},
+    ]
+    assert [t["function"]["name"] for t in first["tools"]] == ["end_call"]
+    assert first["stream"] is True and first["stream_options"] == {"include_usage": True}
+    assert chat_messages(f, 1)[-2:] == [
+        {"role": "assistant", "content": "Sure. For how many people?"},
+        {"role": "user", "content": "Four people, thanks."},
+    ]
+
+    # Every sentence was followed by a mark; all were played and echoed before the hang-up.
+    marks = [m["mark"]["name"] for _, m in r.line.sent("mark")]
+    assert len(marks) == 2 + 2 + 2 and set(marks) <= set(r.line.marks_echoed)
+    assert r.line.clears == []
+
+    usage = r.usage
+    spoken = [
+        "Hi there.",
+        "How can I help with the spring menu?",
+        "Sure.",
+        "For how many people?",
+        "Great, see you then.",
+        "Goodbye!",
+    ]
+    assert usage["tts"] == [
+        {
+            "provider": "deepgram",
+            "model": "aura-2-thalia-en",
+            "characters": sum(map(len, spoken)),
+            "audio_seconds": pytest.approx(sum(map(len, spoken)) * 0.01, abs=0.05),
+        }
+    ]
+    reported = [req.extra for req in f.openai.chat_requests()]
+    assert len(reported) == 2
+    llm = usage["llm"]
+    assert len(llm) == 1 and llm[0]["provider"] == "openai" and llm[0]["model"] == "gpt-4o-mini"
+    assert "estimated" not in llm[0] or llm[0]["estimated"] is False
+    assert llm[0]["prompt_tokens"] > 0 and llm[0]["completion_tokens"] > 0
+    session_dg = await f.deepgram.wait_for_session()
+    assert usage["stt"] == [
+        {
+            "provider": "deepgram",
+            "model": "nova-3",
+            "seconds": pytest.approx(session_dg.audio_seconds, abs=0.05),
+        }
+    ]
+    assert usage["telephony"]["provider"] == "twilio" and usage["telephony"]["country"] == "GB"
+    assert usage["telephony"]["seconds"] == pytest.approx(r.line.received[-1][0] - r.line.t0, abs=1.0)
+    assert session_dg.controls[-1] == "CloseStream"
+
+    latency = r.metadata["latency"]
+    answers = [t for t in latency["turns"] if t["trigger"] == "speech_final"]
+    assert len(answers) == 2
+    for t in answers:
+        assert t["response_ms"] < 500 and t["llm_first_token_ms"] < 500 and t["tts_first_byte_ms"] < 500
+        assert t["first_audio_ms"] >= t["response_ms"]
+    assert latency["summary"]["response_ms"]["count"] == 2
+
+
+async def test_first_audio_leaves_before_the_llm_finishes() -> None:
+    long_reply = "Sure thing. " + " ".join(["This part of the answer keeps streaming for a while."] * 4)
+    audio = silence(0.5) + speech(0.6) + silence(5.0)
+    async with fakes(script=["Tell me about the menu."], replies=[long_reply]) as f:
+        f.openai.inter_token_delay = 0.05
+        r = await run_call(f, audio, agent_row=agent(starter=None), stop_after=4.0)
+    # The first request is the opening turn (no starter line); the second answers the caller.
+    answer = r.metadata["latency"]["turns"][1]
+    stream_seconds = len(long_reply.split()) * 0.05
+    assert answer["response_ms"] < stream_seconds * 1000 / 3
+    assert r.conversation["end_reason"] == "media_stopped"
+
+
+async def test_barge_in_clears_within_a_frame_and_keeps_only_what_was_heard() -> None:
+    starter = "Hi there. " + "This second sentence is long enough that the caller will talk over it for sure."
+    # The caller starts talking at 1.0 s, while the second sentence plays (the first ends at ~0.1 s + 0.54 s).
+    audio = silence(1.0) + speech(1.5) + silence(4.0)
+    async with fakes(
+        script=["Sorry, can I book for tonight?"], replies=["Of course. What time?"], seconds_per_char=0.06
+    ) as f:
+        r = await run_call(f, audio, agent_row=agent(starter, interrupt_min_words=3), stop_after=5.0)
+
+    assert len(r.line.clears) == 1
+    # The interim that reached three words left the fake at t; `clear` reached the carrier within a frame.
+    interims = [
+        (t, m)
+        for t, m in f.stt_wire.sent
+        if m.get("type") == "Results" and len(m["channel"]["alternatives"][0]["transcript"].split()) >= 3
+    ]
+    assert interims
+    assert r.line.clears[0] - interims[0][0] < 0.020
+    assert r.conversation["barge_ins"] == 1 and r.conversation["barge_in_ms"][0] < 20
+    # History: only the sentence whose mark came back.
+    assert chat_messages(f, 0)[1:] == [
+        {"role": "assistant", "content": "Hi there."},
+        {"role": "user", "content": "Sorry, can I book for tonight?"},
+    ]
+    assert r.transcripts[0] == {
+        "role": "agent",
+        "text": "Hi there.",
+        "start_ms": r.transcripts[0]["start_ms"],
+        "end_ms": r.transcripts[0]["end_ms"],
+        "interrupted": True,
+    }
+    assert r.transcripts[0]["end_ms"] == pytest.approx(r.transcripts[1]["start_ms"] + 900, abs=250)
+    # Playback stopped at the clear: far less than the whole starter was played.
+    assert r.line.played_frames * 0.02 < len(starter) * 0.06 / 2 + len("Of course. What time?") * 0.06 + 0.5
+
+
+async def test_backchannel_does_not_interrupt() -> None:
+    starter = "Hi there. " + "I am calling about your reservation for the spring menu tonight."
+    audio = silence(1.2) + speech(0.35) + silence(6.0)
+    async with fakes(script=["Yeah."], seconds_per_char=0.06) as f:
+        r = await run_call(f, audio, agent_row=agent(starter, interrupt_min_words=2), stop_after=6.0)
+    assert r.line.clears == []
+    assert r.conversation["backchannels"] == 1 and r.conversation["barge_ins"] == 0
+    assert f.openai.chat_requests() == []  # nothing to answer
+    agent_turns = [t for t in r.transcripts if t["role"] == "agent"]
+    assert agent_turns[0]["text"] == starter and agent_turns[0]["interrupted"] is False
+    assert {"role": "caller", "text": "Yeah."} in [
+        {"role": t["role"], "text": t["text"]} for t in r.transcripts
+    ]
+    # The whole starter played.
+    assert r.line.played_frames * 0.02 == pytest.approx(len(starter) * 0.06, abs=0.1)
+
+
+async def test_dtmf_reaches_the_llm_as_text() -> None:
+    async with fakes(replies=["Thanks, you pressed one two."]) as f:
+        r = await run_call(
+            f, silence(5.0), agent_row=agent(), dtmf=[(1.0, "1"), (1.2, "2"), (1.3, "#")], stop_after=3.0
+        )
+    assert chat_messages(f, 0)[-1] == {"role": "user", "content": "[keypad] 1 2 #"}
+    assert "Thanks, you pressed one two." in r.texts("agent")
+
+
+async def test_silence_reprompts_then_hangs_up_politely() -> None:
+    async with fakes() as f:
+        r = await run_call(
+            f, silence(10.0), agent_row=agent(silence_reprompt_seconds=1.0, silence_hangup_seconds=2.5)
+        )
+    assert r.media.end_reason == "silence_timeout"
+    assert r.texts("agent") == ["Hi there.", "Are you still there?", "Thanks for your time. Goodbye!"]
+    assert r.conversation["reprompts"] == 1
+    goodbye = r.transcripts[-1]
+    assert goodbye["start_ms"] == pytest.approx(2500 + 90, abs=250)
+
+
+async def test_max_call_seconds_ends_the_call() -> None:
+    async with fakes() as f:
+        r = await run_call(
+            f,
+            silence(6.0),
+            agent_row=agent(),
+            config_override=AgentConfig(
+                max_call_seconds=2, silence_reprompt_seconds=60, silence_hangup_seconds=120
+            ),
+        )
+    assert r.media.end_reason == "max_duration"
+    assert r.texts("agent")[-1] == "Thanks for your time. Goodbye!"
+    assert r.usage["telephony"]["seconds"] == pytest.approx(2.4, abs=0.5)
+
+
+async def test_transfer_call_uses_a_configured_target() -> None:
+    targets = [TransferTarget(name="Sales", phone="+15557654321", description="sales team")]
+    replies = [ToolCalls([ToolCall("transfer_call", {"target": "sales"})])]
+    audio = silence(0.5) + speech(0.6) + silence(5.0)
+    async with fakes(script=["Can I talk to sales?"], replies=replies) as f:
+        r = await run_call(f, audio, agent_row=agent(transfer_targets=targets), stop_after=8.0)
+    assert r.services.transfers == ["+15557654321"]
+    assert r.texts("agent")[-1] == "Please hold while I transfer your call."
+    tools = f.openai.chat_requests()[0].json["tools"]
+    assert tools[1]["function"]["parameters"]["properties"]["target"]["enum"] == ["Sales"]
+    # The carrier did not stop the stream (this line ignores transfers): the session ends without a hang-up.
+    assert r.media.end_reason == "transferred" and not r.media.hung_up
+    assert r.conversation["transferred_to"] == "Sales"
+
+
+async def test_unknown_transfer_target_goes_back_to_the_llm() -> None:
+    targets = [TransferTarget(name="Sales", phone="+15557654321")]
+    replies = [
+        ToolCalls([ToolCall("transfer_call", {"target": "+19999999999"})]),
+        "I can only transfer to sales.",
+    ]
+    audio = silence(0.5) + speech(0.6) + silence(5.0)
+    async with fakes(script=["Transfer me to my cousin."], replies=replies) as f:
+        r = await run_call(f, audio, agent_row=agent(transfer_targets=targets), stop_after=3.5)
+    assert r.services.transfers == []
+    second = chat_messages(f, 1)
+    assert second[-2]["tool_calls"][0]["function"]["name"] == "transfer_call"
+    assert second[-1]["role"] == "tool" and "Valid targets: Sales" in second[-1]["content"]
+    assert "I can only transfer to sales." in r.texts("agent")
+
+
+# --- failures ----------------------------------------------------------------------------------------------
+
+
+async def test_stt_drop_reconnects_once_and_the_call_goes_on() -> None:
+    audio = silence(1.5) + speech(0.6) + silence(5.0)
+    async with fakes(script=["Are you there?"], replies=["Yes, I am here."], drop_after_audio_s=1.0) as f:
+        r = await run_call(f, audio, agent_row=agent(), stop_after=4.0)
+    assert r.conversation["stt_reconnects"] == 1
+    assert len(f.deepgram.sessions) == 2
+    assert "Yes, I am here." in r.texts("agent")
+    assert r.conversation["end_reason"] == "media_stopped"
+    # Both streams' audio is metered.
+    assert r.usage["stt"][0]["seconds"] == pytest.approx(
+        sum(s.audio_seconds for s in f.deepgram.sessions), abs=0.05
+    )
+
+
+async def test_stt_dropping_twice_apologises_and_ends() -> None:
+    async with fakes(drop_after_audio_s=0.6, drop_once=False) as f:
+        r = await run_call(f, silence(6.0), agent_row=agent())
+    assert r.media.end_reason == "stt_failed" and r.media.hung_up
+    assert r.texts("agent")[-1].startswith("I'm sorry, I can't hear you properly")
+    assert r.conversation["stt_reconnects"] == 1
+
+
+async def test_stt_refusing_the_stream_ends_the_call() -> None:
+    async with fakes(api_key="another-key") as f:
+        r = await run_call(f, silence(4.0), agent_row=agent())
+    assert r.media.end_reason == "stt_failed"
+    assert len(f.deepgram.sessions) == 0  # rejected at the handshake, twice
+    # The starter was cut short by the apology (Twilio-style clear), which then played out.
+    assert (
+        r.texts("agent")[-1]
+        == "I'm sorry, I can't hear you properly right now. Please call back later. Goodbye."
+    )
+
+
+async def test_llm_error_speaks_the_fallback_and_recovers() -> None:
+    audio = silence(0.5) + speech(0.6) + silence(2.5) + speech(0.6) + silence(4.0)
+    async with fakes(script=["Hello?", "Hello again?"], replies=[Fault.http(500), "Now I can help."]) as f:
+        r = await run_call(f, audio, agent_row=agent(), stop_after=6.5)
+    fallback = "Sorry, I'm having trouble right now. Could you say that again?"
+    assert r.texts("agent") == ["Hi there.", fallback, "Now I can help."]
+    assert r.conversation["llm_failures"] == 1 and r.conversation["end_reason"] == "media_stopped"
+
+
+async def test_repeated_llm_failures_end_the_call() -> None:
+    audio = silence(0.5) + speech(0.6) + silence(2.5) + speech(0.6) + silence(5.0)
+    async with fakes(script=["Hello?", "Hello again?"], replies=[Fault.hang(), Fault.http(503)]) as f:
+        r = await run_call(f, audio, agent_row=agent())
+    assert r.media.end_reason == "llm_failed" and r.media.hung_up
+    assert r.texts("agent")[-1] == "Thanks for your time. Goodbye!"
+    assert r.conversation["llm_failures"] == 2
+    # The hung request was abandoned: its usage is an estimate, marked so.
+    assert [u.get("estimated", False) for u in r.usage["llm"]] == [True]
+    assert f.openai.chat_requests()[0].disconnected
+
+
+async def test_tts_errors_fall_back_then_end() -> None:
+    async with fakes(tts_faults=[Fault.http(500)]) as f:
+        r = await run_call(f, silence(3.0), agent_row=agent(), stop_after=2.0)
+    assert r.texts("agent") == ["Sorry, I'm having trouble right now. Could you say that again?"]
+    assert r.conversation["tts_failures"] == 1
+
+    async with fakes(tts_faults=[Fault.http(500), Fault.hang()]) as f:
+        r = await run_call(f, silence(6.0), agent_row=agent())
+    assert r.media.end_reason == "tts_failed" and r.media.hung_up
+    assert r.conversation["tts_failures"] == 2 and r.texts("agent") == []
+    assert "tts" not in r.usage  # neither failed request produced audio: nothing to bill
+
+
+async def test_caller_hangup_mid_sentence_records_an_interrupted_turn() -> None:
+    starter = "Hi there. " + "This is a long sentence the caller will not wait to hear until the very end."
+    async with fakes(seconds_per_char=0.06) as f:
+        r = await run_call(f, silence(5.0), agent_row=agent(starter), stop_after=1.5)
+    assert r.media.end_reason == "media_stopped" and not r.media.hung_up
+    assert r.transcripts == [
+        {
+            "role": "agent",
+            "text": "Hi there.",
+            "start_ms": r.transcripts[0]["start_ms"],
+            "end_ms": r.transcripts[0]["end_ms"],
+            "interrupted": True,
+        }
+    ]
+    assert r.usage["telephony"]["seconds"] == pytest.approx(1.5, abs=0.3)

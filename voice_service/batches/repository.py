@@ -1,0 +1,632 @@
+"""SQL for batches: creation in bulk, listing, controls, and the dispatcher's claim / finish statements.
+
+Every statement filters on tenant_id (row-level security applies as well). Lock order, everywhere: the batch row
+first, then its entries; a call row is locked before its batch only on the telephony side (call → batch), so the
+dispatcher locks call rows it does not own with SKIP LOCKED while it holds a batch row.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+BATCH_COLUMNS = (
+    "id, name, status, agent_id, voice_id, from_number_id, from_number_ids, start_at, timezone, calling_window, "
+    "max_concurrency, calls_per_second::float8 AS calls_per_second, retry_policy, variables, total_calls, "
+    "queued_calls, in_progress_calls, retrying_calls, completed_calls, failed_calls, skipped_calls, "
+    "cancelled_calls, initiated_by_user_id, metadata, created_at, updated_at, started_at, completed_at, "
+    "timezones, rotation, next_position, wake_at, swept_at"
+)
+ENTRY_COLUMNS = (
+    "id, batch_id, position, lead_id, phone, status, outcome, error_message, attempts, last_call_id, "
+    "next_attempt_at, timezone, variables, created_at, updated_at"
+)
+LIVE_CALL_STATUSES = ("pending", "ringing", "ongoing")
+# The namespace (first key) of the dispatcher leases' session advisory locks.
+LEASE_LOCK_CLASS = 0x56424454
+
+
+# --- references checked on create ---
+
+
+async def numbers_by_ids(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, ids: Sequence[uuid.UUID]
+) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """SELECT id, e164, e164 AS phone_number, country_code, base_number, provider, status
+           FROM voice_agent_numbers WHERE tenant_id = $1 AND id = ANY($2::uuid[]) AND deleted_at IS NULL""",
+        tenant_id,
+        list(ids),
+    )
+
+
+async def leads_by_ids(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, ids: Sequence[uuid.UUID]
+) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """SELECT id, phone, timezone, do_not_call, first_name, last_name, email, company_name
+           FROM leads WHERE tenant_id = $1 AND id = ANY($2::uuid[]) AND deleted_at IS NULL""",
+        tenant_id,
+        list(ids),
+    )
+
+
+# Fields given in the batch row fill or overwrite the lead's; fields not given keep the lead's values. An
+# existing opt-out (do_not_call) is never cleared here.
+_UPSERT_LEADS = """
+WITH input AS (
+    SELECT * FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
+                  AS u (phone, first_name, last_name, email, company_name, timezone)
+), written AS (
+    INSERT INTO leads AS l (tenant_id, created_by_user_id, phone, first_name, last_name, email, company_name,
+                            timezone)
+    SELECT $1, $2, phone, first_name, last_name, email, company_name, timezone FROM input
+    ON CONFLICT (tenant_id, phone) WHERE deleted_at IS NULL AND phone IS NOT NULL DO UPDATE SET
+        first_name = COALESCE(EXCLUDED.first_name, l.first_name),
+        last_name = COALESCE(EXCLUDED.last_name, l.last_name),
+        email = COALESCE(EXCLUDED.email, l.email),
+        company_name = COALESCE(EXCLUDED.company_name, l.company_name),
+        timezone = COALESCE(EXCLUDED.timezone, l.timezone)
+    -- Leads whose fields would not change are not rewritten (the common case when a list is launched again).
+    WHERE (l.first_name, l.last_name, l.email, l.company_name, l.timezone) IS DISTINCT FROM
+          (COALESCE(EXCLUDED.first_name, l.first_name), COALESCE(EXCLUDED.last_name, l.last_name),
+           COALESCE(EXCLUDED.email, l.email), COALESCE(EXCLUDED.company_name, l.company_name),
+           COALESCE(EXCLUDED.timezone, l.timezone))
+    RETURNING l.id, l.phone, l.timezone, l.do_not_call, l.first_name, l.last_name, l.email, l.company_name
+)
+SELECT * FROM written
+UNION ALL
+-- The rest existed unchanged: read as of the statement's start (the INSERT above did not touch them).
+SELECT l.id, l.phone, l.timezone, l.do_not_call, l.first_name, l.last_name, l.email, l.company_name
+FROM input i
+JOIN leads l ON l.tenant_id = $1 AND l.phone = i.phone AND l.deleted_at IS NULL
+WHERE NOT EXISTS (SELECT 1 FROM written w WHERE w.phone = i.phone)
+"""
+
+
+async def upsert_leads(
+    conn: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    user_id: uuid.UUID | None,
+    columns: Sequence[Sequence[str | None]],
+) -> list[asyncpg.Record]:
+    """Upsert by (tenant, phone); `columns` = phones, first_names, last_names, emails, company_names, timezones
+    (phones unique)."""
+    if not columns[0]:
+        return []
+    return await conn.fetch(_UPSERT_LEADS, tenant_id, user_id, *[list(c) for c in columns])
+
+
+# --- batches and entries ---
+
+
+async def insert_batch(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, fields: dict[str, Any]
+) -> asyncpg.Record:
+    names = ["tenant_id", *fields.keys()]
+    params = ", ".join(f"${i}" for i in range(1, len(names) + 1))
+    return await conn.fetchrow(  # type: ignore[no-any-return]
+        f"INSERT INTO voice_call_batches ({', '.join(names)}) VALUES ({params}) RETURNING {BATCH_COLUMNS}",
+        tenant_id,
+        *fields.values(),
+    )
+
+
+_INSERT_ENTRIES = """
+INSERT INTO voice_call_batch_entries (tenant_id, batch_id, position, lead_id, phone, variables, status, outcome,
+                                      error_message, next_attempt_at, timezone)
+SELECT $1, $2, u.position, u.lead_id, u.phone, u.variables::jsonb, u.status, u.outcome, u.error_message,
+       CASE WHEN u.status = 'queued' THEN $3::timestamptz END, u.timezone
+FROM unnest($4::int[], $5::uuid[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[])
+     AS u (position, lead_id, phone, variables, status, outcome, error_message, timezone)
+"""
+
+
+async def insert_entries(
+    conn: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    batch_id: uuid.UUID,
+    due_at: datetime,
+    columns: Sequence[Sequence[Any]],
+) -> None:
+    """One multi-row statement; `columns` = positions, lead_ids, phones, variables (JSON text), statuses,
+    outcomes, error_messages, timezones."""
+    await conn.execute(_INSERT_ENTRIES, tenant_id, batch_id, due_at, *[list(c) for c in columns])
+
+
+async def phones_in_batch(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, batch_id: uuid.UUID, phones: Sequence[str]
+) -> set[str]:
+    rows = await conn.fetch(
+        """SELECT phone FROM voice_call_batch_entries
+           WHERE tenant_id = $1 AND batch_id = $2 AND phone = ANY($3::text[]) AND status <> 'skipped'""",
+        tenant_id,
+        batch_id,
+        list(phones),
+    )
+    return {r["phone"] for r in rows}
+
+
+async def after_entries_added(
+    conn: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    batch_id: uuid.UUID,
+    zones: Sequence[str],
+    next_position: int,
+) -> asyncpg.Record:
+    return await conn.fetchrow(  # type: ignore[no-any-return]
+        f"""UPDATE voice_call_batches
+            SET timezones = ARRAY(SELECT DISTINCT z FROM unnest(timezones || $3::text[]) AS z ORDER BY z),
+                next_position = $4
+            WHERE tenant_id = $1 AND id = $2 RETURNING {BATCH_COLUMNS}""",
+        tenant_id,
+        batch_id,
+        list(zones),
+        next_position,
+    )
+
+
+async def get_batch(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, batch_id: uuid.UUID, *, lock: bool = False
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        f"SELECT {BATCH_COLUMNS} FROM voice_call_batches WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL"
+        + (" FOR UPDATE" if lock else ""),
+        tenant_id,
+        batch_id,
+    )
+
+
+async def list_batches(
+    conn: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    *,
+    limit: int,
+    after: tuple[datetime, str] | None,
+    status: str | None,
+) -> list[asyncpg.Record]:
+    args: list[Any] = [tenant_id, limit + 1]
+    conds = ["tenant_id = $1", "deleted_at IS NULL"]
+    if status is not None:
+        args.append(status)
+        conds.append(f"status = ${len(args)}")
+    if after is not None:
+        args += [after[0], after[1]]
+        conds.append(f"(created_at, id) < (${len(args) - 1}, ${len(args)}::uuid)")
+    return await conn.fetch(
+        f"SELECT {BATCH_COLUMNS} FROM voice_call_batches WHERE {' AND '.join(conds)} "
+        "ORDER BY created_at DESC, id DESC LIMIT $2",
+        *args,
+    )
+
+
+async def list_entries(
+    conn: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    batch_id: uuid.UUID,
+    *,
+    limit: int,
+    after_position: int | None,
+    status: str | None,
+) -> list[asyncpg.Record]:
+    args: list[Any] = [tenant_id, batch_id, limit + 1]
+    conds = ["tenant_id = $1", "batch_id = $2"]
+    if status is not None:
+        args.append(status)
+        conds.append(f"status = ${len(args)}")
+    if after_position is not None:
+        args.append(after_position)
+        conds.append(f"position > ${len(args)}")
+    return await conn.fetch(
+        f"SELECT {ENTRY_COLUMNS} FROM voice_call_batch_entries WHERE {' AND '.join(conds)} "
+        "ORDER BY position LIMIT $3",
+        *args,
+    )
+
+
+async def set_status(
+    conn: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    batch_id: uuid.UUID,
+    status: str,
+    *,
+    finished: bool = False,
+) -> asyncpg.Record:
+    return await conn.fetchrow(  # type: ignore[no-any-return]
+        f"""UPDATE voice_call_batches SET status = $3,
+                   completed_at = CASE WHEN $4 THEN COALESCE(completed_at, now()) ELSE completed_at END
+            WHERE tenant_id = $1 AND id = $2 RETURNING {BATCH_COLUMNS}""",
+        tenant_id,
+        batch_id,
+        status,
+        finished,
+    )
+
+
+async def cancel_waiting_entries(conn: asyncpg.Connection, tenant_id: uuid.UUID, batch_id: uuid.UUID) -> int:
+    result = await conn.execute(
+        """UPDATE voice_call_batch_entries SET status = 'cancelled', next_attempt_at = NULL
+           WHERE tenant_id = $1 AND batch_id = $2 AND status IN ('queued', 'retrying')""",
+        tenant_id,
+        batch_id,
+    )
+    return int(result.split()[-1])
+
+
+# --- idempotency keys (POST /v1/batches) ---
+
+
+async def claim_idempotency_key(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, key: str, method: str, path: str, request_hash: bytes
+) -> asyncpg.Record | None:
+    """Insert the key (waits for a concurrent request with the same key to finish); None when new, else the
+    stored row."""
+    inserted = await conn.fetchval(
+        """INSERT INTO idempotency_keys (tenant_id, key, method, path, request_hash) VALUES ($1, $2, $3, $4, $5)
+           ON CONFLICT (tenant_id, key, method, path) DO NOTHING RETURNING true""",
+        tenant_id,
+        key,
+        method,
+        path,
+        request_hash,
+    )
+    if inserted:
+        return None
+    return await conn.fetchrow(
+        """SELECT request_hash, status_code, response_body FROM idempotency_keys
+           WHERE tenant_id = $1 AND key = $2 AND method = $3 AND path = $4""",
+        tenant_id,
+        key,
+        method,
+        path,
+    )
+
+
+async def store_idempotent_response(
+    conn: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    key: str,
+    method: str,
+    path: str,
+    status_code: int,
+    body: bytes,
+) -> None:
+    await conn.execute(
+        """UPDATE idempotency_keys SET status_code = $5, response_body = $6
+           WHERE tenant_id = $1 AND key = $2 AND method = $3 AND path = $4""",
+        tenant_id,
+        key,
+        method,
+        path,
+        status_code,
+        body,
+    )
+
+
+# --- dispatch: limits ---
+
+
+async def lock_tenant_dispatch(conn: asyncpg.Connection, tenant_id: uuid.UUID) -> None:
+    """Serialises claims of one tenant's batches (transaction-scoped), so the tenant cap holds. Count live calls
+    in a statement after this one: a statement's snapshot is taken when it starts."""
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock($1, hashtext($2::uuid::text))", LEASE_LOCK_CLASS + 1, tenant_id
+    )
+
+
+async def tenant_load(conn: asyncpg.Connection, tenant_id: uuid.UUID) -> asyncpg.Record:
+    """The tenant's concurrent-call entitlement (billing_feature_entitlements 'voice-agent' metadata; NULL =
+    the default) and its live calls: batch entries dialing or talking, plus calls outside batches (inbound,
+    one-off) not over yet; such a call row older than six hours is not counted (a lost final webhook must not
+    block dialling for good)."""
+    return await conn.fetchrow(  # type: ignore[no-any-return]
+        """SELECT (SELECT (metadata->>'max_concurrent_calls')::int FROM billing_feature_entitlements
+                   WHERE tenant_id = $1 AND feature_key = 'voice-agent' AND enabled) AS max_concurrent_calls,
+                  (SELECT (metadata->>'reserved_concurrency')::int FROM billing_feature_entitlements
+                   WHERE tenant_id = $1 AND feature_key = 'voice-agent' AND enabled) AS reserved_concurrency,
+                  (SELECT COALESCE(sum(in_progress_calls), 0) FROM voice_call_batches
+                   WHERE tenant_id = $1 AND status IN ('scheduled', 'running', 'paused', 'cancelled')
+                     AND in_progress_calls > 0)
+                + (SELECT count(*) FROM voice_call_logs
+                   WHERE tenant_id = $1 AND batch_id IS NULL AND status IN ('pending', 'ringing', 'ongoing')
+                     AND created_at > now() - interval '6 hours') AS live_calls""",
+        tenant_id,
+    )
+
+
+async def lock_pacing(conn: asyncpg.Connection, keys: Sequence[str]) -> dict[str, datetime]:
+    """Locks the pacing rows (created on first use) in key order; returns key -> next free start time."""
+    if not keys:
+        return {}
+    keys = sorted(set(keys))
+    await conn.execute(
+        "INSERT INTO dispatch_pacing (key) SELECT unnest($1::text[]) ON CONFLICT (key) DO NOTHING", keys
+    )
+    rows = await conn.fetch(
+        "SELECT key, next_slot_at FROM dispatch_pacing WHERE key = ANY($1::text[]) ORDER BY key FOR UPDATE",
+        keys,
+    )
+    return {r["key"]: r["next_slot_at"] for r in rows}
+
+
+async def update_pacing(conn: asyncpg.Connection, slots: dict[str, datetime]) -> None:
+    if not slots:
+        return
+    await conn.execute(
+        """UPDATE dispatch_pacing p SET next_slot_at = u.at, updated_at = now()
+           FROM unnest($1::text[], $2::timestamptz[]) AS u (key, at) WHERE p.key = u.key""",
+        list(slots.keys()),
+        list(slots.values()),
+    )
+
+
+# --- dispatch: claiming ---
+
+
+async def claim_entries(
+    conn: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    batch_id: uuid.UUID,
+    now: datetime,
+    zones: Sequence[str] | None,
+    limit: int,
+    exclude: Sequence[uuid.UUID] = (),
+) -> list[asyncpg.Record]:
+    """Due entries in order, locked (SKIP LOCKED: concurrent dispatchers take different ones); `zones` None = any
+    time zone."""
+    return await conn.fetch(
+        """SELECT e.id, e.lead_id, e.phone, e.variables, e.attempts, COALESCE(l.do_not_call, false) AS do_not_call
+           FROM voice_call_batch_entries e
+           LEFT JOIN leads l ON l.tenant_id = e.tenant_id AND l.id = e.lead_id
+           WHERE e.tenant_id = $1 AND e.batch_id = $2 AND e.status IN ('queued', 'retrying')
+             AND e.next_attempt_at <= $3 AND ($4::text[] IS NULL OR e.timezone = ANY($4::text[]))
+             AND e.id <> ALL($6::uuid[])
+           ORDER BY e.next_attempt_at, e.position
+           LIMIT $5
+           FOR UPDATE OF e SKIP LOCKED""",
+        tenant_id,
+        batch_id,
+        now,
+        None if zones is None else list(zones),
+        limit,
+        list(exclude),
+    )
+
+
+async def skip_entries(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, ids: Sequence[uuid.UUID], outcome: str, message: str
+) -> None:
+    await conn.execute(
+        """UPDATE voice_call_batch_entries SET status = 'skipped', outcome = $3, error_message = $4,
+                  next_attempt_at = NULL
+           WHERE tenant_id = $1 AND id = ANY($2::uuid[])""",
+        tenant_id,
+        list(ids),
+        outcome,
+        message,
+    )
+
+
+async def mark_dialing(
+    conn: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    entry_ids: Sequence[uuid.UUID],
+    call_ids: Sequence[uuid.UUID],
+    lease: int,
+) -> None:
+    await conn.execute(
+        """UPDATE voice_call_batch_entries e
+           SET status = 'dialing', attempts = e.attempts + 1, last_call_id = u.call_id, claimed_at = now(),
+               claimed_by = $4, outcome = NULL, error_message = NULL, next_attempt_at = NULL
+           FROM unnest($2::uuid[], $3::uuid[]) AS u (id, call_id)
+           WHERE e.tenant_id = $1 AND e.id = u.id""",
+        tenant_id,
+        list(entry_ids),
+        list(call_ids),
+        lease,
+    )
+
+
+async def after_claim(conn: asyncpg.Connection, tenant_id: uuid.UUID, batch_id: uuid.UUID, used: int) -> None:
+    await conn.execute(
+        """UPDATE voice_call_batches
+           SET rotation = rotation + $3,
+               status = CASE WHEN status = 'scheduled' THEN 'running' ELSE status END,
+               started_at = COALESCE(started_at, now())
+           WHERE tenant_id = $1 AND id = $2""",
+        tenant_id,
+        batch_id,
+        used,
+    )
+
+
+async def start_batch(conn: asyncpg.Connection, tenant_id: uuid.UUID, batch_id: uuid.UUID) -> None:
+    await conn.execute(
+        "UPDATE voice_call_batches SET status = 'running' WHERE tenant_id = $1 AND id = $2 AND status = 'scheduled'",
+        tenant_id,
+        batch_id,
+    )
+
+
+async def next_due(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, batch_id: uuid.UUID, after: datetime
+) -> datetime | None:
+    """The earliest next_attempt_at after `after` among waiting entries (start times, retry backoffs)."""
+    return await conn.fetchval(  # type: ignore[no-any-return]
+        """SELECT min(next_attempt_at) FROM voice_call_batch_entries
+           WHERE tenant_id = $1 AND batch_id = $2 AND status IN ('queued', 'retrying') AND next_attempt_at > $3""",
+        tenant_id,
+        batch_id,
+        after,
+    )
+
+
+async def set_swept(conn: asyncpg.Connection, tenant_id: uuid.UUID, batch_id: uuid.UUID) -> None:
+    await conn.execute(
+        "UPDATE voice_call_batches SET swept_at = now() WHERE tenant_id = $1 AND id = $2", tenant_id, batch_id
+    )
+
+
+async def set_wake(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, batch_id: uuid.UUID, at: datetime | None
+) -> None:
+    await conn.execute(
+        "UPDATE voice_call_batches SET wake_at = $3 WHERE tenant_id = $1 AND id = $2", tenant_id, batch_id, at
+    )
+
+
+# --- dispatch: recovery of claims left by a dead process ---
+
+
+async def interrupted_claims(
+    conn: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    batch_id: uuid.UUID,
+    *,
+    grace_seconds: float,
+    stuck_seconds: float,
+) -> list[asyncpg.Record]:
+    """Dialing entries whose call was never recorded as placed (no provider call id, still pending), claimed by a
+    dispatcher whose lease (session advisory lock) is gone — or claimed longer ago than `stuck_seconds`. The
+    entries are locked; call rows being changed right now (a webhook) are skipped."""
+    return await conn.fetch(
+        """SELECT e.id AS entry_id, e.attempts, e.lead_id, c.id AS call_id, c.created_at AS call_created_at
+           FROM voice_call_batch_entries e
+           JOIN voice_call_logs c
+             ON c.tenant_id = e.tenant_id AND c.id = e.last_call_id
+            AND c.created_at >= uuid_v7_time(e.last_call_id)
+            AND c.created_at < uuid_v7_time(e.last_call_id) + interval '1 millisecond'
+           WHERE e.tenant_id = $1 AND e.batch_id = $2 AND e.status = 'dialing'
+             AND e.claimed_at < now() - make_interval(secs => $3)
+             AND c.provider_call_id IS NULL AND c.status = 'pending'
+             AND (e.claimed_at < now() - make_interval(secs => $4)
+                  OR NOT EXISTS (SELECT 1 FROM pg_locks k
+                                 WHERE k.locktype = 'advisory' AND k.classid = $5::int::oid
+                                   AND k.objid = e.claimed_by::oid AND k.objsubid = 2 AND k.granted))
+           FOR UPDATE OF e, c SKIP LOCKED""",
+        tenant_id,
+        batch_id,
+        grace_seconds,
+        stuck_seconds,
+        LEASE_LOCK_CLASS,
+    )
+
+
+async def oldest_unplaced_claim(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, batch_id: uuid.UUID
+) -> datetime | None:
+    """When the oldest claim whose call is still pending without a provider call id was made."""
+    return await conn.fetchval(  # type: ignore[no-any-return]
+        """SELECT min(e.claimed_at)
+           FROM voice_call_batch_entries e
+           JOIN voice_call_logs c
+             ON c.tenant_id = e.tenant_id AND c.id = e.last_call_id
+            AND c.created_at >= uuid_v7_time(e.last_call_id)
+            AND c.created_at < uuid_v7_time(e.last_call_id) + interval '1 millisecond'
+           WHERE e.tenant_id = $1 AND e.batch_id = $2 AND e.status = 'dialing'
+             AND c.provider_call_id IS NULL AND c.status = 'pending'""",
+        tenant_id,
+        batch_id,
+    )
+
+
+async def end_unplaced_call(
+    conn: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    call_id: uuid.UUID,
+    created_at: datetime,
+    status: str,
+    end_reason: str,
+) -> bool:
+    """Ends a call that was never placed (no provider call id, still pending); False if it has moved on."""
+    return (
+        await conn.fetchval(
+            """UPDATE voice_call_logs
+           SET status = $4, ended_at = now(), metadata = metadata || jsonb_build_object('end_reason', $5::text)
+           WHERE tenant_id = $1 AND id = $2 AND created_at = $3 AND status = 'pending'
+             AND provider_call_id IS NULL
+           RETURNING true""",
+            tenant_id,
+            call_id,
+            created_at,
+            status,
+            end_reason,
+        )
+        is not None
+    )
+
+
+async def call_status(
+    conn: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    call_id: uuid.UUID,
+    created_at: datetime,
+    *,
+    lock: bool = False,
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        """SELECT id, created_at, status, provider_call_id, answered_by, metadata->>'end_reason' AS end_reason,
+                  batch_id, batch_entry_id, attempt
+           FROM voice_call_logs WHERE tenant_id = $1 AND id = $2 AND created_at = $3"""
+        + (" FOR UPDATE" if lock else ""),
+        tenant_id,
+        call_id,
+        created_at,
+    )
+
+
+# --- attempt results ---
+
+
+async def lock_entry(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, entry_id: uuid.UUID
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        """SELECT e.id, e.batch_id, e.status, e.attempts, e.last_call_id, e.lead_id,
+                  COALESCE(l.do_not_call, false) AS do_not_call
+           FROM voice_call_batch_entries e
+           LEFT JOIN leads l ON l.tenant_id = e.tenant_id AND l.id = e.lead_id
+           WHERE e.tenant_id = $1 AND e.id = $2
+           FOR UPDATE OF e""",
+        tenant_id,
+        entry_id,
+    )
+
+
+async def finish_attempt(
+    conn: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    entry_id: uuid.UUID,
+    *,
+    status: str,
+    outcome: str,
+    next_attempt_at: datetime | None,
+    error_message: str | None,
+) -> None:
+    await conn.execute(
+        """UPDATE voice_call_batch_entries
+           SET status = $3, outcome = $4, next_attempt_at = $5, error_message = $6
+           WHERE tenant_id = $1 AND id = $2""",
+        tenant_id,
+        entry_id,
+        status,
+        outcome,
+        next_attempt_at,
+        error_message,
+    )
+
+
+async def mark_in_progress(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, entry_id: uuid.UUID, call_id: uuid.UUID
+) -> None:
+    await conn.execute(
+        """UPDATE voice_call_batch_entries SET status = 'in_progress'
+           WHERE tenant_id = $1 AND id = $2 AND last_call_id = $3 AND status = 'dialing'""",
+        tenant_id,
+        entry_id,
+        call_id,
+    )

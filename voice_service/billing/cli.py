@@ -1,0 +1,64 @@
+"""`voice-service topup TENANT AMOUNT`: credit a tenant wallet from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import uuid
+from decimal import Decimal, InvalidOperation
+
+import asyncpg
+
+from voice_service import cli as _cli
+from voice_service.billing import repository as repo
+from voice_service.billing import wallet
+from voice_service.db import init_connection
+from voice_service.db import tenant_transaction
+from voice_service.errors import AppError
+from voice_service.settings import Settings
+
+
+def _configure(parser: argparse.ArgumentParser) -> None:
+    parser.description = "credit a tenant wallet (a topup ledger row)"
+    parser.add_argument("tenant", help="tenant id")
+    parser.add_argument("amount", help="amount in the wallet currency, e.g. 25.00")
+    parser.add_argument("--description", default="manual top-up")
+    parser.add_argument(
+        "--idempotency-key",
+        default=None,
+        help="posting the same key twice credits once (default: a new key each run)",
+    )
+
+
+def _topup(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        tenant_id = uuid.UUID(args.tenant)
+        amount = Decimal(args.amount)
+    except (ValueError, InvalidOperation):
+        print("usage: voice-service topup TENANT_UUID AMOUNT", file=sys.stderr)
+        return 2
+    key = f"topup:{args.idempotency_key or 'cli-' + uuid.uuid4().hex}"
+
+    async def run(conn: asyncpg.Connection) -> int:
+        await init_connection(conn)  # the pool's jsonb codec, which the billing repository expects
+        async with tenant_transaction(conn, tenant_id):
+            if not await repo.tenant_exists(conn, tenant_id):
+                print(f"no tenant {tenant_id}", file=sys.stderr)
+                return 2
+            try:
+                posting = await wallet.topup(
+                    conn, tenant_id, amount, idempotency_key=key, description=args.description
+                )
+            except AppError as exc:
+                print(exc.detail, file=sys.stderr)
+                return 2
+        row = posting.ledger
+        print(f"ledger_transaction {row['id']}{'' if posting.created else ' (already posted)'}")
+        print(f"balance {row['balance_before']} -> {row['balance_after']}")
+        return 0
+
+    return asyncio.run(_cli._with_admin(settings, run))
+
+
+_cli.extra_commands["topup"] = (_configure, _topup)

@@ -1,0 +1,401 @@
+"""The post-call pipeline's trigger and its billing step: cost breakdown, usage event, ledger debit, outbox event.
+
+A call is final when it has the provider's final status and either its media ended or it never had media
+(declined / cancelled / failed, or never answered). The telephony code calls `on_call_progress` in its own
+transaction whenever it sets `media_ended_at` or `provider_final_at`; the job is enqueued in that transaction
+with the dedupe key `post_call:<call id>`. `schedule_finalize_timeout` finalises anyway if one end never comes.
+
+`finalize_call` does everything in ONE transaction, holding the call row's lock: price the usage meter (catalog
+rows effective at the call's start, tenant rows over global ones), write the breakdown on the call, the
+BILLING_USAGE_EVENTS row (`voice_call:<id>`), the `voice_call.cost_recorded` outbox event, the analysis job and
+the ledger debit. A crash anywhere rolls all of it back; a second run finds the usage event and does nothing.
+A provider price known at that point (Vonage sends it with the final event) goes in as an adjustment item; one
+that arrives later is reconciled by `reconcile_call` as its own adjustment (usage event, ledger row, event).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+
+from analysis.pricing import (
+    CostBreakdown,
+    CostItem,
+    PriceRow,
+    cost_item_to_json,
+    price_usage,
+    reconcile_telephony,
+)
+from analysis.usage import UsageMeter
+from voice_service.billing import repository as repo
+from voice_service.billing import wallet
+from voice_service.events.outbox import emit
+from voice_service.phones import parse_phone
+from voice_service.workers import enqueue
+
+log = logging.getLogger(__name__)
+
+POST_CALL_JOB = "billing.post_call"
+ANALYSIS_JOB = "billing.analyze_call"
+RECONCILE_JOB = "billing.reconcile"
+FEATURE_KEY = "voice-agent"
+NO_MEDIA_STATUSES = frozenset({"declined", "cancelled", "failed"})
+
+# Test hook: awaited after each step of finalize_call, with the step's name; raising there simulates a crash.
+Checkpoint = Callable[[str], Awaitable[None]]
+
+
+async def _no_checkpoint(_: str) -> None:
+    return None
+
+
+def call_payload(
+    tenant_id: uuid.UUID, call_id: uuid.UUID, call_created_at: datetime, **extra: Any
+) -> dict[str, Any]:
+    return {
+        "tenant_id": str(tenant_id),
+        "call_id": str(call_id),
+        "call_created_at": call_created_at.isoformat(),
+        **extra,
+    }
+
+
+def parse_payload(payload: dict[str, Any]) -> tuple[uuid.UUID, uuid.UUID, datetime]:
+    return (
+        uuid.UUID(payload["tenant_id"]),
+        uuid.UUID(payload["call_id"]),
+        datetime.fromisoformat(payload["call_created_at"]),
+    )
+
+
+async def on_call_progress(
+    conn: asyncpg.Connection, *, tenant_id: uuid.UUID, call_id: uuid.UUID, call_created_at: datetime
+) -> None:
+    """Enqueue the post-call job (in the caller's transaction) once the call is final; otherwise nothing."""
+    row = await repo.call_progress(conn, tenant_id, call_id, call_created_at)
+    if row is None or row["provider_final_at"] is None:
+        return
+    if row["billed"]:
+        if row["has_provider_price"]:
+            await on_provider_price(
+                conn, tenant_id=tenant_id, call_id=call_id, call_created_at=call_created_at
+            )
+        return
+    had_media = row["started_at"] is not None and row["status"] not in NO_MEDIA_STATUSES
+    if had_media and row["media_ended_at"] is None:
+        return
+    await enqueue(
+        conn,
+        POST_CALL_JOB,
+        call_payload(tenant_id, call_id, call_created_at),
+        dedupe_key=f"post_call:{call_id}",
+    )
+
+
+async def schedule_finalize_timeout(
+    conn: asyncpg.Connection,
+    *,
+    tenant_id: uuid.UUID,
+    call_id: uuid.UUID,
+    call_created_at: datetime,
+    after: timedelta,
+) -> None:
+    """A delayed post-call job that bills the call even if its media end or final status never arrives."""
+    # Its own dedupe key: a queued delayed job under post_call:<id> would swallow the prompt one.
+    await enqueue(
+        conn,
+        POST_CALL_JOB,
+        call_payload(tenant_id, call_id, call_created_at, timeout=True),
+        dedupe_key=f"post_call_timeout:{call_id}",
+        delay=after,
+    )
+
+
+async def on_provider_price(
+    conn: asyncpg.Connection, *, tenant_id: uuid.UUID, call_id: uuid.UUID, call_created_at: datetime
+) -> None:
+    """Call after writing metadata.provider_price on a call: reconciles it if the call was billed already."""
+    await enqueue(
+        conn,
+        RECONCILE_JOB,
+        call_payload(tenant_id, call_id, call_created_at),
+        dedupe_key=f"reconcile:{call_id}",
+    )
+
+
+def _remote_country(call: asyncpg.Record) -> str | None:
+    """ISO country of the other party (telephony rates are per destination / per inbound number country)."""
+    phone = parse_phone(call["to_e164"] if call["direction"] == "outbound" else call["from_e164"] or "")
+    return phone.region if phone is not None else None
+
+
+def usage_meter_of(call: asyncpg.Record) -> UsageMeter:
+    metadata = call["metadata"] or {}
+    meter = UsageMeter.from_builtins(metadata.get("usage"))
+    t = meter.telephony
+    # A call that never reached the conversation engine still has the provider's duration.
+    if t is None and call["provider"] and call["duration_seconds"]:
+        meter.set_telephony(
+            call["provider"],
+            float(call["duration_seconds"]),
+            direction=call["direction"],
+            country=_remote_country(call),
+        )
+    elif t is not None and t.country is None:
+        meter.set_telephony(t.provider, t.seconds, direction=t.direction, country=_remote_country(call))
+    return meter
+
+
+async def price_meter(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, meter: UsageMeter, at: datetime, currency: str = "USD"
+) -> CostBreakdown:
+    categories = ["telephony", "stt", "llm", "tts"]
+    providers = sorted(
+        {
+            *(s.provider for s in meter.stt),
+            *(u.provider for u in meter.llm),
+            *(t.provider for t in meter.tts),
+            *([meter.telephony.provider] if meter.telephony else []),
+        }
+    )
+    rows = (
+        await repo.catalog_for(conn, tenant_id, at=at, categories=categories, providers=providers)
+        if providers
+        else []
+    )
+    return price_usage(
+        meter, [PriceRow.from_record(r) for r in rows], at=at, tenant_id=tenant_id, currency=currency
+    )
+
+
+def _provider_price(call: asyncpg.Record) -> tuple[Decimal, str] | None:
+    """metadata.provider_price as {"amount", "currency"} or as a number with metadata.provider_price_currency."""
+    metadata = call["metadata"] or {}
+    price = metadata.get("provider_price")
+    currency = metadata.get("provider_price_currency")
+    if isinstance(price, dict):
+        price, currency = price.get("amount"), price.get("currency") or currency
+    if price is None or price == "":
+        return None
+    return Decimal(str(price)), str(currency or "USD").upper()
+
+
+def _with_reconciliation(
+    call: asyncpg.Record, breakdown: CostBreakdown
+) -> tuple[CostBreakdown, CostItem | None]:
+    reported = _provider_price(call)
+    if reported is None:
+        return breakdown, None
+    try:
+        item = reconcile_telephony(breakdown, reported[0], reported[1], provider=call["provider"])
+    except ValueError as exc:
+        log.warning("provider price not reconciled", extra={"call_id": str(call["id"]), "reason": str(exc)})
+        return breakdown, None
+    return (breakdown, None) if item is None else (breakdown.with_item(item), item)
+
+
+def _money(value: Decimal) -> str:
+    return format(value, "f")
+
+
+@dataclass(frozen=True)
+class Billed:
+    usage_event_id: uuid.UUID
+    total: Decimal
+    ledger_id: uuid.UUID | None
+
+
+async def finalize_call(
+    conn: asyncpg.Connection,
+    *,
+    tenant_id: uuid.UUID,
+    call_id: uuid.UUID,
+    call_created_at: datetime,
+    checkpoint: Checkpoint = _no_checkpoint,
+) -> Billed | None:
+    """Bill one call (inside the caller's tenant transaction). None when there is no such call or it was billed."""
+    call = await repo.lock_call(conn, tenant_id, call_id, call_created_at)
+    if call is None:
+        log.warning("post-call job for a missing call", extra={"call_id": str(call_id)})
+        return None
+    if (call["metadata"] or {}).get("billing", {}).get("usage_event_id"):
+        return None
+    meter = usage_meter_of(call)
+    at = call["started_at"] or call["created_at"]
+    breakdown, _ = _with_reconciliation(call, await price_meter(conn, tenant_id, meter, at))
+    items = breakdown.to_json_items()
+    await checkpoint("priced")
+
+    key = f"voice_call:{call_id}"
+    usage_event_id = await repo.insert_usage_event(
+        conn,
+        tenant_id,
+        user_id=call["initiated_by_user_id"],
+        feature_key=FEATURE_KEY,
+        usage_items=items,
+        total_quantity=Decimal(1),
+        total_cost=breakdown.total,
+        currency=breakdown.currency,
+        idempotency_key=key,
+        metadata={
+            "call_id": str(call_id),
+            "call_created_at": call_created_at.isoformat(),
+            "batch_id": None if call["batch_id"] is None else str(call["batch_id"]),
+            "usage": meter.to_builtins(),
+        },
+    )
+    if usage_event_id is None:
+        return None
+    await checkpoint("usage_event")
+
+    await repo.set_call_cost(
+        conn,
+        tenant_id,
+        call_id,
+        call_created_at,
+        breakdown=items,
+        cost=breakdown.total,
+        currency=breakdown.currency,
+        billing={"usage_event_id": str(usage_event_id), "billed_at": datetime.now(UTC).isoformat()},
+    )
+    await repo.ensure_analysis(conn, tenant_id, call_id, call_created_at, call["lead_id"])
+    await checkpoint("call_updated")
+
+    await emit(
+        conn,
+        tenant_id=tenant_id,
+        event_type="voice_call.cost_recorded",
+        aggregate_type="voice_call",
+        aggregate_id=call_id,
+        payload={
+            "call_id": str(call_id),
+            "usage_event_id": str(usage_event_id),
+            "feature_key": FEATURE_KEY,
+            "cost": _money(breakdown.total),
+            "currency": breakdown.currency,
+            "items": items,
+            "status": call["status"],
+            "direction": call["direction"],
+            "duration_seconds": call["duration_seconds"],
+            "agent_id": call["agent_id"],
+            "lead_id": None if call["lead_id"] is None else str(call["lead_id"]),
+            "batch_id": None if call["batch_id"] is None else str(call["batch_id"]),
+        },
+    )
+    await checkpoint("event")
+
+    await enqueue(
+        conn,
+        ANALYSIS_JOB,
+        call_payload(tenant_id, call_id, call_created_at),
+        dedupe_key=f"analysis:{call_id}",
+    )
+    await checkpoint("analysis_enqueued")
+
+    # The wallet row is the one hot row: lock it last, so it is held only for the rest of this transaction.
+    ledger_id = await _charge(
+        conn, tenant_id, usage_event_id, breakdown.total, key, f"voice call {call_id}", call["batch_id"]
+    )
+    await checkpoint("charged")
+    return Billed(usage_event_id, breakdown.total, ledger_id)
+
+
+async def _charge(
+    conn: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    usage_event_id: uuid.UUID,
+    total: Decimal,
+    key: str,
+    description: str,
+    batch_id: uuid.UUID | None,
+    transaction_type: str = "debit",
+) -> uuid.UUID | None:
+    ledger_id = None
+    if total != 0:
+        posting = await wallet.post(
+            conn,
+            tenant_id,
+            transaction_type=transaction_type,
+            amount=-total,
+            idempotency_key=f"debit:{key}",
+            reference_type="usage_event",
+            reference_id=usage_event_id,
+            description=description,
+            release_batch=batch_id,
+        )
+        ledger_id = posting.ledger["id"]
+    await repo.mark_usage_charged(conn, tenant_id, usage_event_id, ledger_id)
+    return ledger_id
+
+
+async def reconcile_call(
+    conn: asyncpg.Connection, *, tenant_id: uuid.UUID, call_id: uuid.UUID, call_created_at: datetime
+) -> CostItem | None:
+    """Post the difference between the provider's reported price and what the call was billed, if any."""
+    call = await repo.lock_call(conn, tenant_id, call_id, call_created_at)
+    if call is None or call["cost"] is None:
+        return None  # not billed yet: finalize_call includes the provider price itself
+    current = CostBreakdown.from_json_items(call["cost_breakdown"], call["currency"] or "USD")
+    updated, item = _with_reconciliation(call, current)
+    if item is None:
+        return None
+    n = sum(1 for i in current.items if i.unit == "adjustment") + 1
+    key = f"voice_call:{call_id}:adjustment:{n}"
+    item_json = cost_item_to_json(item)
+    usage_event_id = await repo.insert_usage_event(
+        conn,
+        tenant_id,
+        user_id=call["initiated_by_user_id"],
+        feature_key=FEATURE_KEY,
+        usage_items=[item_json],
+        total_quantity=Decimal(1),
+        total_cost=item.cost,
+        currency=updated.currency,
+        idempotency_key=key,
+        metadata={"call_id": str(call_id), "call_created_at": call_created_at.isoformat(), "adjustment": n},
+    )
+    if usage_event_id is None:
+        return None
+    await repo.set_call_cost(
+        conn,
+        tenant_id,
+        call_id,
+        call_created_at,
+        breakdown=updated.to_json_items(),
+        cost=updated.total,
+        currency=updated.currency,
+        billing={},
+    )
+    await emit(
+        conn,
+        tenant_id=tenant_id,
+        event_type="voice_call.cost_adjusted",
+        aggregate_type="voice_call",
+        aggregate_id=call_id,
+        payload={
+            "call_id": str(call_id),
+            "usage_event_id": str(usage_event_id),
+            "adjustment": _money(item.cost),
+            "cost": _money(updated.total),
+            "currency": updated.currency,
+            "item": item_json,
+        },
+    )
+    await _charge(
+        conn,
+        tenant_id,
+        usage_event_id,
+        item.cost,
+        key,
+        f"provider price adjustment, call {call_id}",
+        None,
+        transaction_type="adjustment",
+    )
+    return item

@@ -1,0 +1,553 @@
+"""SQL for billing: pricing catalog, wallets, the ledger, reservations, usage events, and the call / analysis /
+lead / batch rows the post-call pipeline reads and writes.
+
+Call-log lookups by id carry the partition key (`created_at`), so each touches one partition.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+
+CATALOG_COLUMNS = (
+    "id, tenant_id, category, provider, model, unit, unit_price, description, effective_from, "
+    "effective_to, is_active, metadata, created_at"
+)
+WALLET_COLUMNS = "id, currency, current_balance, reserved_balance, status, created_at, updated_at"
+LEDGER_COLUMNS = (
+    "id, wallet_id, transaction_type, amount, balance_before, balance_after, reference_type, "
+    "reference_id, idempotency_key, description, metadata, created_at"
+)
+USAGE_COLUMNS = (
+    "id, feature_key, usage_items, total_quantity, total_cost, currency, status, "
+    "ledger_transaction_id, charged_at, idempotency_key, metadata, created_at"
+)
+RESERVATION_COLUMNS = "id, wallet_id, batch_id, amount, remaining, per_call, status, released_at, created_at"
+
+# ---------------------------------------------------------------------------------------------------------------
+# Pricing catalog
+
+
+async def catalog_for(
+    conn: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    *,
+    at: datetime,
+    categories: list[str],
+    providers: list[str],
+) -> list[asyncpg.Record]:
+    """Rows that may price usage at `at`: the tenant's and global ones (analysis.pricing picks among them)."""
+    return await conn.fetch(
+        f"""
+        SELECT {CATALOG_COLUMNS} FROM billing_pricing_catalog
+        WHERE (tenant_id IS NULL OR tenant_id = $1) AND is_active
+          AND effective_from <= $2 AND (effective_to IS NULL OR effective_to > $2)
+          AND category = ANY ($3) AND provider = ANY ($4)
+        """,
+        tenant_id,
+        at,
+        categories,
+        providers,
+    )
+
+
+async def list_catalog(
+    conn: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    *,
+    category: str | None,
+    provider: str | None,
+    include_inactive: bool,
+) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        f"""
+        SELECT {CATALOG_COLUMNS} FROM billing_pricing_catalog
+        WHERE (tenant_id IS NULL OR tenant_id = $1)
+          AND ($2::text IS NULL OR category = $2) AND ($3::text IS NULL OR provider = $3)
+          AND ($4 OR (is_active AND (effective_to IS NULL OR effective_to > now())))
+        ORDER BY category, provider, model NULLS FIRST, unit, tenant_id NULLS FIRST, effective_from DESC, id
+        """,
+        tenant_id,
+        category,
+        provider,
+        include_inactive,
+    )
+
+
+async def insert_price(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, fields: dict[str, Any]
+) -> asyncpg.Record:
+    names = ["tenant_id", *fields]
+    params = ", ".join(f"${i}" for i in range(1, len(names) + 1))
+    return await conn.fetchrow(  # type: ignore[no-any-return]
+        f"INSERT INTO billing_pricing_catalog ({', '.join(names)}) VALUES ({params}) RETURNING {CATALOG_COLUMNS}",
+        tenant_id,
+        *fields.values(),
+    )
+
+
+async def deactivate_price(conn: asyncpg.Connection, tenant_id: uuid.UUID, price_id: uuid.UUID) -> bool:
+    return (
+        await conn.fetchval(
+            "UPDATE billing_pricing_catalog SET is_active = false WHERE tenant_id = $1 AND id = $2 RETURNING true",
+            tenant_id,
+            price_id,
+        )
+        is not None
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Wallets and the ledger
+
+
+async def tenant_exists(conn: asyncpg.Connection, tenant_id: uuid.UUID) -> bool:
+    return bool(
+        await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM tenants WHERE id = $1 AND deleted_at IS NULL)", tenant_id
+        )
+    )
+
+
+async def get_wallet(conn: asyncpg.Connection, tenant_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        f"SELECT {WALLET_COLUMNS} FROM billing_wallets WHERE tenant_id = $1 AND user_id IS NULL", tenant_id
+    )
+
+
+async def lock_wallet(conn: asyncpg.Connection, tenant_id: uuid.UUID) -> asyncpg.Record:
+    """The tenant wallet, locked for this transaction (created on first use)."""
+    sql = f"SELECT {WALLET_COLUMNS} FROM billing_wallets WHERE tenant_id = $1 AND user_id IS NULL FOR UPDATE"
+    row = await conn.fetchrow(sql, tenant_id)
+    if row is None:
+        await conn.execute(
+            "INSERT INTO billing_wallets (tenant_id) VALUES ($1) "
+            "ON CONFLICT (tenant_id) WHERE user_id IS NULL DO NOTHING",
+            tenant_id,
+        )
+        row = await conn.fetchrow(sql, tenant_id)
+    assert row is not None
+    return row
+
+
+async def set_wallet_balances(
+    conn: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    wallet_id: uuid.UUID,
+    *,
+    current: Decimal,
+    reserved: Decimal,
+) -> None:
+    await conn.execute(
+        "UPDATE billing_wallets SET current_balance = $3, reserved_balance = $4 WHERE tenant_id = $1 AND id = $2",
+        tenant_id,
+        wallet_id,
+        current,
+        reserved,
+    )
+
+
+async def ledger_by_key(conn: asyncpg.Connection, tenant_id: uuid.UUID, key: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        f"SELECT {LEDGER_COLUMNS} FROM billing_ledger_transactions WHERE tenant_id = $1 AND idempotency_key = $2",
+        tenant_id,
+        key,
+    )
+
+
+async def insert_ledger(
+    conn: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    *,
+    wallet_id: uuid.UUID,
+    transaction_type: str,
+    amount: Decimal,
+    balance_before: Decimal,
+    balance_after: Decimal,
+    reference_type: str | None,
+    reference_id: uuid.UUID | None,
+    idempotency_key: str,
+    description: str | None,
+    metadata: dict[str, Any],
+) -> asyncpg.Record | None:
+    """None when a row with this idempotency key exists already."""
+    return await conn.fetchrow(
+        f"""
+        INSERT INTO billing_ledger_transactions
+            (tenant_id, wallet_id, transaction_type, amount, balance_before, balance_after, reference_type,
+             reference_id, idempotency_key, description, metadata)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+        ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
+        RETURNING {LEDGER_COLUMNS}
+        """,
+        tenant_id,
+        wallet_id,
+        transaction_type,
+        amount,
+        balance_before,
+        balance_after,
+        reference_type,
+        reference_id,
+        idempotency_key,
+        description,
+        metadata,
+    )
+
+
+async def page_ledger(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, *, limit: int, after: tuple[datetime, str] | None
+) -> list[asyncpg.Record]:
+    args: list[Any] = [tenant_id, limit + 1]
+    cond = ""
+    if after is not None:
+        args += [after[0], after[1]]
+        cond = "AND (created_at, id) < ($3, $4::uuid)"
+    return await conn.fetch(
+        f"SELECT {LEDGER_COLUMNS} FROM billing_ledger_transactions WHERE tenant_id = $1 {cond} "
+        f"ORDER BY created_at DESC, id DESC LIMIT $2",
+        *args,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Reservations
+
+
+async def lock_reservation(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, batch_id: uuid.UUID
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        f"SELECT {RESERVATION_COLUMNS} FROM billing_wallet_reservations WHERE tenant_id = $1 AND batch_id = $2 "
+        f"FOR UPDATE",
+        tenant_id,
+        batch_id,
+    )
+
+
+async def insert_reservation(
+    conn: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    *,
+    wallet_id: uuid.UUID,
+    batch_id: uuid.UUID,
+    amount: Decimal,
+    per_call: Decimal | None,
+) -> asyncpg.Record:
+    return await conn.fetchrow(  # type: ignore[no-any-return]
+        f"INSERT INTO billing_wallet_reservations (tenant_id, wallet_id, batch_id, amount, remaining, per_call) "
+        f"VALUES ($1, $2, $3, $4, $4, $5) RETURNING {RESERVATION_COLUMNS}",
+        tenant_id,
+        wallet_id,
+        batch_id,
+        amount,
+        per_call,
+    )
+
+
+async def update_reservation(
+    conn: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    reservation_id: uuid.UUID,
+    *,
+    remaining: Decimal,
+    released: bool,
+) -> None:
+    await conn.execute(
+        "UPDATE billing_wallet_reservations SET remaining = $3, "
+        "status = CASE WHEN $4 THEN 'released' ELSE status END, "
+        "released_at = CASE WHEN $4 THEN now() ELSE released_at END "
+        "WHERE tenant_id = $1 AND id = $2",
+        tenant_id,
+        reservation_id,
+        remaining,
+        released,
+    )
+
+
+async def active_reservations(conn: asyncpg.Connection, tenant_id: uuid.UUID) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        f"SELECT {RESERVATION_COLUMNS} FROM billing_wallet_reservations "
+        f"WHERE tenant_id = $1 AND status = 'active' ORDER BY created_at",
+        tenant_id,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Usage events
+
+
+async def insert_usage_event(
+    conn: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    *,
+    user_id: uuid.UUID | None,
+    feature_key: str,
+    usage_items: list[dict[str, Any]],
+    total_quantity: Decimal,
+    total_cost: Decimal,
+    currency: str,
+    idempotency_key: str,
+    metadata: dict[str, Any],
+) -> uuid.UUID | None:
+    """The new event's id, or None when one with this idempotency key exists already."""
+    return await conn.fetchval(  # type: ignore[no-any-return]
+        """
+        INSERT INTO billing_usage_events
+            (tenant_id, user_id, feature_key, usage_items, total_quantity, total_cost, currency, idempotency_key,
+             metadata)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+        ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
+        RETURNING id
+        """,
+        tenant_id,
+        user_id,
+        feature_key,
+        usage_items,
+        total_quantity,
+        total_cost,
+        currency,
+        idempotency_key,
+        metadata,
+    )
+
+
+async def mark_usage_charged(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, event_id: uuid.UUID, ledger_id: uuid.UUID | None
+) -> None:
+    await conn.execute(
+        "UPDATE billing_usage_events SET status = 'charged', ledger_transaction_id = $3, charged_at = now() "
+        "WHERE tenant_id = $1 AND id = $2",
+        tenant_id,
+        event_id,
+        ledger_id,
+    )
+
+
+async def page_usage_events(
+    conn: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    *,
+    limit: int,
+    after: tuple[datetime, str] | None,
+    feature_key: str | None,
+    call_id: uuid.UUID | None,
+) -> list[asyncpg.Record]:
+    args: list[Any] = [tenant_id, limit + 1, feature_key, None if call_id is None else str(call_id)]
+    cond = ""
+    if after is not None:
+        args += [after[0], after[1]]
+        cond = "AND (created_at, id) < ($5, $6::uuid)"
+    return await conn.fetch(
+        f"SELECT {USAGE_COLUMNS} FROM billing_usage_events WHERE tenant_id = $1 "
+        f"AND ($3::text IS NULL OR feature_key = $3) AND ($4::text IS NULL OR metadata ->> 'call_id' = $4) {cond} "
+        f"ORDER BY created_at DESC, id DESC LIMIT $2",
+        *args,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Calls, analyses, leads, batches
+
+_CALL_KEY = "tenant_id = $1 AND id = $2 AND created_at = $3"
+CALL_COLUMNS = (
+    "id, created_at, tenant_id, initiated_by_user_id, lead_id, agent_id, batch_id, batch_entry_id, "
+    "provider, status, direction, answered_by, started_at, ended_at, duration_seconds, media_ended_at, "
+    "provider_final_at, transcripts, cost, currency, cost_breakdown, metadata, to_e164"
+)
+
+
+async def lock_call(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, call_id: uuid.UUID, created_at: datetime
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        f"SELECT {CALL_COLUMNS} FROM voice_call_logs WHERE {_CALL_KEY} FOR UPDATE",
+        tenant_id,
+        call_id,
+        created_at,
+    )
+
+
+async def get_call(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, call_id: uuid.UUID, created_at: datetime
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        f"SELECT {CALL_COLUMNS} FROM voice_call_logs WHERE {_CALL_KEY}", tenant_id, call_id, created_at
+    )
+
+
+async def find_call(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, call_id: uuid.UUID
+) -> asyncpg.Record | None:
+    """By id alone: the UUIDv7's timestamp bounds created_at, so one partition is probed."""
+    return await conn.fetchrow(
+        "SELECT id, created_at FROM voice_call_logs WHERE tenant_id = $1 AND id = $2 "
+        "AND created_at >= uuid_v7_time($2) AND created_at < uuid_v7_time($2) + interval '1 millisecond'",
+        tenant_id,
+        call_id,
+    )
+
+
+async def call_progress(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, call_id: uuid.UUID, created_at: datetime
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        f"SELECT status, started_at, media_ended_at, provider_final_at, (cost IS NOT NULL) AS billed, "
+        f"(metadata ? 'provider_price') AS has_provider_price "
+        f"FROM voice_call_logs WHERE {_CALL_KEY}",
+        tenant_id,
+        call_id,
+        created_at,
+    )
+
+
+async def set_call_cost(
+    conn: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    call_id: uuid.UUID,
+    created_at: datetime,
+    *,
+    breakdown: list[dict[str, Any]],
+    cost: Decimal,
+    currency: str,
+    billing: dict[str, Any],
+) -> None:
+    await conn.execute(
+        f"UPDATE voice_call_logs SET cost_breakdown = $4, cost = $5, currency = $6, "
+        f"metadata = jsonb_set(metadata, '{{billing}}', coalesce(metadata -> 'billing', '{{}}') || $7::jsonb) "
+        f"WHERE {_CALL_KEY}",
+        tenant_id,
+        call_id,
+        created_at,
+        breakdown,
+        cost,
+        currency,
+        billing,
+    )
+
+
+async def get_agent(conn: asyncpg.Connection, tenant_id: uuid.UUID, agent_id: int) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT id, name, agent_instructions, language, analysis_schema, config FROM voice_agents "
+        "WHERE tenant_id = $1 AND id = $2",
+        tenant_id,
+        agent_id,
+    )
+
+
+ANALYSIS_COLUMNS = (
+    "id, call_log_id, call_created_at, lead_id, status, summary, sentiment, lead_category, "
+    "lead_extraction, success_evaluation, error, model, cost, metadata, created_at, updated_at"
+)
+
+
+async def ensure_analysis(
+    conn: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    call_id: uuid.UUID,
+    created_at: datetime,
+    lead_id: uuid.UUID | None,
+) -> asyncpg.Record:
+    await conn.execute(
+        "INSERT INTO voice_call_analysis (tenant_id, call_log_id, call_created_at, lead_id) VALUES ($1, $2, $3, $4) "
+        "ON CONFLICT (call_log_id) DO NOTHING",
+        tenant_id,
+        call_id,
+        created_at,
+        lead_id,
+    )
+    row = await get_analysis(conn, tenant_id, call_id)
+    assert row is not None
+    return row
+
+
+async def get_analysis(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, call_id: uuid.UUID, *, for_update: bool = False
+) -> asyncpg.Record | None:
+    lock = "FOR UPDATE" if for_update else ""
+    return await conn.fetchrow(
+        f"SELECT {ANALYSIS_COLUMNS} FROM voice_call_analysis WHERE tenant_id = $1 AND call_log_id = $2 {lock}",
+        tenant_id,
+        call_id,
+    )
+
+
+async def save_analysis(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, analysis_id: uuid.UUID, fields: dict[str, Any]
+) -> asyncpg.Record:
+    sets = ", ".join(f"{name} = ${i}" for i, name in enumerate(fields, start=3))
+    return await conn.fetchrow(  # type: ignore[no-any-return]
+        f"UPDATE voice_call_analysis SET {sets} WHERE tenant_id = $1 AND id = $2 RETURNING {ANALYSIS_COLUMNS}",
+        tenant_id,
+        analysis_id,
+        *fields.values(),
+    )
+
+
+async def mark_lead_do_not_call(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, lead_id: uuid.UUID, reason: str
+) -> bool:
+    return (
+        await conn.fetchval(
+            "UPDATE leads SET do_not_call = true, do_not_call_at = now(), do_not_call_reason = $3 "
+            "WHERE tenant_id = $1 AND id = $2 AND NOT do_not_call RETURNING true",
+            tenant_id,
+            lead_id,
+            reason,
+        )
+        is not None
+    )
+
+
+async def record_batch_outcome(
+    conn: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    batch_id: uuid.UUID,
+    entry_id: uuid.UUID,
+    call_id: uuid.UUID,
+    outcome: dict[str, Any],
+) -> None:
+    """The analysis outcome on the batch entry (metadata.analysis) and per-category counts on the batch
+    (metadata.analysis_counts): each entry counts once, under its latest call's latest category."""
+    prev = await conn.fetchrow(
+        "SELECT metadata -> 'analysis' AS analysis FROM voice_call_batch_entries "
+        "WHERE tenant_id = $1 AND id = $2 AND batch_id = $3 FOR UPDATE",
+        tenant_id,
+        entry_id,
+        batch_id,
+    )
+    if prev is None:
+        return
+    await conn.execute(
+        "UPDATE voice_call_batch_entries SET metadata = jsonb_set(metadata, '{analysis}', $3::jsonb) "
+        "WHERE tenant_id = $1 AND id = $2",
+        tenant_id,
+        entry_id,
+        {**outcome, "call_id": str(call_id)},
+    )
+    new = outcome.get("lead_category") or "none"
+    old = None
+    if isinstance(prev["analysis"], dict):
+        old = prev["analysis"].get("lead_category") or "none"
+    if old == new:
+        return
+    await conn.execute(
+        """
+        UPDATE voice_call_batches
+        SET metadata = jsonb_set(metadata, '{analysis_counts}',
+            coalesce(metadata -> 'analysis_counts', '{}')
+            || jsonb_build_object($3::text, coalesce((metadata -> 'analysis_counts' ->> $3)::int, 0) + 1)
+            || CASE WHEN $4::text IS NULL THEN '{}'::jsonb
+                    ELSE jsonb_build_object($4::text,
+                                            greatest(coalesce((metadata -> 'analysis_counts' ->> $4)::int, 0) - 1, 0))
+               END)
+        WHERE tenant_id = $1 AND id = $2
+        """,
+        tenant_id,
+        batch_id,
+        new,
+        old,
+    )

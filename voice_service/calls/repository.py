@@ -1,0 +1,322 @@
+"""SQL for calls: the partitioned call log, provider-id lookups, media tokens, replay guard, idempotency keys.
+
+A call is addressed by (id, created_at): ids are UUIDv7 made from created_at, so `_BY_ID` prunes to one partition
+from the id alone. Webhooks and media sockets arrive before the tenant is known; they go through the
+SECURITY DEFINER functions (find_call_by_id, find_call_by_provider_id, claim_media_token) and then work inside a
+tenant transaction like everything else.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from voice_service.repository import Table
+
+COLUMNS = (
+    "id",
+    "status",
+    "direction",
+    "agent_id",
+    "voice_id",
+    "lead_id",
+    "from_number_id",
+    "from_e164",
+    "to_e164",
+    "batch_id",
+    "batch_entry_id",
+    "attempt",
+    "provider",
+    "provider_call_id",
+    "answered_by",
+    "metadata->>'end_reason' AS end_reason",
+    "started_at",
+    "ended_at",
+    "duration_seconds",
+    "cost",
+    "currency",
+    "initiated_by_user_id",
+    "metadata",
+    "created_at",
+    "updated_at",
+)
+calls = Table("voice_call_logs", COLUMNS, soft_delete=False)
+
+# The state the status/media logic works on (read FOR UPDATE).
+_STATE = (
+    "id, tenant_id, created_at, status, direction, provider, provider_call_id, status_sequence, started_at, "
+    "ended_at, duration_seconds, media_ended_at, provider_final_at, answered_by, metadata, agent_id, voice_id, "
+    "lead_id, from_e164, to_e164, batch_id, batch_entry_id"
+)
+_BY_ID = "tenant_id = $1 AND id = $2 AND created_at = $3"
+_BY_ID_ONLY = (
+    "tenant_id = $1 AND id = $2 AND created_at >= uuid_v7_time($2) "
+    "AND created_at < uuid_v7_time($2) + interval '1 millisecond'"
+)
+
+
+async def insert_call(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, fields: Mapping[str, Any]
+) -> asyncpg.Record:
+    names = ["tenant_id", *fields.keys()]
+    params = ", ".join(f"${i}" for i in range(1, len(names) + 1))
+    return await conn.fetchrow(  # type: ignore[no-any-return]
+        f"INSERT INTO voice_call_logs ({', '.join(names)}) VALUES ({params}) RETURNING id, created_at",
+        tenant_id,
+        *fields.values(),
+    )
+
+
+async def get_call(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, call_id: uuid.UUID
+) -> asyncpg.Record | None:
+    """By id alone (the partition comes from the UUIDv7's timestamp)."""
+    return await conn.fetchrow(
+        f"SELECT {calls.select} FROM voice_call_logs WHERE {_BY_ID_ONLY}", tenant_id, call_id
+    )
+
+
+async def list_calls(
+    conn: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    *,
+    limit: int,
+    after: tuple[datetime, str] | None,
+    filters: Mapping[str, Any],
+) -> list[asyncpg.Record]:
+    return await calls.page(conn, tenant_id, limit=limit, after=after, filters=filters)
+
+
+async def lock_state(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, call_id: uuid.UUID, created_at: datetime
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        f"SELECT {_STATE} FROM voice_call_logs WHERE {_BY_ID} FOR UPDATE", tenant_id, call_id, created_at
+    )
+
+
+async def place_info(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, call_id: uuid.UUID, created_at: datetime
+) -> asyncpg.Record | None:
+    """The call with what placing it needs from its agent, locked against a concurrent place/hang-up."""
+    return await conn.fetchrow(
+        """SELECT c.id, c.status, c.provider, c.provider_call_id, c.from_e164, c.to_e164, a.config AS agent_config
+            FROM voice_call_logs c
+            LEFT JOIN voice_agents a ON a.tenant_id = c.tenant_id AND a.id = c.agent_id
+            WHERE c.tenant_id = $1 AND c.id = $2 AND c.created_at = $3
+            FOR UPDATE OF c""",
+        tenant_id,
+        call_id,
+        created_at,
+    )
+
+
+async def update_call(
+    conn: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    call_id: uuid.UUID,
+    created_at: datetime,
+    fields: Mapping[str, Any],
+    metadata_patch: Mapping[str, Any] | None = None,
+) -> None:
+    """Set columns; `metadata_patch` is merged into metadata (top-level keys)."""
+    sets = [f"{name} = ${i}" for i, name in enumerate(fields.keys(), start=4)]
+    args: list[Any] = [tenant_id, call_id, created_at, *fields.values()]
+    if metadata_patch:
+        args.append(dict(metadata_patch))
+        sets.append(f"metadata = metadata || ${len(args)}::jsonb")
+    if not sets:
+        return
+    await conn.execute(f"UPDATE voice_call_logs SET {', '.join(sets)} WHERE {_BY_ID}", *args)
+
+
+async def record_provider_id(
+    conn: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    call_id: uuid.UUID,
+    created_at: datetime,
+    provider: str,
+    provider_call_id: str,
+) -> None:
+    """Store the provider's call id on the call (once) and in the lookup table (idempotent)."""
+    await conn.execute(
+        f"UPDATE voice_call_logs SET provider_call_id = $4 WHERE {_BY_ID} AND provider_call_id IS NULL",
+        tenant_id,
+        call_id,
+        created_at,
+        provider_call_id,
+    )
+    await conn.execute(
+        """INSERT INTO voice_call_provider_ids (provider, provider_call_id, call_id, call_created_at, tenant_id)
+           VALUES ($1, $2, $3, $4, $5) ON CONFLICT (provider, provider_call_id) DO NOTHING""",
+        provider,
+        provider_call_id,
+        call_id,
+        created_at,
+        tenant_id,
+    )
+
+
+async def find_by_id(conn: asyncpg.Connection, call_id: uuid.UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM find_call_by_id($1)", call_id)
+
+
+async def find_by_provider_id(
+    conn: asyncpg.Connection, provider: str, provider_call_id: str
+) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM find_call_by_provider_id($1, $2)", provider, provider_call_id)
+
+
+async def store_media_token(
+    conn: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    call_id: uuid.UUID,
+    created_at: datetime,
+    token_hash: bytes,
+    expires_at: datetime,
+) -> None:
+    """A fresh token for the call (placing again after a crash replaces an unused one)."""
+    await conn.execute(
+        """INSERT INTO voice_call_media_tokens (call_id, call_created_at, tenant_id, token_hash, expires_at)
+           VALUES ($1, $2, $3, $4, $5)
+           ON CONFLICT (call_id) DO UPDATE SET token_hash = EXCLUDED.token_hash, expires_at = EXCLUDED.expires_at,
+                                              used_at = NULL""",
+        call_id,
+        created_at,
+        tenant_id,
+        token_hash,
+        expires_at,
+    )
+
+
+async def claim_media_token(
+    conn: asyncpg.Connection, call_id: uuid.UUID, token_hash: bytes
+) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM claim_media_token($1, $2)", call_id, token_hash)
+
+
+async def remember_jti(conn: asyncpg.Connection, provider: str, jti: str) -> bool:
+    """True the first time this (provider, jti) is seen; False for a replay."""
+    return (
+        await conn.fetchval(
+            "INSERT INTO webhook_replay_guard (provider, jti) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING true",
+            provider,
+            jti,
+        )
+        is not None
+    )
+
+
+async def prune_jtis(conn: asyncpg.Connection, older_than_seconds: int) -> None:
+    await conn.execute(
+        "DELETE FROM webhook_replay_guard WHERE seen_at < now() - make_interval(secs => $1)",
+        older_than_seconds,
+    )
+
+
+# --- idempotency keys (POST /v1/calls) ---
+
+
+async def claim_idempotency_key(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, key: str, method: str, path: str, request_hash: bytes
+) -> asyncpg.Record | None:
+    """Insert the key; None when it is new, else the stored row (request_hash, status_code, response_body)."""
+    inserted = await conn.fetchval(
+        """INSERT INTO idempotency_keys (tenant_id, key, method, path, request_hash) VALUES ($1, $2, $3, $4, $5)
+           ON CONFLICT (tenant_id, key, method, path) DO NOTHING RETURNING true""",
+        tenant_id,
+        key,
+        method,
+        path,
+        request_hash,
+    )
+    if inserted:
+        return None
+    return await conn.fetchrow(
+        """SELECT request_hash, status_code, response_body FROM idempotency_keys
+           WHERE tenant_id = $1 AND key = $2 AND method = $3 AND path = $4""",
+        tenant_id,
+        key,
+        method,
+        path,
+    )
+
+
+async def save_idempotent_response(
+    conn: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    key: str,
+    method: str,
+    path: str,
+    status_code: int,
+    body: bytes,
+) -> None:
+    await conn.execute(
+        """UPDATE idempotency_keys SET status_code = $5, response_body = $6
+           WHERE tenant_id = $1 AND key = $2 AND method = $3 AND path = $4""",
+        tenant_id,
+        key,
+        method,
+        path,
+        status_code,
+        body,
+    )
+
+
+async def release_idempotency_key(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, key: str, method: str, path: str
+) -> None:
+    await conn.execute(
+        "DELETE FROM idempotency_keys WHERE tenant_id = $1 AND key = $2 AND method = $3 AND path = $4 "
+        "AND status_code IS NULL",
+        tenant_id,
+        key,
+        method,
+        path,
+    )
+
+
+# --- what creating a call checks ---
+
+
+async def get_number(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, number_id: uuid.UUID
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        """SELECT id, e164, provider, status, default_agent_id FROM voice_agent_numbers
+           WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL""",
+        tenant_id,
+        number_id,
+    )
+
+
+async def get_agent(conn: asyncpg.Connection, tenant_id: uuid.UUID, agent_id: int) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT id, voice_id, config FROM voice_agents WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL",
+        tenant_id,
+        agent_id,
+    )
+
+
+async def voice_exists(conn: asyncpg.Connection, tenant_id: uuid.UUID, voice_id: uuid.UUID) -> bool:
+    return bool(
+        await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM voice_agent_voices WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL)",
+            tenant_id,
+            voice_id,
+        )
+    )
+
+
+async def get_lead(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, lead_id: uuid.UUID
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT id, phone, do_not_call FROM leads WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL",
+        tenant_id,
+        lead_id,
+    )

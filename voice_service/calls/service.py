@@ -1,0 +1,695 @@
+"""Call lifecycle rules: create and place calls, apply provider status events, media start/end, hang-up.
+
+The call log's status follows the provider's events and never moves backwards (STATUS_RANK); a duplicate or
+out-of-order webhook changes nothing. Two moments end a call: the media socket closing (media_ended_at) and the
+provider's final status (provider_final_at). Whenever either is recorded, the billing pipeline's
+`on_call_progress` hook runs in the same transaction; the first time a call reaches a terminal status, the
+batches' `on_call_final` hook does. Both hooks are optional imports (their domains are built separately).
+
+Placing a call talks to the provider outside any transaction: the call row (and its media token) is committed
+first, because the provider may call back before `place_call` returns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import logging
+import secrets
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from providers.telephony.base import (
+    STATUS_RANK,
+    TERMINAL_STATUSES,
+    CallStatus,
+    PlaceCallRequest,
+    ProviderError,
+    StatusEvent,
+    is_status_advance,
+)
+from voice_service.auth import Principal
+from voice_service.calls import repository as repo
+from voice_service.calls.schemas import Call, CallCreate, CallInfo, CallRef
+from voice_service.db import system_tx, tenant_tx
+from voice_service.errors import Forbidden, NotFound, ValidationFailed
+from voice_service.pagination import Page, check_limit, decode_cursor, page_from_rows
+from voice_service.phones import parse_phone, require_phone
+from voice_service.runtime import Runtime
+from voice_service.settings import Settings
+from voice_service.telephony.providers import get_provider
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "MEDIA_TOKEN_TTL",
+    "StatusOutcome",
+    "apply_status_event",
+    "claim_media",
+    "create_call",
+    "create_outbound",
+    "get_call",
+    "hangup_call",
+    "list_calls",
+    "media_connected",
+    "media_ended",
+    "place_call",
+    "plan_status_update",
+    "start_inbound_call",
+]
+
+# An outbound call rings for up to ~60 s before its stream opens; a queued call can wait a little more.
+MEDIA_TOKEN_TTL = timedelta(minutes=15)
+DEFAULT_RING_TIMEOUT_SECONDS = 30
+
+_ROW_DECODE = msgspec.convert
+
+
+def _call(row: asyncpg.Record) -> Call:
+    data = dict(row)
+    data["from"] = data.pop("from_e164")
+    data["to"] = data.pop("to_e164")
+    return _ROW_DECODE(data, Call)
+
+
+def hash_token(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+def new_media_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+# --- URLs the providers call back on ---
+
+
+def _ws_base(settings: Settings) -> str:
+    base = settings.public_base_url.rstrip("/")
+    if base.startswith("https://"):
+        return "wss://" + base[len("https://") :]
+    if base.startswith("http://"):
+        return "ws://" + base[len("http://") :]
+    return base
+
+
+def media_url(settings: Settings, provider: str) -> str:
+    kind = "vonage" if provider == "vonage" else "twilio"
+    return f"{_ws_base(settings)}/v1/telephony/{kind}/media"
+
+
+def status_url(settings: Settings, provider: str, call_id: uuid.UUID) -> str:
+    base = settings.public_base_url.rstrip("/")
+    if provider == "vonage":
+        return f"{base}/v1/telephony/vonage/events?call_id={call_id}"
+    return f"{base}/v1/telephony/twilio/status?call_id={call_id}"
+
+
+def answer_url(settings: Settings, call_id: uuid.UUID) -> str:
+    return f"{settings.public_base_url.rstrip('/')}/v1/telephony/vonage/answer?call_id={call_id}"
+
+
+# --- hooks of other domains (optional) ---
+
+Hook = Callable[..., Awaitable[Any]]
+_hooks: dict[tuple[str, str], Hook | None] = {}
+
+
+def _hook(module: str, name: str) -> Hook | None:
+    key = (module, name)
+    if key not in _hooks:
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not module.startswith(exc.name):
+                raise
+            mod = None
+        _hooks[key] = getattr(mod, name, None) if mod is not None else None
+    return _hooks[key]
+
+
+async def _run_hooks(
+    conn: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    call_id: uuid.UUID,
+    created_at: datetime,
+    *,
+    progress: bool,
+    final: bool,
+) -> None:
+    if final:
+        on_final = _hook("voice_service.batches.hooks", "on_call_final")
+        if on_final is not None:
+            await on_final(conn, tenant_id=tenant_id, call_id=call_id, call_created_at=created_at)
+    if progress:
+        on_progress = _hook("voice_service.billing.pipeline", "on_call_progress")
+        if on_progress is not None:
+            await on_progress(conn, tenant_id=tenant_id, call_id=call_id, call_created_at=created_at)
+
+
+# --- creating and placing calls ---
+
+
+def _number_e164(number: Mapping[str, Any]) -> str:
+    e164 = number.get("e164") or number.get("phone_number")
+    if not e164:
+        raise ValueError("from_number needs an `e164` (or `phone_number`) value")
+    return str(e164)
+
+
+async def create_call(
+    conn: asyncpg.Connection,
+    *,
+    tenant_id: uuid.UUID,
+    initiated_by_user_id: uuid.UUID | None,
+    agent_id: int | None,
+    from_number: Mapping[str, Any],
+    to_e164: str,
+    lead_id: uuid.UUID | None,
+    voice_id: uuid.UUID | None,
+    variables: Mapping[str, Any],
+    direction: str = "outbound",
+    batch_id: uuid.UUID | None = None,
+    batch_entry_id: uuid.UUID | None = None,
+    attempt: int = 1,
+    metadata: Mapping[str, Any] | None = None,
+    from_e164: str | None = None,
+    status: str = "pending",
+    provider_call_id: str | None = None,
+) -> CallRef:
+    """Insert the call log row (UUIDv7 id) in the caller's transaction. `from_number` is the tenant's number
+    (a numbers row or dict with id, e164/phone_number, provider); `from_e164` overrides the presented caller
+    (inbound calls: the caller's number)."""
+    to_phone = parse_phone(to_e164)
+    meta = dict(metadata or {})
+    if variables:
+        meta["variables"] = dict(variables)
+    fields: dict[str, Any] = {
+        "initiated_by_user_id": initiated_by_user_id,
+        "lead_id": lead_id,
+        "agent_id": agent_id,
+        "voice_id": voice_id,
+        "from_number_id": from_number.get("id"),
+        "to_country_code": to_phone.country_code if to_phone else None,
+        "to_base_number": to_phone.base_number if to_phone else None,
+        "to_e164": to_e164,
+        "from_e164": from_e164 if from_e164 is not None else _number_e164(from_number),
+        "batch_id": batch_id,
+        "batch_entry_id": batch_entry_id,
+        "provider": from_number.get("provider"),
+        "attempt": attempt,
+        "status": status,
+        "direction": direction,
+        "metadata": meta,
+    }
+    if provider_call_id is not None:
+        fields["provider_call_id"] = provider_call_id
+    row = await repo.insert_call(conn, tenant_id, fields)
+    ref = CallRef(id=row["id"], created_at=row["created_at"], tenant_id=tenant_id)
+    if provider_call_id is not None and fields["provider"]:
+        await repo.record_provider_id(
+            conn, tenant_id, ref.id, ref.created_at, fields["provider"], provider_call_id
+        )
+    return ref
+
+
+async def _mint_token(conn: asyncpg.Connection, ref: CallRef) -> str:
+    token = new_media_token()
+    await repo.store_media_token(
+        conn, ref.tenant_id, ref.id, ref.created_at, hash_token(token), datetime.now(UTC) + MEDIA_TOKEN_TTL
+    )
+    return token
+
+
+async def _fail_call(conn: asyncpg.Connection, ref: CallRef, exc: ProviderError) -> None:
+    state = await repo.lock_state(conn, ref.tenant_id, ref.id, ref.created_at)
+    if state is None:
+        return
+    now = datetime.now(UTC)
+    error = {
+        "code": exc.code,
+        "message": exc.message[:1000],
+        "status": exc.status,
+        "retryable": exc.retryable,
+    }
+    became_terminal = CallStatus(state["status"]) not in TERMINAL_STATUSES
+    fields: dict[str, Any] = {}
+    patch: dict[str, Any] = {"provider_error": error}
+    if became_terminal:
+        fields.update(status=CallStatus.FAILED.value, ended_at=now, duration_seconds=0)
+        patch["end_reason"] = exc.code
+    if state["provider_final_at"] is None:
+        # The provider's final word on this call is the error: nothing will call back.
+        fields["provider_final_at"] = now
+    await repo.update_call(conn, ref.tenant_id, ref.id, ref.created_at, fields, patch)
+    await _run_hooks(
+        conn,
+        ref.tenant_id,
+        ref.id,
+        ref.created_at,
+        progress="provider_final_at" in fields,
+        final=became_terminal,
+    )
+
+
+async def place_call(runtime: Runtime, ref: CallRef) -> None:
+    """Place a pending call through its number's provider. Call OUTSIDE any transaction.
+
+    Records the provider's call id, or ends the call `failed` with metadata.end_reason = the ProviderError
+    code (metadata.provider_error has the message and whether a retry may succeed). A call that is no longer
+    pending (placed already, or hung up meanwhile) is left alone."""
+    settings = runtime.settings
+    async with tenant_tx(runtime.pool, ref.tenant_id) as conn:
+        info = await repo.place_info(conn, ref.tenant_id, ref.id, ref.created_at)
+        if info is None:
+            raise NotFound(f"call {ref.id} not found")
+        if info["status"] != CallStatus.PENDING.value or info["provider_call_id"] is not None:
+            log.info(
+                "place_call: call is not pending, not placing",
+                extra={"call": str(ref.id), "status": info["status"]},
+            )
+            return
+        token = await _mint_token(conn, ref)
+    provider_name = info["provider"]
+    config = info["agent_config"] or {}
+    try:
+        provider = await get_provider(runtime, provider_name)
+        result = await provider.place_call(
+            PlaceCallRequest(
+                call_id=str(ref.id),
+                to=info["to_e164"],
+                from_=info["from_e164"],
+                answer_url=answer_url(settings, ref.id),
+                status_url=status_url(settings, provider_name, ref.id),
+                media_url=media_url(settings, provider_name),
+                token=token,
+                machine_detection=True,
+                timeout_seconds=DEFAULT_RING_TIMEOUT_SECONDS,
+                time_limit_seconds=config.get("max_call_seconds"),
+            )
+        )
+    except ProviderError as exc:
+        log.warning(
+            "place_call failed",
+            extra={
+                "call": str(ref.id),
+                "provider": provider_name,
+                "code": exc.code,
+                "detail": exc.message[:300],
+            },
+        )
+        async with tenant_tx(runtime.pool, ref.tenant_id) as conn:
+            await _fail_call(conn, ref, exc)
+        return
+    except Exception as exc:
+        # Unknown failures (a bug, a misconfiguration) must not leave the call pending either.
+        log.exception("place_call crashed", extra={"call": str(ref.id)})
+        async with tenant_tx(runtime.pool, ref.tenant_id) as conn:
+            await _fail_call(conn, ref, ProviderError("unknown", f"{type(exc).__name__}: {exc}"))
+        raise
+    async with tenant_tx(runtime.pool, ref.tenant_id) as conn:
+        await repo.record_provider_id(
+            conn, ref.tenant_id, ref.id, ref.created_at, provider_name, result.provider_call_id
+        )
+        state = await repo.lock_state(conn, ref.tenant_id, ref.id, ref.created_at)
+        cancelled_meanwhile = state is not None and state["status"] == CallStatus.CANCELLED.value
+    if cancelled_meanwhile:
+        await provider.hangup(result.provider_call_id)
+
+
+async def hangup_call(runtime: Runtime, tenant_id: uuid.UUID, call_id: uuid.UUID) -> None:
+    """End a call. Idempotent: a call that has ended (or never got placed) is success."""
+    from voice_service.calls import live
+
+    session = live.registry_of(runtime).get(call_id)
+    if session is not None:
+        await session.hangup("hangup_requested")
+        return
+    async with tenant_tx(runtime.pool, tenant_id) as conn:
+        row = await repo.get_call(conn, tenant_id, call_id)
+        if row is None:
+            raise NotFound(f"call {call_id} not found")
+        status = CallStatus(row["status"])
+        if status in TERMINAL_STATUSES:
+            return
+        if row["provider_call_id"] is None:
+            # Not placed yet (or being placed right now: place_call hangs up once it sees this).
+            ref = CallRef(id=call_id, created_at=row["created_at"], tenant_id=tenant_id)
+            await repo.update_call(
+                conn,
+                tenant_id,
+                call_id,
+                ref.created_at,
+                {"status": CallStatus.CANCELLED.value, "ended_at": datetime.now(UTC)},
+                {"end_reason": "hangup_requested"},
+            )
+            await _run_hooks(conn, tenant_id, call_id, ref.created_at, progress=False, final=True)
+            return
+        provider_name, provider_call_id = row["provider"], row["provider_call_id"]
+    provider = await get_provider(runtime, provider_name)
+    await provider.hangup(provider_call_id)
+
+
+# --- the API's one-call flow ---
+
+
+async def create_outbound(conn: asyncpg.Connection, principal: Principal, data: CallCreate) -> CallRef:
+    """Check the request (permissions, tenant ownership, number active, lead callable) and create the call."""
+    from voice_service.tenancy.service import check_call_permission
+
+    tenant_id = principal.tenant_id
+    await check_call_permission(conn, principal, number_id=data.from_number_id, voice_id=data.voice_id)
+    agent = await repo.get_agent(conn, tenant_id, data.agent_id)
+    if agent is None:
+        raise ValidationFailed(f"agent {data.agent_id} does not exist", field="agent_id")
+    number = await repo.get_number(conn, tenant_id, data.from_number_id)
+    if number is None:
+        raise ValidationFailed(f"number {data.from_number_id} does not exist", field="from_number_id")
+    if number["status"] != "active":
+        raise ValidationFailed(f"number {number['e164']} is {number['status']}", field="from_number_id")
+    if data.voice_id is not None and not await repo.voice_exists(conn, tenant_id, data.voice_id):
+        raise ValidationFailed(f"voice {data.voice_id} does not exist", field="voice_id")
+    to = data.to
+    if data.lead_id is not None:
+        lead = await repo.get_lead(conn, tenant_id, data.lead_id)
+        if lead is None:
+            raise ValidationFailed(f"lead {data.lead_id} does not exist", field="lead_id")
+        if lead["do_not_call"]:
+            raise Forbidden("this lead asked not to be called (do_not_call)", field="lead_id")
+        to = to or lead["phone"]
+    if to is None:
+        raise ValidationFailed("give `to` (E.164) or a `lead_id` with a phone", field="to")
+    phone = require_phone(to, "to")
+    return await create_call(
+        conn,
+        tenant_id=tenant_id,
+        initiated_by_user_id=principal.user_id,
+        agent_id=data.agent_id,
+        from_number=number,
+        to_e164=phone.e164,
+        lead_id=data.lead_id,
+        voice_id=data.voice_id or agent["voice_id"],
+        variables=data.variables,
+    )
+
+
+async def get_call(conn: asyncpg.Connection, tenant_id: uuid.UUID, call_id: uuid.UUID) -> Call:
+    row = await repo.get_call(conn, tenant_id, call_id)
+    if row is None:
+        raise NotFound(f"call {call_id} not found")
+    return _call(row)
+
+
+async def list_calls(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, limit: int, cursor: str | None, filters: Mapping[str, Any]
+) -> Page[Call]:
+    check_limit(limit)
+    after = decode_cursor(cursor) if cursor else None
+    rows = await repo.list_calls(conn, tenant_id, limit=limit, after=after, filters=filters)
+    return page_from_rows(rows, limit, _call)
+
+
+# --- provider status events ---
+
+
+class StatusOutcome(msgspec.Struct, frozen=True):
+    applied: bool  # something changed
+    status: str  # the call's status afterwards
+    became_terminal: bool
+
+
+def plan_status_update(
+    state: Mapping[str, Any], ev: StatusEvent, now: datetime
+) -> tuple[dict[str, Any], dict[str, Any], bool]:
+    """(column updates, metadata patch, became_terminal) for applying `ev` to a call in `state`.
+
+    Nothing when the event is a duplicate or older than one applied (Twilio SequenceNumber), and the status
+    only moves up STATUS_RANK. The provider's final event is applied once (provider_final_at): it brings the
+    end time, duration, AMD result, end reason and price even when the call had already ended on our side."""
+    fields: dict[str, Any] = {}
+    patch: dict[str, Any] = {}
+    if ev.sequence is not None:
+        if ev.sequence <= state["status_sequence"]:
+            return fields, patch, False
+        fields["status_sequence"] = ev.sequence
+    current = CallStatus(state["status"])
+    advance = is_status_advance(current, ev.status)
+    if advance:
+        fields["status"] = ev.status.value
+    started_at = state["started_at"]
+    if ev.status is CallStatus.ONGOING and started_at is None:
+        started_at = fields["started_at"] = ev.occurred_at or now
+    if ev.answered_by and state["answered_by"] is None:
+        fields["answered_by"] = ev.answered_by[:50]
+    if ev.is_final and state["provider_final_at"] is None:
+        fields["provider_final_at"] = now
+        ended_at = ev.occurred_at or state["ended_at"] or now
+        fields["ended_at"] = ended_at
+        duration = ev.duration_seconds
+        if duration is None and started_at is not None:
+            duration = max(0, int((ended_at - started_at).total_seconds()))
+        fields["duration_seconds"] = duration if duration is not None else 0
+        if started_at is None and duration:
+            # The "answered" callback was lost or came late: the provider's duration dates the answer.
+            fields["started_at"] = ended_at - timedelta(seconds=duration)
+        patch["provider_status"] = ev.raw_status
+        if ev.end_reason and (advance or "end_reason" not in (state["metadata"] or {})):
+            patch["end_reason"] = ev.end_reason
+        if ev.sip_response_code is not None:
+            patch["sip_response_code"] = ev.sip_response_code
+    if ev.price is not None:
+        patch["provider_price"] = {"amount": str(ev.price), "currency": ev.price_currency}
+    meta = state["metadata"] or {}
+    patch = {key: value for key, value in patch.items() if meta.get(key) != value}
+    return fields, patch, advance and ev.status in TERMINAL_STATUSES
+
+
+async def apply_status_event(runtime: Runtime, ev: StatusEvent) -> StatusOutcome | None:
+    """Apply a verified status webhook. None when it is about no call we know (logged; answer 2xx anyway)."""
+    async with system_tx(runtime.pool) as conn:
+        loc = await _locate(conn, ev)
+    if loc is None:
+        log.warning(
+            "status webhook for an unknown call",
+            extra={
+                "provider": ev.provider,
+                "provider_call_id": ev.provider_call_id,
+                "call": ev.call_id,
+                "status": ev.raw_status,
+            },
+        )
+        return None
+    tenant_id, call_id, created_at, known_provider_call_id = loc
+    async with tenant_tx(runtime.pool, tenant_id) as conn:
+        if known_provider_call_id is None:
+            await repo.record_provider_id(
+                conn, tenant_id, call_id, created_at, ev.provider, ev.provider_call_id
+            )
+        state = await repo.lock_state(conn, tenant_id, call_id, created_at)
+        if state is None:
+            return None
+        fields, patch, became_terminal = plan_status_update(state, ev, datetime.now(UTC))
+        if not fields and not patch:
+            return StatusOutcome(applied=False, status=state["status"], became_terminal=False)
+        await repo.update_call(conn, tenant_id, call_id, created_at, fields, patch)
+        await _run_hooks(
+            conn,
+            tenant_id,
+            call_id,
+            created_at,
+            progress="provider_final_at" in fields,
+            final=became_terminal,
+        )
+        return StatusOutcome(
+            applied=True, status=fields.get("status", state["status"]), became_terminal=became_terminal
+        )
+
+
+async def _locate(
+    conn: asyncpg.Connection, ev: StatusEvent
+) -> tuple[uuid.UUID, uuid.UUID, datetime, str | None] | None:
+    if ev.call_id:
+        try:
+            call_id = uuid.UUID(ev.call_id)
+        except ValueError:
+            call_id = None
+        row = await repo.find_by_id(conn, call_id) if call_id is not None else None
+        if row is not None:
+            if row["provider"] != ev.provider:
+                log.warning(
+                    "status webhook from another provider than the call's",
+                    extra={"call": str(call_id), "provider": ev.provider, "call_provider": row["provider"]},
+                )
+                return None
+            known = row["provider_call_id"]
+            if known is not None and known != ev.provider_call_id:
+                # Vonage posts the events of every leg (the WebSocket leg too) to the call's event URL.
+                log.info(
+                    "status webhook for another leg of the call",
+                    extra={"call": str(call_id), "provider_call_id": ev.provider_call_id},
+                )
+                return None
+            return row["tenant_id"], row["call_id"], row["call_created_at"], known
+    row = await repo.find_by_provider_id(conn, ev.provider, ev.provider_call_id)
+    if row is None:
+        return None
+    return row["tenant_id"], row["call_id"], row["call_created_at"], ev.provider_call_id
+
+
+# --- inbound calls ---
+
+
+class InboundAnswer(msgspec.Struct, frozen=True):
+    call_id: uuid.UUID
+    token: str
+
+
+async def start_inbound_call(
+    runtime: Runtime, *, provider: str, to_e164: str, from_e164: str | None, provider_call_id: str
+) -> InboundAnswer | None:
+    """Route a call to the number's tenant and default agent; None when nobody takes calls on `to_e164`."""
+    async with system_tx(runtime.pool) as conn:
+        route = await conn.fetchrow("SELECT * FROM route_inbound_number($1)", to_e164)
+        known = await repo.find_by_provider_id(conn, provider, provider_call_id)
+    if route is None:
+        log.warning(
+            "inbound call to an unknown or inactive number", extra={"to": to_e164, "provider": provider}
+        )
+        return None
+    if route["provider"] != provider:
+        log.warning(
+            "inbound call through another provider than the number's",
+            extra={"to": to_e164, "provider": provider, "number_provider": route["provider"]},
+        )
+        return None
+    if route["default_agent_id"] is None:
+        log.warning("inbound call to a number without a default agent", extra={"to": to_e164})
+        return None
+    tenant_id = route["tenant_id"]
+    async with tenant_tx(runtime.pool, tenant_id) as conn:
+        if known is not None and known["tenant_id"] == tenant_id:
+            # The provider retried its answer webhook: same call, a fresh token.
+            ref = CallRef(id=known["call_id"], created_at=known["call_created_at"], tenant_id=tenant_id)
+        else:
+            agent = await repo.get_agent(conn, tenant_id, route["default_agent_id"])
+            number = {"id": route["number_id"], "e164": to_e164, "provider": provider}
+            ref = await create_call(
+                conn,
+                tenant_id=tenant_id,
+                initiated_by_user_id=None,
+                agent_id=route["default_agent_id"],
+                from_number=number,
+                to_e164=to_e164,
+                lead_id=None,
+                voice_id=agent["voice_id"] if agent is not None else None,
+                variables={},
+                direction="inbound",
+                from_e164=(from_e164 or "anonymous")[:64],
+                status=CallStatus.RINGING.value,
+                provider_call_id=provider_call_id,
+            )
+        token = await _mint_token(conn, ref)
+    return InboundAnswer(call_id=ref.id, token=token)
+
+
+# --- media ---
+
+
+async def claim_media(runtime: Runtime, call_id: str | None, token: str | None) -> CallRef | None:
+    """Consume the one-time media token; None for a missing, wrong, reused or expired one."""
+    if not call_id or not token:
+        return None
+    try:
+        cid = uuid.UUID(call_id)
+    except ValueError:
+        return None
+    async with system_tx(runtime.pool) as conn:
+        row = await repo.claim_media_token(conn, cid, hash_token(token))
+    if row is None:
+        return None
+    return CallRef(id=cid, created_at=row["call_created_at"], tenant_id=row["tenant_id"])
+
+
+async def media_connected(runtime: Runtime, ref: CallRef, *, stream_id: str | None = None) -> CallInfo | None:
+    """The media socket is attached: the call is ongoing (if it was not yet). None if the call has ended."""
+    async with tenant_tx(runtime.pool, ref.tenant_id) as conn:
+        state = await repo.lock_state(conn, ref.tenant_id, ref.id, ref.created_at)
+        if state is None:
+            return None
+        status = CallStatus(state["status"])
+        if status in TERMINAL_STATUSES:
+            return None
+        fields: dict[str, Any] = {}
+        if STATUS_RANK[status] < STATUS_RANK[CallStatus.ONGOING]:
+            fields["status"] = CallStatus.ONGOING.value
+        if state["started_at"] is None:
+            fields["started_at"] = datetime.now(UTC)
+        patch = {"media_stream_id": stream_id} if stream_id else None
+        await repo.update_call(conn, ref.tenant_id, ref.id, ref.created_at, fields, patch)
+    meta = state["metadata"] or {}
+    return CallInfo(
+        tenant_id=ref.tenant_id,
+        call_id=ref.id,
+        call_created_at=ref.created_at,
+        agent_id=state["agent_id"],
+        lead_id=state["lead_id"],
+        direction=state["direction"],
+        variables=dict(meta.get("variables") or {}),
+        voice_id=state["voice_id"],
+        provider=state["provider"],
+        provider_call_id=state["provider_call_id"],
+        from_e164=state["from_e164"],
+        to_e164=state["to_e164"],
+        batch_id=state["batch_id"],
+        batch_entry_id=state["batch_entry_id"],
+    )
+
+
+async def media_ended(
+    runtime: Runtime, ref: CallRef, *, reason: str, hang_up: bool, inbound_audio_seconds: float | None = None
+) -> bool:
+    """Record the end of the media stream. With `hang_up` (socket dropped, we hung up, shutdown) the call also
+    ends now with metadata.end_reason = `reason`, and the provider is told to hang up. Returns whether the
+    call became terminal here."""
+    now = datetime.now(UTC)
+    async with tenant_tx(runtime.pool, ref.tenant_id) as conn:
+        state = await repo.lock_state(conn, ref.tenant_id, ref.id, ref.created_at)
+        if state is None:
+            return False
+        fields: dict[str, Any] = {}
+        patch: dict[str, Any] = {"media_end_reason": reason}
+        if inbound_audio_seconds is not None:
+            patch["media_inbound_seconds"] = round(inbound_audio_seconds, 3)
+        if state["media_ended_at"] is None:
+            fields["media_ended_at"] = now
+        became_terminal = False
+        if hang_up and CallStatus(state["status"]) not in TERMINAL_STATUSES:
+            became_terminal = True
+            fields.update(status=CallStatus.ENDED.value, ended_at=now)
+            if state["started_at"] is not None:
+                fields["duration_seconds"] = max(0, int((now - state["started_at"]).total_seconds()))
+            patch["end_reason"] = reason
+        await repo.update_call(conn, ref.tenant_id, ref.id, ref.created_at, fields, patch)
+        await _run_hooks(
+            conn,
+            ref.tenant_id,
+            ref.id,
+            ref.created_at,
+            progress="media_ended_at" in fields,
+            final=became_terminal,
+        )
+        provider_name, provider_call_id = state["provider"], state["provider_call_id"]
+    if hang_up and provider_name and provider_call_id:
+        try:
+            provider = await get_provider(runtime, provider_name)
+            await provider.hangup(provider_call_id)
+        except ProviderError as exc:
+            log.warning(
+                "hang-up after media end failed",
+                extra={"call": str(ref.id), "code": exc.code, "detail": exc.message[:300]},
+            )
+    return became_terminal

@@ -1,0 +1,43 @@
+"""The real-time conversation engine: every media session is driven by a CallSession (STT → LLM → TTS).
+
+`install(runtime)` makes new media sessions run a CallSession; `running(app)` does it for the app's lifespan
+(registered in `voice_service.app.background_services`) and restores the previous handler factory on exit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from voice_service.calls import live
+from voice_service.calls.session import MediaSession, SessionHandler
+from voice_service.conversation.engine import CallSession
+from voice_service.conversation.services import EngineConfig, RuntimeServices
+from voice_service.runtime import Runtime
+
+__all__ = ["CallSession", "EngineConfig", "RuntimeServices", "handler_factory", "install", "running"]
+
+
+def handler_factory(services: RuntimeServices) -> Callable[[MediaSession], SessionHandler]:
+    def create(session: MediaSession) -> SessionHandler:
+        return CallSession(session, services)
+
+    return create
+
+
+def install(runtime: Runtime, config: EngineConfig | None = None) -> Callable[[MediaSession], SessionHandler]:
+    """Drive every new media session of this process with a CallSession; returns the factory it replaced."""
+    previous = live.session_handler_factory
+    live.session_handler_factory = handler_factory(RuntimeServices(runtime, config))
+    return previous
+
+
+@asynccontextmanager
+async def running(app: Any) -> AsyncIterator[None]:
+    """Background service for the app's lifespan (after the Runtime is open)."""
+    previous = install(app.state.runtime)
+    try:
+        yield
+    finally:
+        live.session_handler_factory = previous

@@ -1,0 +1,237 @@
+"""What a CallSession needs from the process: provider clients, the call's setup from the database, the records
+writer and call transfer.
+
+Provider clients are built once per process from settings and kept in `Runtime.extras` (one Deepgram client per
+STT model, one OpenAI client, one TTS client per provider/model), all sharing the Runtime's httpx client.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import msgspec
+import phonenumbers
+
+from providers.llm.base import LlmProvider
+from providers.llm.openai import OpenAiLlm
+from providers.stt.base import SttProvider
+from providers.stt.deepgram import DeepgramStt
+from providers.tts.base import TtsProvider
+from providers.tts.registry import TTS_PROVIDERS, build_tts_provider
+from voice_service.agents.schemas import AgentConfig
+from voice_service.calls.schemas import CallInfo
+from voice_service.conversation import prompts, tools
+from voice_service.conversation import repository as repo
+from voice_service.db import tenant_tx
+from voice_service.runtime import Runtime
+from voice_service.telephony.providers import get_provider
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LANGUAGE = "en-US"
+
+
+class EngineConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """Process-level timing knobs of the engine (per-agent behaviour lives in AgentConfig)."""
+
+    llm_first_token_timeout: float = 8.0
+    llm_stall_timeout: float = 8.0
+    tts_first_byte_timeout: float = 6.0
+    tts_stall_timeout: float = 6.0
+    stt_connect_timeout: float = 6.0
+    max_consecutive_failures: int = 2
+    keepalive_seconds: float = 4.0
+    dtmf_commit_seconds: float = 1.5
+    utterance_end_ms: int = 1000
+    transfer_stop_timeout: float = 10.0
+    playback_grace_seconds: float = 2.0
+    audio_buffer_seconds: float = 10.0
+    max_tool_rounds: int = 3
+    save_timeout: float = 10.0
+
+
+@dataclass
+class CallSetup:
+    """Everything one call's conversation is built from, resolved once at the start."""
+
+    config: AgentConfig
+    system_prompt: str
+    starter: str
+    language: str
+    variables: dict[str, str]
+    stt: SttProvider
+    llm: LlmProvider
+    llm_model: str
+    tts: TtsProvider
+    voice_id: str
+    tools: list[dict[str, Any]] = field(default_factory=list)
+    country: str | None = None
+
+
+class EngineServices(Protocol):
+    config: EngineConfig
+
+    async def setup(self, call: CallInfo) -> CallSetup: ...
+
+    async def save(
+        self, call: CallInfo, transcripts: list[dict[str, Any]], metadata: Mapping[str, Any]
+    ) -> None: ...
+
+    async def transfer(self, call: CallInfo, to_e164: str) -> None: ...
+
+
+def remote_number(call: CallInfo) -> str | None:
+    """The other party: the callee of an outbound call, the caller of an inbound one."""
+    return call.from_e164 if call.direction == "inbound" else call.to_e164
+
+
+def own_number(call: CallInfo) -> str | None:
+    return call.to_e164 if call.direction == "inbound" else call.from_e164
+
+
+def country_of(e164: str | None) -> str | None:
+    if not e164 or not e164.startswith("+"):
+        return None
+    try:
+        return phonenumbers.region_code_for_number(phonenumbers.parse(e164)) or None
+    except phonenumbers.NumberParseException:
+        return None
+
+
+def agent_config(raw: Mapping[str, Any] | None) -> AgentConfig:
+    try:
+        return msgspec.convert(dict(raw or {}), AgentConfig)
+    except msgspec.ValidationError as exc:
+        # Written through the API (validated), so this is a row edited by hand: run with the defaults.
+        log.warning("invalid agent config, using defaults", extra={"detail": str(exc)[:300]})
+        return AgentConfig()
+
+
+class RuntimeServices:
+    """EngineServices over the process Runtime (database pool, settings, shared HTTP client)."""
+
+    def __init__(self, runtime: Runtime, config: EngineConfig | None = None) -> None:
+        self.runtime = runtime
+        self.config = config or EngineConfig()
+
+    # --- provider clients, one per process ---
+
+    def _cached(self, key: str, build: Any) -> Any:
+        extras = self.runtime.extras
+        client = extras.get(key)
+        if client is None:
+            client = extras[key] = build()
+            close = getattr(client, "aclose", None)
+            if close is not None:
+                self.runtime.exit_stack.push_async_callback(close)
+        return client
+
+    def stt(self, model: str | None) -> SttProvider:
+        s = self.runtime.settings
+        model = model or "nova-3"
+        return self._cached(  # type: ignore[no-any-return]
+            f"conversation:stt:{model}",
+            lambda: DeepgramStt(s.deepgram_api_key or "", base_url=s.deepgram_base_url, model=model),
+        )
+
+    def llm(self) -> LlmProvider:
+        s = self.runtime.settings
+        return self._cached(  # type: ignore[no-any-return]
+            "conversation:llm",
+            lambda: OpenAiLlm(
+                s.openai_api_key or "",
+                base_url=s.openai_base_url,
+                model=s.openai_model,
+                http_client=self.runtime.http,
+            ),
+        )
+
+    def tts(self, provider: str, model: str | None) -> TtsProvider:
+        s = self.runtime.settings
+        return self._cached(  # type: ignore[no-any-return]
+            f"conversation:tts:{provider}:{model or ''}",
+            lambda: build_tts_provider(
+                provider,
+                http_client=self.runtime.http,
+                model=model,
+                deepgram_api_key=s.deepgram_api_key,
+                deepgram_base_url=s.deepgram_http_url,
+                openai_api_key=s.openai_api_key,
+                openai_base_url=s.openai_base_url,
+                elevenlabs_api_key=s.elevenlabs_api_key,
+                elevenlabs_base_url=s.elevenlabs_base_url,
+                cartesia_api_key=s.cartesia_api_key,
+                cartesia_base_url=s.cartesia_base_url,
+            ),
+        )
+
+    # --- per call ---
+
+    async def setup(self, call: CallInfo) -> CallSetup:
+        agent: dict[str, Any] = {}
+        voice: dict[str, Any] | None = None
+        lead: dict[str, Any] | None = None
+        async with tenant_tx(self.runtime.pool, call.tenant_id) as conn:
+            if call.agent_id is not None:
+                row = await repo.get_agent(conn, call.tenant_id, call.agent_id)
+                agent = dict(row) if row is not None else {}
+            voice_id = call.voice_id or agent.get("voice_id")
+            if voice_id is not None:
+                row = await repo.get_voice(conn, call.tenant_id, voice_id)
+                voice = dict(row) if row is not None else None
+            if call.lead_id is not None:
+                row = await repo.get_lead(conn, call.tenant_id, call.lead_id)
+                lead = dict(row) if row is not None else None
+        return self.build_setup(call, agent, voice, lead)
+
+    def build_setup(
+        self,
+        call: CallInfo,
+        agent: Mapping[str, Any],
+        voice: Mapping[str, Any] | None,
+        lead: Mapping[str, Any] | None,
+    ) -> CallSetup:
+        settings = self.runtime.settings
+        config = agent_config(agent.get("config"))
+        variables = prompts.call_variables(lead, call.variables)
+        language = agent.get("language") or DEFAULT_LANGUAGE
+        tts_provider, voice_name, tts_model = settings.default_tts_provider, settings.default_tts_voice, None
+        if voice is not None and voice.get("provider") in TTS_PROVIDERS:
+            tts_provider, voice_name = voice["provider"], voice["provider_voice_id"]
+            tts_model = (voice.get("metadata") or {}).get("model")
+        elif voice is not None:
+            log.warning(
+                "voice provider not supported, using the default voice",
+                extra={"provider": voice.get("provider")},
+            )
+        return CallSetup(
+            config=config,
+            system_prompt=prompts.system_prompt(agent, config, direction=call.direction, variables=variables),
+            starter=prompts.starter_text(agent, call.direction, variables),
+            language=language,
+            variables=variables,
+            stt=self.stt(config.stt_model),
+            llm=self.llm(),
+            llm_model=config.llm_model or settings.openai_model,
+            tts=self.tts(tts_provider, tts_model),
+            voice_id=voice_name,
+            tools=tools.tool_schemas(config.transfer_targets),
+            country=country_of(remote_number(call)),
+        )
+
+    async def save(
+        self, call: CallInfo, transcripts: list[dict[str, Any]], metadata: Mapping[str, Any]
+    ) -> None:
+        async with tenant_tx(self.runtime.pool, call.tenant_id) as conn:
+            await repo.save_conversation(
+                conn, call.tenant_id, call.call_id, call.call_created_at, transcripts, metadata
+            )
+
+    async def transfer(self, call: CallInfo, to_e164: str) -> None:
+        if not call.provider or not call.provider_call_id:
+            raise tools.ProviderError("rejected", "the call has no provider call id to transfer")
+        provider = await get_provider(self.runtime, call.provider)
+        await tools.transfer_call(provider, call.provider_call_id, to_e164, caller_id=own_number(call))

@@ -1,0 +1,192 @@
+"""Sending one webhook delivery: a signed POST, the attempt logged, then success, a retry later, or give up.
+
+At least once: the HTTP request is sent outside any transaction and the outcome recorded afterwards, so a crash in
+between resends the same event (same `webhook-id`) on the re-picked job; consumers dedupe on the event id. Retries
+back off exponentially (with jitter); an endpoint that fails `disable_after` attempts in a row is disabled and its
+pending deliveries abandoned (the pull API still has every event).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import msgspec
+
+from voice_service.db import tenant_tx
+from voice_service.events import repository as repo
+from voice_service.events import signing
+from voice_service.runtime import Runtime
+from voice_service.workers import enqueue
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = "voice-service-webhooks/1"
+_body_encoder = msgspec.json.Encoder(decimal_format="number")
+
+
+@dataclass(frozen=True)
+class DeliveryPolicy:
+    base_delay_seconds: float = 5.0
+    factor: float = 4.0
+    max_delay_seconds: float = 10 * 3600.0
+    max_attempts: int = 10
+    disable_after: int = 20  # consecutive failed attempts on one endpoint, across its deliveries
+    timeout_seconds: float = 10.0
+    jitter: float = 0.2
+
+    def delay(self, attempt: int) -> timedelta:
+        """The wait after failed attempt number `attempt` (1-based)."""
+        base = min(self.base_delay_seconds * self.factor ** (attempt - 1), self.max_delay_seconds)
+        return timedelta(seconds=base * (1 + random.uniform(-self.jitter, self.jitter)))
+
+
+DEFAULT_POLICY = DeliveryPolicy()
+POLICY_KEY = "webhook_policy"  # Runtime.extras key: tests and deployments may swap the policy
+
+
+def event_body(
+    event_id: uuid.UUID,
+    event_type: str,
+    created_at: datetime,
+    seq: int,
+    aggregate_type: str,
+    aggregate_id: uuid.UUID | None,
+    payload: Any,
+) -> bytes:
+    """The Standard Webhooks payload shape: {type, timestamp, data}, plus the event id and its outbox seq."""
+    return _body_encoder.encode(
+        {
+            "id": str(event_id),
+            "type": event_type,
+            "timestamp": created_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+            "seq": seq,
+            "aggregate_type": aggregate_type,
+            "aggregate_id": None if aggregate_id is None else str(aggregate_id),
+            "data": payload,
+        }
+    )
+
+
+async def deliver(runtime: Runtime, tenant_id: uuid.UUID, delivery_id: uuid.UUID) -> str:
+    """One attempt of one delivery; returns the delivery's status afterwards ('skipped' if nothing was done)."""
+    policy: DeliveryPolicy = runtime.extras.get(POLICY_KEY, DEFAULT_POLICY)
+    async with tenant_tx(runtime.pool, tenant_id) as conn:
+        row = await repo.delivery_for_attempt(conn, tenant_id, delivery_id)
+        # not_due: an early duplicate of a job whose attempt was already recorded and rescheduled.
+        if row is None or row["status"] != "pending" or row["not_due"]:
+            return "skipped"
+        if row["endpoint_status"] != "active" or row["endpoint_deleted_at"] is not None:
+            await repo.abandon_pending(conn, tenant_id, row["endpoint_id"], "endpoint disabled or deleted")
+            return "abandoned"
+
+    attempt = row["attempts"] + 1
+    body = event_body(
+        row["event_id"],
+        row["event_type"],
+        row["event_created_at"],
+        row["seq"],
+        row["aggregate_type"],
+        row["aggregate_id"],
+        row["payload"],
+    )
+    headers = signing.headers(row["secret"], str(row["event_id"]), int(time.time()), body)
+    headers |= {"content-type": "application/json", "user-agent": USER_AGENT}
+    status_code: int | None = None
+    error: str | None = None
+    excerpt: str | None = None
+    started = time.monotonic()
+    try:
+        response = await runtime.http.post(
+            row["url"], content=body, headers=headers, timeout=policy.timeout_seconds, follow_redirects=False
+        )
+        status_code = response.status_code
+        excerpt = response.text[:500] or None
+        if not 200 <= status_code < 300:
+            error = f"HTTP {status_code}"
+    except httpx.HTTPError as exc:
+        error = f"{type(exc).__name__}: {exc}"[:500]
+    duration_ms = int((time.monotonic() - started) * 1000)
+    ok = error is None
+
+    async with tenant_tx(runtime.pool, tenant_id) as conn:
+        locked = await repo.lock_delivery(conn, tenant_id, delivery_id)
+        if locked is None or locked["status"] != "pending" or locked["attempts"] >= attempt:
+            return "skipped"  # a re-picked copy of this job recorded the attempt already
+        await repo.insert_attempt(
+            conn,
+            tenant_id,
+            delivery_id,
+            attempt,
+            status_code=status_code,
+            error=error,
+            response_body=excerpt,
+            duration_ms=duration_ms,
+        )
+        if ok:
+            await repo.mark_delivery(
+                conn,
+                tenant_id,
+                delivery_id,
+                status="succeeded",
+                attempts=attempt,
+                status_code=status_code,
+                error=None,
+                retry_in=None,
+            )
+            await repo.endpoint_succeeded(conn, tenant_id, row["endpoint_id"])
+            return "succeeded"
+        disabled = await repo.endpoint_failed(
+            conn,
+            tenant_id,
+            row["endpoint_id"],
+            policy.disable_after,
+            f"disabled after {policy.disable_after} consecutive failed deliveries (last: {error})",
+        )
+        if disabled:
+            await repo.mark_delivery(
+                conn,
+                tenant_id,
+                delivery_id,
+                status="abandoned",
+                attempts=attempt,
+                status_code=status_code,
+                error=error,
+                retry_in=None,
+            )
+            await repo.abandon_pending(conn, tenant_id, row["endpoint_id"], "endpoint disabled")
+            log.warning("webhook endpoint disabled", extra={"endpoint_id": str(row["endpoint_id"])})
+            return "abandoned"
+        if attempt >= policy.max_attempts:
+            await repo.mark_delivery(
+                conn,
+                tenant_id,
+                delivery_id,
+                status="failed",
+                attempts=attempt,
+                status_code=status_code,
+                error=error,
+                retry_in=None,
+            )
+            return "failed"
+        wait = policy.delay(attempt)
+        await repo.mark_delivery(
+            conn,
+            tenant_id,
+            delivery_id,
+            status="pending",
+            attempts=attempt,
+            status_code=status_code,
+            error=error,
+            retry_in=wait,
+        )
+        await enqueue(
+            conn, "events.deliver", {"tenant_id": str(tenant_id), "delivery_id": str(delivery_id)}, delay=wait
+        )
+        return "pending"

@@ -1,0 +1,133 @@
+"""Rules for the pull feed and webhook endpoints (no SQL here: see repository.py)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from voice_service.auth import Principal
+from voice_service.errors import BadRequest, NotFound
+from voice_service.events import repository as repo
+from voice_service.events.schemas import (
+    DeliveryAttempt,
+    Event,
+    EventPage,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEndpointCreate,
+    WebhookEndpointCreated,
+)
+from voice_service.events.signing import generate_secret
+from voice_service.pagination import Page, check_limit, decode_cursor, page_from_rows
+
+
+def encode_event_cursor(txid: str, seq: int) -> str:
+    return f"{txid}.{seq}"
+
+
+def decode_event_cursor(cursor: str) -> tuple[int, int]:
+    txid, _, seq = cursor.partition(".")
+    if not (txid.isdigit() and seq.isdigit()) or len(cursor) > 60:
+        raise BadRequest("cursor is not valid; pass back `next_cursor` from a previous page", field="after")
+    return int(txid), int(seq)
+
+
+def _event(row: asyncpg.Record) -> Event:
+    return Event(
+        id=row["id"],
+        seq=row["seq"],
+        type=row["event_type"],
+        aggregate_type=row["aggregate_type"],
+        aggregate_id=row["aggregate_id"],
+        data=row["payload"],
+        created_at=row["created_at"],
+    )
+
+
+async def list_events(
+    conn: asyncpg.Connection, principal: Principal, *, after: str | None, types: str | None, limit: int
+) -> EventPage:
+    check_limit(limit)
+    cursor = decode_event_cursor(after) if after else None
+    wanted = [t.strip() for t in types.split(",") if t.strip()] if types else None
+    rows = await repo.page_events(conn, principal.tenant_id, after=cursor, types=wanted, limit=limit)
+    rows = rows[:limit]
+    items = [_event(r) for r in rows]
+    if rows:
+        next_cursor: str | None = encode_event_cursor(rows[-1]["txid"], rows[-1]["seq"])
+    else:
+        next_cursor = after
+    return EventPage(items=items, next_cursor=next_cursor)
+
+
+def _endpoint(row: asyncpg.Record) -> WebhookEndpoint:
+    return WebhookEndpoint(**{k: row[k] for k in repo.ENDPOINT_COLUMNS})
+
+
+async def create_endpoint(
+    conn: asyncpg.Connection, principal: Principal, data: WebhookEndpointCreate
+) -> WebhookEndpointCreated:
+    secret = generate_secret()
+    row = await repo.insert_endpoint(
+        conn,
+        principal.tenant_id,
+        url=data.url,
+        description=data.description,
+        event_types=sorted(set(data.event_types)),
+        secret=secret,
+    )
+    return WebhookEndpointCreated(**{k: row[k] for k in repo.ENDPOINT_COLUMNS}, secret=secret)
+
+
+async def list_endpoints(
+    conn: asyncpg.Connection, principal: Principal, limit: int, cursor: str | None
+) -> Page[WebhookEndpoint]:
+    rows = await repo.endpoints.page(
+        conn, principal.tenant_id, limit=check_limit(limit), after=decode_cursor(cursor) if cursor else None
+    )
+    return page_from_rows(rows, limit, _endpoint)
+
+
+async def get_endpoint(
+    conn: asyncpg.Connection, principal: Principal, endpoint_id: uuid.UUID
+) -> WebhookEndpoint:
+    row = await repo.endpoints.get(conn, principal.tenant_id, endpoint_id)
+    if row is None:
+        raise NotFound("webhook endpoint not found")
+    return _endpoint(row)
+
+
+async def delete_endpoint(conn: asyncpg.Connection, principal: Principal, endpoint_id: uuid.UUID) -> None:
+    if not await repo.delete_endpoint(conn, principal.tenant_id, endpoint_id):
+        raise NotFound("webhook endpoint not found")
+
+
+async def enable_endpoint(
+    conn: asyncpg.Connection, principal: Principal, endpoint_id: uuid.UUID
+) -> WebhookEndpoint:
+    row = await repo.reenable_endpoint(conn, principal.tenant_id, endpoint_id)
+    if row is None:
+        raise NotFound("webhook endpoint not found")
+    return _endpoint(row)
+
+
+def _delivery(row: asyncpg.Record) -> WebhookDelivery:
+    fields: dict[str, Any] = {k: row[k] for k in row.keys() if k != "log"}  # noqa: SIM118 - Record
+    return WebhookDelivery(**fields, log=msgspec.convert(row["log"], list[DeliveryAttempt]))
+
+
+async def list_deliveries(
+    conn: asyncpg.Connection, principal: Principal, endpoint_id: uuid.UUID, limit: int, cursor: str | None
+) -> Page[WebhookDelivery]:
+    await get_endpoint(conn, principal, endpoint_id)
+    rows = await repo.page_deliveries(
+        conn,
+        principal.tenant_id,
+        endpoint_id,
+        limit=check_limit(limit),
+        after=decode_cursor(cursor) if cursor else None,
+    )
+    return page_from_rows(rows, limit, _delivery)
