@@ -8,7 +8,7 @@ export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 export UV_LINK_MODE := copy
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint format bench bench-api bench-media clean
+.PHONY: help install run test lint format bench-api bench-media bench-import bench-batches bench-pipeline bench-conversation clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -35,8 +35,8 @@ lint: $(VENV)/.installed ## ruff
 format: $(VENV)/.installed
 	$(VENV)/bin/ruff format voice_service providers analysis tests bench
 
-bench: $(VENV)/.installed ## all benchmarks (print figures; not part of `make test`)
-	$(VENV)/bin/python -m bench
+bench-api bench-media bench-import bench-batches bench-pipeline bench-conversation: $(VENV)/.installed ## benchmarks: print figures (not part of `make test`)
+	$(VENV)/bin/python -m bench.$(subst -,_,$@)
 
 clean:
 	rm -rf .tools $(VENV) .pytest_cache

@@ -77,10 +77,11 @@ def settings(pg_dsn: str) -> Settings:
         twilio_account_sid="AC" + "1" * 32,
         twilio_auth_token="test-twilio-token",
         vonage_application_id="00000000-0000-4000-8000-000000000001",
-        vonage_signature_secret="test-vonage-signature-secret",
+        vonage_signature_secret="test-vonage-signature-secret-0123456789abcdef",
         deepgram_api_key="dg-test",
         openai_api_key="sk-test",
         run_workers=False,
+        conversation_engine=False,  # telephony tests drive media sessions themselves; conversation tests install it
         pool_min_size=1,
         pool_max_size=10,
     )

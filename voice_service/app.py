@@ -21,6 +21,7 @@ from voice_service.auth import AuthMiddleware, KeyCache
 from voice_service.batches.routes import route_handlers as batch_routes
 from voice_service.billing.routes import route_handlers as billing_routes
 from voice_service.calls.routes import route_handlers as call_routes
+from voice_service.conversation import running as conversation_engine
 from voice_service.deps import dependencies
 from voice_service.errors import ServiceUnavailable, exception_handlers
 from voice_service.events.routes import route_handlers as event_routes
@@ -79,6 +80,8 @@ async def _lifespan(app: Litestar) -> AsyncIterator[None]:
             for name, factory in background_services:
                 log.info("starting background service", extra={"service": name})
                 await services.enter_async_context(factory(app))
+            if settings.conversation_engine:
+                await services.enter_async_context(conversation_engine(app))
             if settings.run_workers:
                 await services.enter_async_context(running_workers(runtime))
             yield

@@ -23,6 +23,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from voice_service.app import create_app
+    from voice_service.calls.live import DrainingServer
 
     overrides: dict[str, Any] = {}
     if args.host:
@@ -33,7 +34,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     app = create_app(settings)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None, lifespan="on",
                             timeout_graceful_shutdown=int(settings.drain_timeout_seconds) + 1, ws_max_size=1 << 20)
-    uvicorn.Server(config).run()
+    # DrainingServer lets live calls finish (up to DRAIN_TIMEOUT_SECONDS) before uvicorn closes WebSockets.
+    DrainingServer(config, drain_timeout=settings.drain_timeout_seconds).run()
     return 0
 
 

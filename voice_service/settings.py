@@ -63,6 +63,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     default_tts_voice: str = "aura-2-thalia-en"
 
     run_workers: bool = True
+    # false: media sessions only meter audio (telephony load tests, carrier debugging); no STT/LLM/TTS.
+    conversation_engine: bool = True
     drain_timeout_seconds: float = 30.0
     bootstrap_tenant_name: str = "Default tenant"
     enforce_wallet_balance: bool = True

@@ -124,6 +124,7 @@ def _env(dsn: str, settings: Settings, base_url: str, sim: Simulator, **extra: s
         "LOG_JSON": "false",
         "POOL_MAX_SIZE": "20",
         "DRAIN_TIMEOUT_SECONDS": "2",
+        "CONVERSATION_ENGINE": "false",  # dispatch is under test here, not conversations
         **{k.upper(): v for k, v in OFFLINE.items()},
         "DEEPGRAM_API_KEY": "dg-test",
         "OPENAI_API_KEY": "sk-test",

@@ -16,6 +16,8 @@ import pytest
 
 from voice_service.migrations import MigrationError, load_migrations, migrate
 
+ROOT = str(Path(__file__).resolve().parents[2])
+
 
 async def _fresh_db(server_dsn: str) -> tuple[str, str]:
     from tests.conftest import _swap_db
@@ -51,7 +53,7 @@ async def test_two_processes_migrating_at_once(pg_server_dsn: str) -> None:
     name, dsn = await _fresh_db(pg_server_dsn)
     try:
         code = "import asyncio,sys; from voice_service.migrations import migrate; print(len(asyncio.run(migrate(sys.argv[1]))))"
-        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+        env = {**os.environ, "PYTHONPATH": ROOT}
         procs = [await asyncio.create_subprocess_exec(sys.executable, "-c", code, dsn, env=env,
                                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
                  for _ in range(2)]
