@@ -117,5 +117,6 @@ def create_app(settings: Settings | None = None, *, bootstrap: bool = True) -> L
         openapi_config=openapi,
         state=state,
         request_max_body_size=64 * 1024 * 1024,
+        logging_config=None,  # configure_logging owns the root logger (JSON lines with request/tenant/call ids)
         debug=False,
     )

