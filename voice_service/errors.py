@@ -170,7 +170,13 @@ def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any
     return problem(500, "Internal server error", "an unexpected error occurred; it has been logged", request)
 
 
+def _too_deep(request: Request[Any, Any, Any], exc: RecursionError) -> Response[Any]:
+    # msgspec raises RecursionError for absurdly nested JSON bodies: the input is bad, not the server.
+    return problem(400, "Invalid request", "the JSON body is nested too deeply", request)
+
+
 exception_handlers: dict[Any, Any] = {
+    RecursionError: _too_deep,
     AppError: _app_error,
     ValidationException: _validation,
     NotAuthorizedException: _http,
