@@ -13,8 +13,7 @@ import asyncpg
 from voice_service import cli as _cli
 from voice_service.billing import repository as repo
 from voice_service.billing import wallet
-from voice_service.db import init_connection
-from voice_service.db import tenant_transaction
+from voice_service.db import init_connection, tenant_transaction
 from voice_service.errors import AppError
 from voice_service.settings import Settings
 
