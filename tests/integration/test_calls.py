@@ -14,6 +14,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import msgspec
 import pytest
 
 from voice_service.calls import service
@@ -247,3 +248,40 @@ async def test_hangup_is_idempotent(
     before = await admin_conn.fetchrow("SELECT * FROM voice_call_logs WHERE id = $1", call_id)
     await service.hangup_call(runtime, tenant.id, call_id)
     assert await admin_conn.fetchrow("SELECT * FROM voice_call_logs WHERE id = $1", call_id) == before
+
+
+async def test_a_new_call_is_billed_even_if_its_end_never_arrives(
+    api: httpx.AsyncClient, tenant: Any, admin_conn: asyncpg.Connection
+) -> None:
+    """Creating a call schedules the post-call job for after the agent's longest call plus 10 minutes."""
+    agent = (
+        await api.post(
+            "/v1/agents", json={"name": "Brief", "config": {"max_call_seconds": 300}}, headers=tenant.headers
+        )
+    ).json()
+    _, number = await _agent_and_number(api, tenant)
+    r = await api.post(
+        "/v1/calls",
+        json={"agent_id": agent["id"], "from_number_id": number, "to": _phone()},
+        headers=tenant.headers,
+    )
+    assert r.status_code == 201, r.text
+    call_id = r.json()["id"]
+    try:
+        row = await admin_conn.fetchrow(
+            "SELECT created, execute_after, payload FROM pgqueuer WHERE entrypoint = 'billing.post_call' "
+            "AND dedupe_key = $1 AND status = 'queued'",
+            f"post_call_timeout:{call_id}",
+        )
+        assert row is not None
+        payload = msgspec.json.decode(row["payload"])
+        assert (payload["call_id"], payload["tenant_id"], payload["timeout"]) == (
+            call_id,
+            str(tenant.id),
+            True,
+        )
+        assert (row["execute_after"] - row["created"]).total_seconds() == pytest.approx(300 + 600, abs=5)
+    finally:
+        await admin_conn.execute(
+            "DELETE FROM pgqueuer WHERE dedupe_key = $1 AND status = 'queued'", f"post_call_timeout:{call_id}"
+        )

@@ -14,10 +14,12 @@ from typing import Any
 
 import msgspec
 import pytest
+from uvicorn.protocols.utils import ClientDisconnected
 
 from providers.telephony.base import MediaFormat, MediaStarted
 from providers.telephony.twilio import TwilioCodec
 from providers.telephony.vonage import VonageCodec
+from voice_service.calls import session as session_module
 from voice_service.calls.schemas import CallInfo
 from voice_service.calls.session import MediaSession, MeteringHandler
 from voice_service.simulator.harness import until
@@ -195,3 +197,101 @@ async def test_handler_failure_hangs_up() -> None:
 
     await session.run(Broken(session))
     assert (session.end_reason, session.hung_up) == ("handler_error", True)
+
+
+class Recording(MeteringHandler):
+    """Counts on_stop calls: the call's transcript and usage are written there."""
+
+    stopped = 0
+
+    async def on_stop(self) -> None:
+        self.stopped += 1
+        await super().on_stop()
+
+
+class HangingUpSocket(Socket):
+    """Sends fail like uvicorn's once the caller has gone (after `frames_before_drop` frames)."""
+
+    def __init__(self, frames_before_drop: int) -> None:
+        super().__init__()
+        self.left = frames_before_drop
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if self.left <= 0:
+            raise ClientDisconnected()
+        self.left -= 1
+        await super().send(message)
+
+
+@pytest.mark.parametrize(
+    ("kind", "close_code", "outcome"),
+    [
+        ("twilio", 1006, ("media_disconnected", True)),
+        ("vonage", 1000, ("media_closed", False)),  # Vonage closes with 1000 when the call ends
+        ("twilio", None, ("media_disconnected", True)),  # the close never reported: ends after the grace
+    ],
+)
+async def test_caller_hangs_up_mid_playback(
+    kind: str, close_code: int | None, outcome: tuple[str, bool], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(session_module, "DISCONNECT_GRACE_SECONDS", 0.1)
+    socket = HangingUpSocket(frames_before_drop=5)
+    session = _session(kind, socket)
+    handler = Recording(session)
+    run = asyncio.create_task(session.run(handler))
+    await session.send_audio(b"\x01" * session.bytes_per_second)  # one second of audio
+    await until(lambda: socket.left == 0)
+    await asyncio.sleep(0.05)  # the sender has hit the gone socket
+    if close_code is not None:
+        socket.inbound.put_nowait({"type": "websocket.disconnect", "code": close_code})
+    await asyncio.wait_for(run, 2)  # no crash
+    assert (session.end_reason, session.hung_up) == outcome
+    assert handler.stopped == 1
+    assert session.frames_out < 50  # playback stopped with the socket
+    await session.clear()  # after the end: sends nothing, raises nothing
+    assert len(socket.sent) == 5
+
+
+async def test_barge_in_clear_on_a_gone_socket_ends_the_session() -> None:
+    socket = HangingUpSocket(frames_before_drop=0)
+    session = _session("twilio", socket)
+    handler = Recording(session)
+    run = asyncio.create_task(session.run(handler))
+    await session.clear()  # the handler's clear() must not raise into the conversation engine
+    socket.inbound.put_nowait({"type": "websocket.disconnect", "code": 1006})
+    await asyncio.wait_for(run, 2)
+    assert (session.end_reason, session.hung_up, handler.stopped) == ("media_disconnected", True, 1)
+
+
+async def test_on_stop_runs_even_when_the_session_crashes() -> None:
+    socket = Socket()
+    session = _session("twilio", socket)
+
+    class Broken(Recording):
+        def on_dtmf(self, digit: str) -> None:
+            raise RuntimeError("engine bug")
+
+    handler = Broken(session)
+    run = asyncio.create_task(session.run(handler))
+    await session.send_audio(b"\x01" * 8000)
+    socket.text({"event": "dtmf", "streamSid": "MZ1", "dtmf": {"track": "inbound_track", "digit": "5"}})
+    with pytest.raises(ExceptionGroup):
+        await asyncio.wait_for(run, 2)
+    assert handler.stopped == 1
+    assert (session.end_reason, session.hung_up, session.ended) == ("internal_error", True, True)
+
+
+async def test_detach_ends_the_session_without_hanging_up() -> None:
+    socket = Socket()
+    session = _session("twilio", socket)
+    handler = Recording(session)
+    run = asyncio.create_task(session.run(handler))
+    await session.send_audio(b"\x01" * 8000)
+    await until(lambda: len(socket.frames()) >= 3)
+    session.detach("transferred")
+    await asyncio.wait_for(run, 2)
+    assert (session.end_reason, session.hung_up, handler.stopped) == ("transferred", False, 1)
+    sent = len(socket.frames())
+    await session.send_audio(b"\x01" * 8000)
+    await asyncio.sleep(0.1)
+    assert len(socket.frames()) == sent < 50

@@ -23,6 +23,7 @@ from voice_service.calls import repository as repo
 from voice_service.calls import service
 from voice_service.calls.schemas import CallRef
 from voice_service.db import create_pool, tenant_tx
+from voice_service.runtime import open_runtime
 from voice_service.settings import Settings
 from voice_service.simulator.signing import twilio_signature, vonage_signed_jwt
 
@@ -47,7 +48,7 @@ async def wh(hooks_app: Litestar) -> AsyncIterator[AsyncTestClient[Litestar]]:
 @pytest.fixture
 def hook_calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[uuid.UUID]]:
     """Record the other domains' hooks (their modules are optional to this one)."""
-    seen: dict[str, list[uuid.UUID]] = {"final": [], "progress": []}
+    seen: dict[str, list[uuid.UUID]] = {"final": [], "progress": [], "answered": [], "price": []}
 
     def recorder(kind: str) -> Any:
         async def hook(
@@ -61,6 +62,12 @@ def hook_calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[uuid.UUID]]:
     monkeypatch.setitem(service._hooks, ("voice_service.batches.hooks", "on_call_final"), recorder("final"))
     monkeypatch.setitem(
         service._hooks, ("voice_service.billing.pipeline", "on_call_progress"), recorder("progress")
+    )
+    monkeypatch.setitem(
+        service._hooks, ("voice_service.batches.hooks", "on_call_answered"), recorder("answered")
+    )
+    monkeypatch.setitem(
+        service._hooks, ("voice_service.billing.pipeline", "on_provider_price"), recorder("price")
     )
     return seen
 
@@ -219,7 +226,7 @@ async def test_twilio_statuses_out_of_order_and_duplicated(
     assert row["ended_at"].isoformat() == "2026-11-16T10:05:00+00:00"
     assert (row["ended_at"] - row["started_at"]).total_seconds() == 42
     assert row["provider_final_at"] is not None
-    assert hook_calls == {"final": [ref.id], "progress": [ref.id]}
+    assert hook_calls == {"final": [ref.id], "progress": [ref.id], "answered": [], "price": []}
     settled = await _row(admin_conn, ref)
     for late in (
         _twilio_form(settings, sid, "in-progress", 2),
@@ -230,7 +237,7 @@ async def test_twilio_statuses_out_of_order_and_duplicated(
         r = await _twilio(wh, settings, late)
         assert r.status_code == 204
     assert await _row(admin_conn, ref) == settled
-    assert hook_calls == {"final": [ref.id], "progress": [ref.id]}
+    assert hook_calls == {"final": [ref.id], "progress": [ref.id], "answered": [], "price": []}
 
 
 async def test_twilio_busy_amd_and_callback_before_the_provider_id_is_stored(
@@ -406,6 +413,13 @@ async def test_inbound_answer_webhooks(
         "SELECT token_hash FROM voice_call_media_tokens WHERE call_id = $1", row["id"]
     )
     assert stored == service.hash_token(token) and token not in str(stored)
+    # The call is finalised (billed) even if its end never arrives: the agent's default 900 s + 10 min.
+    [timeout_job] = await _jobs(admin_conn, "billing.post_call", row["id"])
+    assert timeout_job["dedupe_key"] == f"post_call_timeout:{row['id']}"
+    assert (timeout_job["execute_after"] - timeout_job["created"]).total_seconds() == pytest.approx(
+        1500, abs=5
+    )
+    await admin_conn.execute("DELETE FROM pgqueuer WHERE dedupe_key = $1", timeout_job["dedupe_key"])
 
     # Unsigned: refused, no call created.
     r = await wh.post("/v1/telephony/twilio/voice", data={**form, "CallSid": "CA" + uuid.uuid4().hex})
@@ -433,3 +447,111 @@ async def test_inbound_answer_webhooks(
         params={"to": phone[1:], "from": "14155550199", "uuid": str(uuid.uuid4())},
     )
     _is_403(r)
+
+
+@pytest.fixture
+async def drop_call_jobs(admin_conn: asyncpg.Connection) -> AsyncIterator[list[uuid.UUID]]:
+    """Call ids whose queued jobs the test leaves behind (dropped afterwards: no worker runs them later)."""
+    ids: list[uuid.UUID] = []
+    yield ids
+    await admin_conn.execute(
+        "DELETE FROM pgqueuer WHERE status = 'queued' AND payload IS NOT NULL "
+        "AND convert_from(payload, 'UTF8')::jsonb->>'call_id' = ANY ($1::text[])",
+        [str(i) for i in ids],
+    )
+
+
+async def _jobs(admin_conn: asyncpg.Connection, entrypoint: str, call_id: uuid.UUID) -> list[asyncpg.Record]:
+    rows = await admin_conn.fetch(
+        "SELECT dedupe_key, payload, created, execute_after FROM pgqueuer WHERE entrypoint = $1 "
+        "AND status = 'queued'",
+        entrypoint,
+    )
+    return [r for r in rows if msgspec.json.decode(r["payload"])["call_id"] == str(call_id)]
+
+
+async def test_answered_calls_run_the_batch_hook_once(
+    wh: Any,
+    settings: Settings,
+    tenant: Any,
+    admin_conn: asyncpg.Connection,
+    hook_calls: dict[str, list[uuid.UUID]],
+) -> None:
+    sid = "CA" + uuid.uuid4().hex
+    ref = await _new_call(admin_conn, tenant, "twilio", sid)
+    assert (await _twilio(wh, settings, _twilio_form(settings, sid, "ringing", 1))).status_code == 204
+    assert hook_calls["answered"] == []
+    assert (await _twilio(wh, settings, _twilio_form(settings, sid, "in-progress", 2))).status_code == 204
+    assert (await _twilio(wh, settings, _twilio_form(settings, sid, "in-progress", 2))).status_code == 204
+    assert hook_calls["answered"] == [ref.id]
+    # Vonage's answered event, and a call whose media socket attached first (answered once only).
+    call_uuid = str(uuid.uuid4())
+    vref = await _new_call(admin_conn, tenant, "vonage", call_uuid)
+    assert (await _vonage(wh, {"status": "answered", "uuid": call_uuid})).status_code == 204
+    assert hook_calls["answered"] == [ref.id, vref.id]
+    mref = await _new_call(admin_conn, tenant, "twilio", "CA" + uuid.uuid4().hex)
+    async with open_runtime(settings) as runtime:
+        assert await service.media_connected(runtime, mref, stream_id="MZ1") is not None
+        assert await service.media_connected(runtime, mref, stream_id="MZ1") is not None
+    assert hook_calls["answered"] == [ref.id, vref.id, mref.id]
+    assert (await _row(admin_conn, mref))["status"] == "ongoing"
+
+
+async def test_a_price_after_billing_is_reconciled(
+    wh: Any, tenant: Any, admin_conn: asyncpg.Connection, drop_call_jobs: list[uuid.UUID]
+) -> None:
+    call_uuid = str(uuid.uuid4())
+    ref = await _new_call(admin_conn, tenant, "vonage", call_uuid)
+    drop_call_jobs.append(ref.id)
+    completed = {"status": "completed", "uuid": call_uuid, "duration": "17"}
+    assert (await _vonage(wh, completed)).status_code == 204
+    assert await _jobs(admin_conn, "billing.reconcile", ref.id) == []
+    # A price before billing is left to the post-call job (it prices the call with it).
+    assert (await _vonage(wh, {**completed, "price": "0.001"})).status_code == 204
+    assert await _jobs(admin_conn, "billing.reconcile", ref.id) == []
+    # The call was billed (the post-call job ran); then the provider's price changes.
+    await admin_conn.execute(
+        "UPDATE voice_call_logs SET cost = 0.0042, currency = 'USD' WHERE id = $1 AND created_at = $2",
+        ref.id,
+        ref.created_at,
+    )
+    assert (await _vonage(wh, {**completed, "price": "0.00423"})).status_code == 204
+    row = await _row(admin_conn, ref)
+    assert row["metadata"]["provider_price"] == {"amount": "0.00423", "currency": "EUR"}
+    [job] = await _jobs(admin_conn, "billing.reconcile", ref.id)
+    assert job["dedupe_key"] == f"reconcile:{ref.id}"
+    # The same price again changes nothing and enqueues nothing new.
+    assert (await _vonage(wh, {**completed, "price": "0.00423"})).status_code == 204
+    assert len(await _jobs(admin_conn, "billing.reconcile", ref.id)) == 1
+
+
+async def test_created_calls_are_finalised_even_if_their_end_never_comes(
+    tenant: Any, admin_conn: asyncpg.Connection, client: Any, drop_call_jobs: list[uuid.UUID]
+) -> None:
+    r = await client.post(
+        "/v1/agents", json={"name": "Short", "config": {"max_call_seconds": 120}}, headers=tenant.headers
+    )
+    assert r.status_code == 201, r.text
+    agent_id = r.json()["id"]
+    number = {"id": None, "e164": "+442079400000", "provider": "twilio"}
+    refs = {}
+    async with tenant_tx(_pools[0], tenant.id) as conn:
+        for agent, wanted in ((agent_id, 120), (None, 900)):
+            ref = await service.create_call(
+                conn,
+                tenant_id=tenant.id,
+                initiated_by_user_id=None,
+                agent_id=agent,
+                from_number=number,
+                to_e164="+14155550123",
+                lead_id=None,
+                voice_id=None,
+                variables={},
+            )
+            refs[ref.id] = wanted
+            drop_call_jobs.append(ref.id)
+    for call_id, seconds in refs.items():
+        [job] = await _jobs(admin_conn, "billing.post_call", call_id)
+        assert job["dedupe_key"] == f"post_call_timeout:{call_id}"
+        delay = (job["execute_after"] - job["created"]).total_seconds()
+        assert delay == pytest.approx(seconds + 600, abs=5)

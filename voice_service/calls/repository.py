@@ -50,7 +50,7 @@ calls = Table("voice_call_logs", COLUMNS, soft_delete=False)
 _STATE = (
     "id, tenant_id, created_at, status, direction, provider, provider_call_id, status_sequence, started_at, "
     "ended_at, duration_seconds, media_ended_at, provider_final_at, answered_by, metadata, agent_id, voice_id, "
-    "lead_id, from_e164, to_e164, batch_id, batch_entry_id"
+    "lead_id, from_e164, to_e164, batch_id, batch_entry_id, cost"
 )
 _BY_ID = "tenant_id = $1 AND id = $2 AND created_at = $3"
 _BY_ID_ONLY = (

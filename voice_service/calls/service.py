@@ -4,7 +4,10 @@ The call log's status follows the provider's events and never moves backwards (S
 out-of-order webhook changes nothing. Two moments end a call: the media socket closing (media_ended_at) and the
 provider's final status (provider_final_at). Whenever either is recorded, the billing pipeline's
 `on_call_progress` hook runs in the same transaction; the first time a call reaches a terminal status, the
-batches' `on_call_final` hook does. Both hooks are optional imports (their domains are built separately).
+batches' `on_call_final` hook does; when it becomes ongoing, `on_call_answered`. A provider price that arrives
+after the call was billed goes to billing's `on_provider_price` (reconciliation). Creating a call schedules
+billing's `schedule_finalize_timeout` (the agent's max_call_seconds + FINALIZE_GRACE), so a call whose end never
+arrives is billed anyway. These hooks are optional imports (their domains are built separately).
 
 Placing a call talks to the provider outside any transaction: the call row (and its media token) is committed
 first, because the provider may call back before `place_call` returns.
@@ -66,6 +69,9 @@ __all__ = [
 # An outbound call rings for up to ~60 s before its stream opens; a queued call can wait a little more.
 MEDIA_TOKEN_TTL = timedelta(minutes=15)
 DEFAULT_RING_TIMEOUT_SECONDS = 30
+DEFAULT_MAX_CALL_SECONDS = 900  # agents' config.max_call_seconds default
+# Past the longest a call may last: the finalize-timeout job bills a call whose end never arrived.
+FINALIZE_GRACE = timedelta(minutes=10)
 
 _ROW_DECODE = msgspec.convert
 
@@ -140,7 +146,13 @@ async def _run_hooks(
     *,
     progress: bool,
     final: bool,
+    answered: bool = False,
+    late_price: bool = False,
 ) -> None:
+    if answered:
+        on_answered = _hook("voice_service.batches.hooks", "on_call_answered")
+        if on_answered is not None:
+            await on_answered(conn, tenant_id=tenant_id, call_id=call_id, call_created_at=created_at)
     if final:
         on_final = _hook("voice_service.batches.hooks", "on_call_final")
         if on_final is not None:
@@ -149,6 +161,35 @@ async def _run_hooks(
         on_progress = _hook("voice_service.billing.pipeline", "on_call_progress")
         if on_progress is not None:
             await on_progress(conn, tenant_id=tenant_id, call_id=call_id, call_created_at=created_at)
+    elif late_price:
+        # (on_call_progress reconciles a price that comes with the final status itself.)
+        on_price = _hook("voice_service.billing.pipeline", "on_provider_price")
+        if on_price is not None:
+            await on_price(conn, tenant_id=tenant_id, call_id=call_id, call_created_at=created_at)
+
+
+def finalize_after(agent_config: Mapping[str, Any] | None) -> timedelta:
+    """When the finalize-timeout job of a call with this agent config runs, counted from the call's creation."""
+    seconds = (agent_config or {}).get("max_call_seconds") or DEFAULT_MAX_CALL_SECONDS
+    return timedelta(seconds=int(seconds)) + FINALIZE_GRACE
+
+
+async def _schedule_finalize_timeout(
+    conn: asyncpg.Connection, ref: CallRef, agent_id: int | None, agent_config: Mapping[str, Any] | None
+) -> None:
+    schedule = _hook("voice_service.billing.pipeline", "schedule_finalize_timeout")
+    if schedule is None:
+        return
+    if agent_config is None and agent_id is not None:
+        agent = await repo.get_agent(conn, ref.tenant_id, agent_id)
+        agent_config = agent["config"] if agent is not None else None
+    await schedule(
+        conn,
+        tenant_id=ref.tenant_id,
+        call_id=ref.id,
+        call_created_at=ref.created_at,
+        after=finalize_after(agent_config),
+    )
 
 
 # --- creating and placing calls ---
@@ -180,10 +221,12 @@ async def create_call(
     from_e164: str | None = None,
     status: str = "pending",
     provider_call_id: str | None = None,
+    agent_config: Mapping[str, Any] | None = None,
 ) -> CallRef:
     """Insert the call log row (UUIDv7 id) in the caller's transaction. `from_number` is the tenant's number
     (a numbers row or dict with id, e164/phone_number, provider); `from_e164` overrides the presented caller
-    (inbound calls: the caller's number)."""
+    (inbound calls: the caller's number). Also schedules the call's finalize timeout (billing), from the
+    agent's max_call_seconds (`agent_config` when the caller has it; otherwise the agent is read)."""
     to_phone = parse_phone(to_e164)
     meta = dict(metadata or {})
     if variables:
@@ -214,6 +257,7 @@ async def create_call(
         await repo.record_provider_id(
             conn, tenant_id, ref.id, ref.created_at, fields["provider"], provider_call_id
         )
+    await _schedule_finalize_timeout(conn, ref, agent_id, agent_config)
     return ref
 
 
@@ -394,6 +438,7 @@ async def create_outbound(conn: asyncpg.Connection, principal: Principal, data: 
         lead_id=data.lead_id,
         voice_id=data.voice_id or agent["voice_id"],
         variables=data.variables,
+        agent_config=agent["config"] or {},
     )
 
 
@@ -503,6 +548,8 @@ async def apply_status_event(runtime: Runtime, ev: StatusEvent) -> StatusOutcome
             created_at,
             progress="provider_final_at" in fields,
             final=became_terminal,
+            answered=fields.get("status") == CallStatus.ONGOING.value,
+            late_price="provider_price" in patch and state["cost"] is not None,
         )
         return StatusOutcome(
             applied=True, status=fields.get("status", state["status"]), became_terminal=became_terminal
@@ -591,6 +638,7 @@ async def start_inbound_call(
                 from_e164=(from_e164 or "anonymous")[:64],
                 status=CallStatus.RINGING.value,
                 provider_call_id=provider_call_id,
+                agent_config=(agent["config"] or {}) if agent is not None else None,
             )
         token = await _mint_token(conn, ref)
     return InboundAnswer(call_id=ref.id, token=token)
@@ -630,6 +678,10 @@ async def media_connected(runtime: Runtime, ref: CallRef, *, stream_id: str | No
             fields["started_at"] = datetime.now(UTC)
         patch = {"media_stream_id": stream_id} if stream_id else None
         await repo.update_call(conn, ref.tenant_id, ref.id, ref.created_at, fields, patch)
+        if "status" in fields:
+            await _run_hooks(
+                conn, ref.tenant_id, ref.id, ref.created_at, progress=False, final=False, answered=True
+            )
     meta = state["metadata"] or {}
     return CallInfo(
         tenant_id=ref.tenant_id,

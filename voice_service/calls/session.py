@@ -12,8 +12,11 @@ the unsent audio and marks, sends the provider's clear, and treats marks sent bu
 played: Twilio echoes every pending mark when it clears, and those echoes are swallowed.
 
 The session ends when the provider stops the stream (clean: the provider's final status will end the call),
-when the socket drops (the call is ended with end_reason `media_disconnected` and hung up), or when
-`hangup(reason)` is called (by the handler, the API or a shutdown drain).
+when the socket drops (the call is ended with end_reason `media_disconnected` and hung up), when
+`hangup(reason)` is called (by the handler, the API or a shutdown drain), or when `detach(reason)` is called
+(a transfer: the session ends, the provider's call lives on). A send that finds the socket gone (uvicorn's
+ClientDisconnected, any OSError) ends the session like a drop, never with a crash; `handler.on_stop()` runs
+however the session ends.
 """
 
 from __future__ import annotations
@@ -50,6 +53,8 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 DEFAULT_LEAD_SECONDS = 0.06
+# After a send finds the socket gone, how long the receive loop has to report the close (and its code).
+DISCONNECT_GRACE_SECONDS = 1.0
 _FRAME_SECONDS = FRAME_MS / 1000
 _MAX_LOGGED_PROTOCOL_ERRORS = 5
 
@@ -165,6 +170,7 @@ class MediaSession:
         self._ended = asyncio.Event()
         self._finished = asyncio.Event()
         self._closed = False
+        self._socket_lost = False  # a send failed: the socket is gone
         self._protocol_errors = 0
         self._tasks: list[asyncio.Task[Any]] = []
         self._time = loop_time or asyncio.get_running_loop().time
@@ -257,6 +263,11 @@ class MediaSession:
         if asyncio.current_task() not in self._tasks:
             await self._finished.wait()
 
+    def detach(self, reason: str) -> None:
+        """End the session without hanging up the provider's call (after a transfer the call lives on
+        elsewhere). The call's end comes from the provider's final status."""
+        self._end(reason, hang_up=False)
+
     # --- the session's own loops ---
 
     def _end(self, reason: str, *, hang_up: bool) -> None:
@@ -275,10 +286,17 @@ class MediaSession:
     async def _send_frame(self, frame: str | bytes) -> None:
         if self._closed:
             return
-        if type(frame) is str:
-            await self._send({"type": "websocket.send", "text": frame})
-        else:
-            await self._send({"type": "websocket.send", "bytes": frame})
+        try:
+            if type(frame) is str:
+                await self._send({"type": "websocket.send", "text": frame})
+            else:
+                await self._send({"type": "websocket.send", "bytes": frame})
+        except OSError as exc:  # uvicorn's ClientDisconnected is an OSError
+            if not self._socket_lost:
+                log.info("media socket gone while sending", extra={"detail": repr(exc)[:300]})
+            self._closed = True
+            self._socket_lost = True
+            self._wake.set()  # the sender notices and ends the session
 
     async def run(self, handler: SessionHandler) -> None:
         """Until the media ends: receive loop, sender and handler.run(); then handler.on_stop()."""
@@ -295,6 +313,9 @@ class MediaSession:
                 await self._ended.wait()
                 for task in self._tasks:
                     task.cancel()
+        finally:
+            # Whatever ended the session (a crash, a cancellation), the call's records are flushed.
+            self._end("internal_error", hang_up=True)  # no-op when the session ended the normal way
             try:
                 await handler.on_stop()
             except Exception:
@@ -303,7 +324,6 @@ class MediaSession:
                 if not fut.done():
                     fut.set_result(False)
             self._mark_waiters.clear()
-        finally:
             call_id_var.reset(call_token)
             tenant_id_var.reset(tenant_token)
 
@@ -379,6 +399,14 @@ class MediaSession:
         self._resolve_mark(name, True)
         handler.on_mark(name)
 
+    async def _socket_gone(self) -> None:
+        # The receive loop normally sees the close right away and ends the session with the right reason
+        # (Vonage closes with 1000 when the call ends); if it does not, the socket dropped.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(DISCONNECT_GRACE_SECONDS):
+                await self._ended.wait()
+        self._end("media_disconnected", hang_up=True)
+
     async def _send_loop(self) -> None:
         # Frame k of a burst is due at start + k·20 ms − lead: the provider holds at most `lead` of unplayed
         # audio. When the queue runs dry long enough for the provider to finish playing, the clock restarts.
@@ -390,6 +418,9 @@ class MediaSession:
         start = 0.0
         sent = 0
         while not self._ended.is_set():
+            if self._socket_lost:
+                await self._socket_gone()
+                return
             if not out:
                 self._wake.clear()
                 await self._wake.wait()
