@@ -161,7 +161,7 @@ async def wait_http(url: str, within: float = 60.0) -> None:
 
 
 async def run_case(
-    *, mode: str, n: int, turns: int, dsn: str, key: str, fakes_url: str, tmp: Path
+    *, mode: str, n: int, turns: int, dsn: str, key: str, fakes_url: str, fakes_pid: int, tmp: Path
 ) -> dict[str, Any]:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -189,18 +189,22 @@ async def run_case(
         proc = await asyncio.create_subprocess_exec(sys.executable, "-c", SERVICE, mode, env=env, cwd=ROOT)
         try:
             await wait_http(f"{base}/health")
-            result = await _drive(sim, proc, base, key, fakes_url, n=n, turns=turns, tmp=tmp, mode=mode)
+            result = await _drive(
+                sim, proc, base, key, fakes_url, n=n, turns=turns, tmp=tmp, mode=mode, fakes_pid=fakes_pid
+            )
             if mode == "engine":
                 result.update(await _service_figures(dsn, n))
             return result
         finally:
-            await _stop(proc)
+            await _stop(proc, dump_profile=mode == "engine")
 
 
-async def _stop(proc: asyncio.subprocess.Process) -> None:
-    if os.environ.get("BENCH_PROFILE"):
-        proc.send_signal(signal.SIGUSR1)
+async def _stop(proc: asyncio.subprocess.Process, *, dump_profile: bool = False) -> None:
+    if dump_profile and os.environ.get("BENCH_PROFILE"):
+        proc.send_signal(signal.SIGUSR1)  # only the engine service installs the handler (else: it would die)
         await asyncio.sleep(2.0)
+    if proc.returncode is not None:
+        return
     proc.terminate()
     try:
         async with asyncio.timeout(30):
@@ -221,6 +225,7 @@ async def _drive(
     turns: int,
     tmp: Path,
     mode: str,
+    fakes_pid: int,
 ) -> dict[str, Any]:
     h = {"Authorization": f"Bearer {key}"}
     async with httpx.AsyncClient(base_url=base, headers=h, timeout=60) as api:
@@ -257,7 +262,9 @@ async def _drive(
             fingerprints[to] = hashlib.sha1(to_wire(pcm, 8000, "mulaw", 8000)[:FINGERPRINT_BYTES]).hexdigest()
             targets.append(to)
         ps = psutil.Process(proc.pid)
+        others = {"fakes": psutil.Process(fakes_pid), "carrier": psutil.Process()}
         cpu0, wall0 = ps.cpu_times(), time.monotonic()
+        others0 = {name: p.cpu_times() for name, p in others.items()}
         responses = await asyncio.gather(
             *[
                 api.post(
@@ -273,6 +280,7 @@ async def _drive(
             *[(await sim.wait_for_call(lambda c, t=to: c.to == t)).finished(timeout=600) for to in targets]
         )
         cpu1, wall1 = ps.cpu_times(), time.monotonic()
+        others1 = {name: p.cpu_times() for name, p in others.items()}
         stats = (await api.get(f"{fakes_url}/bench/stats")).json()
     media_seconds = statistics.mean(c.duration or 0 for c in calls)
     cpu = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
@@ -280,6 +288,15 @@ async def _drive(
         "mode": mode,
         "n": n,
         "cpu_per_call_pct": 100 * cpu / (wall1 - wall0) / n,
+        # Whole-process load (% of one core) over the same window: a process near 100 % is saturated (each is
+        # one event loop), and then its lag is in the figures, whichever process it is.
+        "service_pct": 100 * cpu / (wall1 - wall0),
+        **{
+            f"{name}_pct": 100
+            * ((others1[name].user + others1[name].system) - (others0[name].user + others0[name].system))
+            / (wall1 - wall0)
+            for name in others
+        },
         "wall": wall1 - wall0,
         "media_seconds": media_seconds,
         "errors": sum(1 for c in calls if c.error or c.media.ended_by not in ("caller",)),
@@ -372,7 +389,14 @@ async def amain(args: argparse.Namespace) -> None:
                 turns = max(2, -(-args.turns // n))
                 for mode in ("engine", "media-only"):
                     row = await run_case(
-                        mode=mode, n=n, turns=turns, dsn=dsn, key=key, fakes_url=fakes_url, tmp=Path(tmpdir)
+                        mode=mode,
+                        n=n,
+                        turns=turns,
+                        dsn=dsn,
+                        key=key,
+                        fakes_url=fakes_url,
+                        fakes_pid=fakes.pid,
+                        tmp=Path(tmpdir),
                     )
                     rows.append(row)
                     print(_format(row), flush=True)
@@ -385,7 +409,7 @@ async def amain(args: argparse.Namespace) -> None:
     )
     print(
         f"{'N':>4} {'mode':>11} {'turns':>6} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'CPU/call %core':>15} "
-        f"{'errors':>7}"
+        f"{'errors':>7}   process load, % of one core: service / fakes / carrier (this process)"
     )
     for row in rows:
         print(_format(row))
@@ -402,15 +426,17 @@ async def amain(args: argparse.Namespace) -> None:
 
 
 def _format(row: dict[str, Any]) -> str:
+    load = f"   {row['service_pct']:5.1f} / {row['fakes_pct']:5.1f} / {row['carrier_pct']:5.1f}"
     if row["mode"] == "engine":
         return (
             f"{row['n']:>4} {row['mode']:>11} {row['turns']:>6} {row['p50']:8.2f} {row['p99']:8.2f} "
             f"{row['max']:8.2f} {row['cpu_per_call_pct']:15.3f} {row['errors']:>7}"
+            + load
             + (f"  ({row['unmatched']} turns unmatched)" if row["unmatched"] else "")
         )
     return (
         f"{row['n']:>4} {row['mode']:>11} {'':>6} {'':>8} {'':>8} {'':>8} {row['cpu_per_call_pct']:15.3f} "
-        f"{row['errors']:>7}"
+        f"{row['errors']:>7}" + load
     )
 
 

@@ -1,4 +1,5 @@
-"""OpenAiLlm (real openai SDK) against the local OpenAI-compatible fake, over real HTTP."""
+"""OpenAiLlm (streamed turns over httpx, JSON completions over the openai SDK) against local OpenAI-compatible
+servers, over real HTTP."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 from providers.llm.base import LlmDone, LlmError, LlmEvent, TextDelta, ToolCallEvent, UsageEvent
 from providers.llm.openai import OpenAiLlm, estimate_prompt_tokens, estimate_tokens
 from tests.fakes.openai import FakeOpenAI, Text, ToolCall, ToolCalls
-from tests.fakes.server import Fault, LocalServer
+from tests.fakes.server import Fault, LocalServer, end_stream, read_body, send_chunk, start_stream
 
 MESSAGES = [
     {"role": "system", "content": "You are a booking assistant."},
@@ -181,3 +182,89 @@ async def test_complete_json_retries_a_server_error_then_succeeds() -> None:
         raw, _usage = await llm.complete_json(MESSAGES, schema={"type": "object"}, schema_name="x")
     assert raw == '{"ok": true}'
     assert len(fake.chat_requests()) == 2
+
+
+def sse_server(events: list[bytes], clients: list[tuple[str, int]] | None = None):  # noqa: ANN201
+    """A raw SSE endpoint that answers every POST with the given bytes (records each request's client)."""
+
+    async def app(scope, receive, send) -> None:  # noqa: ANN001
+        if scope["type"] != "http":
+            return
+        await read_body(receive)
+        if clients is not None:
+            clients.append(tuple(scope["client"]))
+        await start_stream(send, 200, "text/event-stream", [])
+        for event in events:
+            await send_chunk(send, event)
+        await end_stream(send)
+
+    return app
+
+
+def chunk(delta: dict | None, finish_reason: str | None = None, usage: dict | None = None) -> dict:
+    choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish_reason}]
+    return {
+        "object": "chat.completion.chunk",
+        "model": "gpt-4o-mini-2024",
+        "choices": choices,
+        "usage": usage,
+    }
+
+
+async def test_sse_with_crlf_comments_and_split_packets_is_parsed() -> None:
+    # OpenRouter-style keep-alive comments, CRLF line ends, an `event:`-less multi-line-free body cut at
+    # arbitrary byte boundaries (a TCP packet can end anywhere, even inside "\r\n").
+    body = b"".join(
+        [
+            b": PROCESSING\r\n\r\n",
+            b"data: " + msgspec.json.encode(chunk({"role": "assistant", "content": ""})) + b"\r\n\r\n",
+            b"data: " + msgspec.json.encode(chunk({"content": "Hello"})) + b"\r\n\r\n",
+            b"data:" + msgspec.json.encode(chunk({"content": " there."})) + b"\r\n\r\n",
+            b"data: " + msgspec.json.encode(chunk({}, "stop")) + b"\r\n\r\n",
+            b"data: "
+            + msgspec.json.encode(chunk(None, usage={"prompt_tokens": 9, "completion_tokens": 2}))
+            + b"\r\n\r\n",
+            b"data: [DONE]\r\n\r\n",
+        ]
+    )
+    pieces = [body[i : i + 7] for i in range(0, len(body), 7)]
+    async with LocalServer(sse_server(pieces)) as srv, httpx.AsyncClient() as http:
+        llm = OpenAiLlm("k", base_url=f"{srv.http_url}/v1", http_client=http)
+        events = await drain(llm.stream_chat(MESSAGES))
+    assert events == [
+        TextDelta("Hello"),
+        TextDelta(" there."),
+        UsageEvent(prompt_tokens=9, completion_tokens=2, model="gpt-4o-mini-2024"),
+        LlmDone(finish_reason="stop"),
+    ]
+
+
+async def test_an_error_inside_the_stream_is_a_retryable_llm_error() -> None:
+    events = [
+        b"data: " + msgspec.json.encode(chunk({"content": "Hel"})) + b"\n\n",
+        b'data: {"error": {"message": "The server is overloaded.", "type": "server_error"}}\n\n',
+    ]
+    async with LocalServer(sse_server(events)) as srv, httpx.AsyncClient() as http:
+        llm = OpenAiLlm("k", base_url=f"{srv.http_url}/v1", http_client=http)
+        heard: list[LlmEvent] = []
+        with pytest.raises(LlmError) as info:
+            async for event in llm.stream_chat(MESSAGES):
+                heard.append(event)
+    assert heard == [TextDelta("Hel")]
+    assert info.value.retryable is True and "overloaded" in str(info.value)
+
+
+async def test_consecutive_turns_reuse_one_connection() -> None:
+    # The body is read to its end after [DONE], so the keep-alive connection serves the next turn
+    # (against the real API a new connection is a TLS handshake on the latency path).
+    events = [
+        b"data: " + msgspec.json.encode(chunk({"content": "One."}, "stop")) + b"\n\n",
+        b"data: [DONE]\n\n",
+        b": trailing comment after DONE\n\n",
+    ]
+    clients: list[tuple[str, int]] = []
+    async with LocalServer(sse_server(events, clients)) as srv, httpx.AsyncClient() as http:
+        llm = OpenAiLlm("k", base_url=f"{srv.http_url}/v1", http_client=http)
+        for _ in range(3):
+            assert (await drain(llm.stream_chat(MESSAGES)))[-1] == LlmDone(finish_reason="stop")
+    assert len(clients) == 3 and len(set(clients)) == 1

@@ -49,7 +49,8 @@ async def running_service(
     """`make_settings(base_url)` builds the service's settings once the port is known."""
     from voice_service.app import create_app
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # proto=IPPROTO_TCP so that asyncio sets TCP_NODELAY on the accepted sockets (see serve_in_loop)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"

@@ -137,7 +137,9 @@ async def serve_in_loop(
 ) -> AsyncIterator[tuple[uvicorn.Server, int]]:
     """Serve an ASGI app with uvicorn on host:port (0 = ephemeral) in the running loop; yields (server, port)."""
     if sock is None:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY only on sockets whose proto says TCP (accepted sockets
+        # inherit it); with proto 0, Nagle + delayed ACK stall small writes (media frames) by up to ~40 ms.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
     sock.listen(1024)
