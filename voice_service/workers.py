@@ -87,14 +87,39 @@ def build_queue_manager(runtime: Runtime) -> QueueManager:
     return qm
 
 
+MAINTENANCE_INTERVAL_SECONDS = 6 * 3600
+
+
+async def maintenance_once(runtime: Runtime) -> list[str]:
+    """Create the coming months' call-log partitions (the function is idempotent and safe on every instance)."""
+    created = await runtime.pool.fetchval("SELECT ensure_call_log_partitions(3)")
+    return list(created or [])
+
+
+async def _maintenance_loop(runtime: Runtime, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        try:
+            created = await maintenance_once(runtime)
+            if created:
+                log.info("call-log partitions created", extra={"partitions": created})
+        except (asyncpg.PostgresError, OSError) as exc:
+            log.warning("maintenance failed; retrying later", extra={"error": str(exc)})
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=MAINTENANCE_INTERVAL_SECONDS)
+
+
 @asynccontextmanager
 async def running_workers(runtime: Runtime) -> AsyncIterator[QueueManager]:
     qm = build_queue_manager(runtime)
     task = asyncio.create_task(qm.run(dequeue_timeout=timedelta(seconds=5), batch_size=10,
                                       heartbeat_timeout=timedelta(seconds=30)), name="pgqueuer")
+    stop_maintenance = asyncio.Event()
+    maintenance = asyncio.create_task(_maintenance_loop(runtime, stop_maintenance), name="maintenance")
     try:
         yield qm
     finally:
+        stop_maintenance.set()
+        await maintenance
         qm.shutdown.set()
         try:
             await asyncio.wait_for(task, timeout=runtime.settings.drain_timeout_seconds)

@@ -111,3 +111,23 @@ async def _check_pool(pool: Any, a: Any) -> None:
         # The pool's reset on release keeps the role.
     async with pool.acquire() as conn:
         assert await conn.fetchval("SELECT current_user") == "voice_app"
+
+
+async def test_partition_maintenance_is_idempotent(settings: Any) -> None:
+    from voice_service.runtime import open_runtime
+    from voice_service.workers import maintenance_once
+
+    async with open_runtime(settings, apply_migrations=False) as runtime:
+        await maintenance_once(runtime)  # whatever was missing is created now
+        assert await maintenance_once(runtime) == []
+        names = {r["relname"] for r in await runtime.pool.fetch(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = 'voice_call_logs'::regclass")}
+    # this month and the next three exist as monthly partitions (plus the default one)
+    import datetime as dt
+
+    today = dt.date.today().replace(day=1)
+    for k in range(4):
+        month = (today.month - 1 + k) % 12 + 1
+        year = today.year + (today.month - 1 + k) // 12
+        assert f"voice_call_logs_y{year:04d}m{month:02d}" in names, names
