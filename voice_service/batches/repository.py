@@ -14,6 +14,12 @@ from typing import Any
 
 import asyncpg
 
+from voice_service.idempotency import (  # noqa: F401 - re-exported for the routes and services
+    claim_idempotency_key,
+    release_idempotency_key,
+    save_idempotent_response,
+)
+
 BATCH_COLUMNS = (
     "id, name, status, agent_id, voice_id, from_number_id, from_number_ids, start_at, timezone, calling_window, "
     "max_concurrency, calls_per_second::float8 AS calls_per_second, retry_policy, variables, total_calls, "
@@ -257,55 +263,7 @@ async def cancel_waiting_entries(conn: asyncpg.Connection, tenant_id: uuid.UUID,
     return int(result.split()[-1])
 
 
-# --- idempotency keys (POST /v1/batches) ---
-
-
-async def claim_idempotency_key(
-    conn: asyncpg.Connection, tenant_id: uuid.UUID, key: str, method: str, path: str, request_hash: bytes
-) -> asyncpg.Record | None:
-    """Insert the key (waits for a concurrent request with the same key to finish); None when new, else the
-    stored row."""
-    inserted = await conn.fetchval(
-        """INSERT INTO idempotency_keys (tenant_id, key, method, path, request_hash) VALUES ($1, $2, $3, $4, $5)
-           ON CONFLICT (tenant_id, key, method, path) DO NOTHING RETURNING true""",
-        tenant_id,
-        key,
-        method,
-        path,
-        request_hash,
-    )
-    if inserted:
-        return None
-    return await conn.fetchrow(
-        """SELECT request_hash, status_code, response_body FROM idempotency_keys
-           WHERE tenant_id = $1 AND key = $2 AND method = $3 AND path = $4""",
-        tenant_id,
-        key,
-        method,
-        path,
-    )
-
-
-async def store_idempotent_response(
-    conn: asyncpg.Connection,
-    tenant_id: uuid.UUID,
-    key: str,
-    method: str,
-    path: str,
-    status_code: int,
-    body: bytes,
-) -> None:
-    await conn.execute(
-        """UPDATE idempotency_keys SET status_code = $5, response_body = $6
-           WHERE tenant_id = $1 AND key = $2 AND method = $3 AND path = $4""",
-        tenant_id,
-        key,
-        method,
-        path,
-        status_code,
-        body,
-    )
-
+# --- idempotency keys (POST /v1/batches): shared SQL in voice_service/idempotency.py ---
 
 # --- dispatch: limits ---
 

@@ -429,7 +429,7 @@ async def create_idempotent(
             )
         return stored["status_code"], _batch_decoder.decode(stored["response_body"])
     batch = await create(conn, principal, data, settings=settings)
-    await repo.store_idempotent_response(
+    await repo.save_idempotent_response(
         conn, principal.tenant_id, key, "POST", path, 201, _json.encode(batch)
     )
     return 201, batch
