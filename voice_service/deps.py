@@ -10,7 +10,7 @@ from litestar import Request
 from litestar.di import NamedDependency, Provide
 
 from voice_service.auth import Principal
-from voice_service.db import tenant_transaction
+from voice_service.db import tenant_tx
 
 
 async def provide_principal(request: Request[Any, Any, Any]) -> Principal:
@@ -20,7 +20,7 @@ async def provide_principal(request: Request[Any, Any, Any]) -> Principal:
 async def provide_conn(request: Request[Any, Any, Any]) -> AsyncGenerator[asyncpg.Connection, None]:
     """One transaction per request, scoped to the caller's tenant; committed before the response is sent."""
     principal: Principal = request.user
-    async with request.app.state.pool.acquire() as conn, tenant_transaction(conn, principal.tenant_id) as tx:
+    async with tenant_tx(request.app.state.pool, principal.tenant_id) as tx:
         yield tx
 
 
