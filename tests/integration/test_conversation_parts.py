@@ -44,10 +44,40 @@ def stream(text: str, splitter: SentenceSplitter | None = None) -> list[str]:
 
 def test_sentences_are_released_when_the_next_token_proves_they_ended() -> None:
     splitter = SentenceSplitter()
-    assert splitter.push("Sure") == [] and splitter.push(".") == []
-    assert splitter.push(" What") == ["Sure."]
-    assert splitter.push(" time?") == [] and splitter.push(" ") == ["What time?"]
+    assert splitter.push("Sure") == []
+    assert splitter.push(".") == ["Sure."]  # the first sentence goes at its full stop: the caller is waiting
+    assert splitter.push(" What") == []
+    assert splitter.push(" time.") == [] and splitter.push(" ") == ["What time."]  # later ones wait for proof
+    assert splitter.push(" Okay?") == [] and splitter.push(" ") == ["Okay?"]
     assert splitter.flush() is None
+
+
+@pytest.mark.parametrize(
+    ("pieces", "first"),
+    [
+        (["Yes", "!"], "Yes!"),
+        (["Is", " that", " right", "?"], "Is that right?"),
+        (["See", " you", " then", "."], "See you then."),
+    ],
+)
+def test_an_unambiguous_first_stop_is_released_at_once(pieces: list[str], first: str) -> None:
+    splitter = SentenceSplitter()
+    out = [s for piece in pieces for s in splitter.push(piece)]
+    assert out == [first]
+
+
+@pytest.mark.parametrize(
+    ("pieces", "first"),
+    [
+        (["It", " costs", " 3", ".", "50", " dollars", ".", " Okay"], "It costs 3.50 dollars."),
+        (["Ask", " Dr", ".", " Smith", " today", ".", " Bye"], "Ask Dr. Smith today."),
+        (["Call", " J", ".", " Smith", " now", ".", " Bye"], "Call J. Smith now."),
+    ],
+)
+def test_an_ambiguous_first_stop_waits_for_the_next_token(pieces: list[str], first: str) -> None:
+    splitter = SentenceSplitter()
+    out = [s for piece in pieces for s in splitter.push(piece)]
+    assert out[0] == first
 
 
 @pytest.mark.parametrize(

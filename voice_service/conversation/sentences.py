@@ -1,7 +1,10 @@
 """Cuts a streamed LLM reply into sentences, so each one goes to TTS as soon as it is complete.
 
 A sentence ends at `.`, `!`, `?` (or `…`, `;`, a newline) followed by whitespace: the whitespace is what
-proves the sentence is over (tokens stream with their leading space, so the proof is the next token).
+proves the sentence is over (tokens stream with their leading space, so the proof is the next token). The
+first sentence of a reply does not wait for that proof when its stop is unambiguous (`!`, `?`, or `.` after
+a plain word that is no abbreviation): the caller is waiting for it, and the next token can be tens of
+milliseconds away. Later sentences queue behind audio that is still playing, so they wait for the proof.
 Abbreviations ("Dr.", "e.g."), initials ("J. Smith") and decimals ("3.5") do not end a sentence. A first
 sentence is cut early at a comma once it is long, so the first audio starts sooner; later sentences are
 cut at a comma only when they grow past `max_chars` (a run-on reply still streams).
@@ -61,7 +64,7 @@ class SentenceSplitter:
         text = self._buffer
         n = len(text)
         i = self._scan_from
-        while i < n - 1:
+        while i < n:
             ch = text[i]
             if ch == "\n":
                 return i + 1
@@ -70,6 +73,8 @@ class SentenceSplitter:
                 while j < n and (text[j] in _CLOSERS or text[j] in ".!?"):
                     j += 1
                 if j >= n:
+                    if self._emitted == 0 and self._eager_stop(text, i):
+                        return j
                     break  # the terminator run may continue in the next delta
                 if text[j].isspace() and self._ends_sentence(text, i):
                     return j
@@ -96,6 +101,20 @@ class SentenceSplitter:
         if lowered in _ABBREVIATIONS:
             return False
         return not (len(word) == 1 and word.isalpha() and word.isupper())  # initials: "J. Smith"
+
+    def _eager_stop(self, text: str, i: int) -> bool:
+        """A stop at the end of the buffer that ends the sentence whatever comes next."""
+        ch = text[i]
+        if ch in "!?":
+            return True
+        if ch != ".":
+            return False
+        match = _WORD_BEFORE.search(text, 0, i)
+        if match is None:
+            return False
+        word = match.group(1)
+        # "3." may become "3.5", "U.S" / "e.g" may continue, "Dr." is an abbreviation, "J." an initial.
+        return len(word) >= 2 and word.isalpha() and word.lower() not in _ABBREVIATIONS
 
     def _comma_cut(self, text: str, limit: int) -> int | None:
         # Cut after the last ", " / ": " / " - " past a third of the limit (too early a cut sounds choppy).
