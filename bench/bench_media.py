@@ -101,6 +101,7 @@ def serve(port: int, dsn: str) -> None:
         port=port,
         log_level="WARNING",
         run_workers=False,
+        conversation_engine=False,  # the playback handler below drives the sessions, not STT/LLM/TTS
         public_base_url=f"http://127.0.0.1:{port}",
         pool_max_size=20,
     )
@@ -173,8 +174,9 @@ class _Stream(asyncio.Protocol):
     """One simulated Twilio media stream (client side): sends text frames unmasked-by-zero-key, parses the
     server's frames just enough to time the audio ones."""
 
-    def __init__(self, path: str, call_id: str, token: str, host: str) -> None:
+    def __init__(self, path: str, call_id: str, token: str, host: str, signature: str) -> None:
         self.path, self.call_id, self.token, self.host = path, call_id, token, host
+        self.signature = signature
         self.transport: asyncio.Transport | None = None
         self.buf = bytearray()
         self.upgraded = asyncio.get_running_loop().create_future()
@@ -191,7 +193,8 @@ class _Stream(asyncio.Protocol):
         key = base64.b64encode(os.urandom(16)).decode()
         self.transport.write(
             f"GET {self.path} HTTP/1.1\r\nHost: {self.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+            f"X-Twilio-Signature: {self.signature}\r\n\r\n".encode()
         )
 
     def data_received(self, data: bytes) -> None:
@@ -309,8 +312,14 @@ class _Stream(asyncio.Protocol):
 
 
 async def _client(url_port: int, path: str, calls: list[list[str]], seconds: float) -> dict[str, Any]:
+    from voice_service.settings import load_settings
     from voice_service.simulator.audio import speech_like, to_wire
+    from voice_service.simulator.signing import twilio_signature
 
+    # Twilio signs the upgrade (X-Twilio-Signature over the wss:// URL of the <Stream>); the service under test
+    # runs with the simulator account's default token and public URL http://127.0.0.1:PORT.
+    token = load_settings(env={}).simulator_auth_token
+    signature = twilio_signature(token, f"ws://127.0.0.1:{url_port}{path}")
     loop = asyncio.get_running_loop()
     audio = to_wire(speech_like(2.0, 8000), 8000, "mulaw", 8000)
     payloads = [base64.b64encode(audio[i : i + 160]).decode() for i in range(0, len(audio) - 159, 160)]
@@ -319,7 +328,7 @@ async def _client(url_port: int, path: str, calls: list[list[str]], seconds: flo
         batch = []
         for call_id, token in calls[i : i + 50]:
             _, proto = await loop.create_connection(
-                lambda c=call_id, t=token: _Stream(path, c, t, "127.0.0.1"), "127.0.0.1", url_port
+                lambda c=call_id, t=token: _Stream(path, c, t, "127.0.0.1", signature), "127.0.0.1", url_port
             )
             batch.append(proto)
         for proto in batch:

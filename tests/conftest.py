@@ -67,10 +67,11 @@ async def pg_dsn(pg_server_dsn: str) -> AsyncIterator[str]:
 
 
 @pytest.fixture(scope="session")
-def settings(pg_dsn: str) -> Settings:
+def settings(pg_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return load_settings(
         env={},
         database_url=pg_dsn,
+        data_dir=str(tmp_path_factory.mktemp("data")),  # the development secrets key file lands here, not in .data
         log_json=False,
         log_level="WARNING",
         public_base_url="https://voice.example.test",

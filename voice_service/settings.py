@@ -59,6 +59,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     elevenlabs_base_url: str = "https://api.elevenlabs.io"
     cartesia_api_key: str | None = None
     cartesia_base_url: str = "https://api.cartesia.ai"
+    google_tts_api_key: str | None = None
+    google_tts_base_url: str = "https://texttospeech.googleapis.com"
     default_tts_provider: str = "deepgram"
     default_tts_voice: str = "aura-2-thalia-en"
 
@@ -70,6 +72,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     enforce_wallet_balance: bool = True
     demo_credit: str = "25.00"
     platform_admin_token: str | None = None
+
+    # Base64 of 32 bytes: the AES-256-GCM key for secrets stored in the database (webhook signing secrets).
+    # Unset: a development key generated once under DATA_DIR (a warning is logged).
+    secrets_encryption_key: str | None = None
+    # Webhook endpoint targets: http:// URLs, and hosts that are (or resolve to) private, loopback, link-local,
+    # … addresses are refused unless these allow them (local development and tests only).
+    webhook_allow_insecure_targets: bool = False
+    webhook_allow_private_targets: bool = False
 
     @property
     def resolved_data_dir(self) -> Path:

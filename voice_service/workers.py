@@ -96,6 +96,15 @@ async def maintenance_once(runtime: Runtime) -> list[str]:
     return list(created or [])
 
 
+MEDIA_TOKEN_GRACE = timedelta(hours=1)
+
+
+async def purge_media_tokens(runtime: Runtime, grace: timedelta = MEDIA_TOKEN_GRACE) -> int:
+    """Delete one-time media tokens expired or used more than `grace` ago (every tenant); returns how many."""
+    deleted = await runtime.pool.fetchval("SELECT purge_media_tokens($1)", grace)
+    return int(deleted or 0)
+
+
 async def _maintenance_loop(runtime: Runtime, stop: asyncio.Event) -> None:
     while not stop.is_set():
         try:
@@ -104,6 +113,12 @@ async def _maintenance_loop(runtime: Runtime, stop: asyncio.Event) -> None:
                 log.info("call-log partitions created", extra={"partitions": created})
         except (asyncpg.PostgresError, OSError) as exc:
             log.warning("maintenance failed; retrying later", extra={"error": str(exc)})
+        try:
+            purged = await purge_media_tokens(runtime)
+            if purged:
+                log.info("spent media tokens purged", extra={"count": purged})
+        except (asyncpg.PostgresError, OSError) as exc:
+            log.warning("media token purge failed; retrying later", extra={"error": str(exc)})
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=MAINTENANCE_INTERVAL_SECONDS)
 

@@ -25,9 +25,18 @@ from voice_service.settings import Settings
 _dec = msgspec.json.Decoder()
 
 
+# The receivers below listen on http://127.0.0.1: allowed for these tests only (SSRF checks: test_webhook_security).
+LOCAL_TARGETS = {"webhook_allow_insecure_targets": True, "webhook_allow_private_targets": True}
+
+
+@pytest.fixture(autouse=True)
+def _local_targets_allowed(app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(app.state, "settings", msgspec.structs.replace(app.state.settings, **LOCAL_TARGETS))
+
+
 @pytest.fixture(scope="module")
 async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
-    async with open_runtime(settings) as rt:
+    async with open_runtime(msgspec.structs.replace(settings, **LOCAL_TARGETS)) as rt:
         rt.extras[LLM_KEY] = NoLlm()
         rt.extras[POLICY_KEY] = DeliveryPolicy(
             base_delay_seconds=0.05, factor=2, max_attempts=5, disable_after=4, timeout_seconds=5, jitter=0

@@ -29,6 +29,7 @@ from voice_service.settings import Settings
 from voice_service.simulator import Scenario, Simulator
 from voice_service.simulator.audio import speech_like, to_wire
 from voice_service.simulator.harness import RunningService, simulated_stack, until
+from voice_service.simulator.signing import twilio_signature
 
 VONAGE_SECRET = "vonage-signature-secret-for-the-tests-0123456789"
 _PEM = (
@@ -241,7 +242,9 @@ async def test_inbound_call_and_reused_token(
 
     # The token was for one socket: a second one with it is refused, and nothing changes.
     before = await _row(admin_conn, call_id)
-    async with connect(f"{svc.ws_url}/v1/telephony/twilio/media") as ws:
+    media = f"{svc.ws_url}/v1/telephony/twilio/media"  # Twilio signs the upgrade with the account's token
+    signature = twilio_signature(sim.twilio_accounts[call.account_sid], media)
+    async with connect(media, additional_headers={"X-Twilio-Signature": signature}) as ws:
         await ws.send(
             msgspec.json.encode({"event": "connected", "protocol": "Call", "version": "1.0.0"}).decode()
         )

@@ -4,6 +4,10 @@ At least once: the HTTP request is sent outside any transaction and the outcome 
 between resends the same event (same `webhook-id`) on the re-picked job; consumers dedupe on the event id. Retries
 back off exponentially (with jitter); an endpoint that fails `disable_after` attempts in a row is disabled and its
 pending deliveries abandoned (the pull API still has every event).
+
+Targets are guarded (targets.py): a URL that fails the registration checks, or a host resolving to a disallowed
+address, is a failed attempt like any other ("target refused: …"), and redirects are never followed. The signing
+secret is decrypted from the endpoint row (secretbox.py); a plaintext one from before 0033 is encrypted on use.
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ import msgspec
 from voice_service.db import tenant_tx
 from voice_service.events import repository as repo
 from voice_service.events import signing
+from voice_service.events.secretbox import SecretBoxError, box_for
+from voice_service.events.service import secret_context
+from voice_service.events.targets import TargetRejected, check_url, guarded_client
 from voice_service.runtime import Runtime
 from voice_service.workers import enqueue
 
@@ -49,6 +56,17 @@ class DeliveryPolicy:
 
 DEFAULT_POLICY = DeliveryPolicy()
 POLICY_KEY = "webhook_policy"  # Runtime.extras key: tests and deployments may swap the policy
+CLIENT_KEY = "webhook_http"
+
+
+def webhook_client(runtime: Runtime) -> httpx.AsyncClient:
+    """The process's client for webhook targets (see targets.guarded_client); closed with the Runtime."""
+    client: httpx.AsyncClient | None = runtime.extras.get(CLIENT_KEY)
+    if client is None:
+        client = guarded_client(allow_private=runtime.settings.webhook_allow_private_targets)
+        runtime.extras[CLIENT_KEY] = client
+        runtime.exit_stack.push_async_callback(client.aclose)
+    return client
 
 
 def event_body(
@@ -77,6 +95,8 @@ def event_body(
 async def deliver(runtime: Runtime, tenant_id: uuid.UUID, delivery_id: uuid.UUID) -> str:
     """One attempt of one delivery; returns the delivery's status afterwards ('skipped' if nothing was done)."""
     policy: DeliveryPolicy = runtime.extras.get(POLICY_KEY, DEFAULT_POLICY)
+    settings = runtime.settings
+    box = await box_for(settings)
     async with tenant_tx(runtime.pool, tenant_id) as conn:
         row = await repo.delivery_for_attempt(conn, tenant_id, delivery_id)
         # not_due: an early duplicate of a job whose attempt was already recorded and rescheduled.
@@ -85,6 +105,21 @@ async def deliver(runtime: Runtime, tenant_id: uuid.UUID, delivery_id: uuid.UUID
         if row["endpoint_status"] != "active" or row["endpoint_deleted_at"] is not None:
             await repo.abandon_pending(conn, tenant_id, row["endpoint_id"], "endpoint disabled or deleted")
             return "abandoned"
+        context = secret_context(tenant_id, row["endpoint_id"])
+        secret: str | None = None
+        error: str | None = None
+        if row["secret_ciphertext"] is not None:
+            try:
+                secret = box.decrypt(row["secret_ciphertext"], context)
+            except SecretBoxError as exc:
+                log.error("webhook secret undecryptable", extra={"endpoint_id": str(row["endpoint_id"])})
+                error = f"signing secret unavailable: {exc}"
+        else:
+            # A secret stored in plain text before 0033: encrypted on its first use.
+            secret = row["secret"]
+            await repo.encrypt_legacy_secret(
+                conn, tenant_id, row["endpoint_id"], box.encrypt(secret, context)
+            )
 
     attempt = row["attempts"] + 1
     body = event_body(
@@ -96,22 +131,36 @@ async def deliver(runtime: Runtime, tenant_id: uuid.UUID, delivery_id: uuid.UUID
         row["aggregate_id"],
         row["payload"],
     )
-    headers = signing.headers(row["secret"], str(row["event_id"]), int(time.time()), body)
-    headers |= {"content-type": "application/json", "user-agent": USER_AGENT}
+    if error is None:
+        try:
+            check_url(
+                row["url"],
+                allow_insecure=settings.webhook_allow_insecure_targets,
+                allow_private=settings.webhook_allow_private_targets,
+            )
+        except TargetRejected as exc:
+            error = f"target refused: url {exc}"
     status_code: int | None = None
-    error: str | None = None
     excerpt: str | None = None
     started = time.monotonic()
-    try:
-        response = await runtime.http.post(
-            row["url"], content=body, headers=headers, timeout=policy.timeout_seconds, follow_redirects=False
-        )
-        status_code = response.status_code
-        excerpt = response.text[:500] or None
-        if not 200 <= status_code < 300:
-            error = f"HTTP {status_code}"
-    except httpx.HTTPError as exc:
-        error = f"{type(exc).__name__}: {exc}"[:500]
+    if error is None and secret is not None:
+        headers = signing.headers(secret, str(row["event_id"]), int(time.time()), body)
+        headers |= {"content-type": "application/json", "user-agent": USER_AGENT}
+        try:
+            # The guarded client re-resolves the host at connect time and refuses disallowed addresses.
+            response = await webhook_client(runtime).post(
+                row["url"],
+                content=body,
+                headers=headers,
+                timeout=policy.timeout_seconds,
+                follow_redirects=False,
+            )
+            status_code = response.status_code
+            excerpt = response.text[:500] or None
+            if not 200 <= status_code < 300:
+                error = f"HTTP {status_code}"
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}"[:500]
     duration_ms = int((time.monotonic() - started) * 1000)
     ok = error is None
 

@@ -93,15 +93,35 @@ async def insert_endpoint(
     conn: asyncpg.Connection,
     tenant_id: uuid.UUID,
     *,
+    endpoint_id: uuid.UUID,
     url: str,
     description: str | None,
     event_types: list[str],
-    secret: str,
+    secret_ciphertext: str,
 ) -> asyncpg.Record:
     return await endpoints.insert(
         conn,
         tenant_id,
-        {"url": url, "description": description, "event_types": event_types, "secret": secret},
+        {
+            "id": endpoint_id,
+            "url": url,
+            "description": description,
+            "event_types": event_types,
+            "secret_ciphertext": secret_ciphertext,
+        },
+    )
+
+
+async def encrypt_legacy_secret(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, endpoint_id: uuid.UUID, secret_ciphertext: str
+) -> None:
+    """Replaces a plaintext secret (stored before 0033) with its ciphertext."""
+    await conn.execute(
+        "UPDATE webhook_endpoints SET secret_ciphertext = $3, secret = NULL "
+        "WHERE tenant_id = $1 AND id = $2 AND secret_ciphertext IS NULL",
+        tenant_id,
+        endpoint_id,
+        secret_ciphertext,
     )
 
 
@@ -130,7 +150,7 @@ async def delivery_for_attempt(
     return await conn.fetchrow(
         """
         SELECT d.id, d.status, d.attempts, d.event_id, d.endpoint_id, (d.next_attempt_at > now()) AS not_due,
-               e.url, e.secret, e.status AS endpoint_status, e.deleted_at AS endpoint_deleted_at,
+               e.url, e.secret, e.secret_ciphertext, e.status AS endpoint_status, e.deleted_at AS endpoint_deleted_at,
                ev.seq, ev.event_type, ev.aggregate_type, ev.aggregate_id, ev.payload, ev.created_at AS event_created_at
         FROM webhook_deliveries d
         JOIN webhook_endpoints e ON e.id = d.endpoint_id

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from litestar import Controller, delete, get, post
+from litestar import Controller, Request, delete, get, post
 from litestar.params import JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 
@@ -62,12 +62,18 @@ class WebhookEndpointController(Controller):
         operation_id="createWebhookEndpoint",
         summary="Register a webhook endpoint; the signing secret is in this response only",
         description="Deliveries are signed with the Standard Webhooks scheme (`webhook-id` = event id, "
-        "`webhook-timestamp`, `webhook-signature`). `event_types` [] = every type.",
+        "`webhook-timestamp`, `webhook-signature`). `event_types` [] = every type. The URL must be https "
+        "and its host must not be a private, loopback, link-local or otherwise non-public address (checked "
+        "again, after DNS resolution, at every delivery); otherwise 422 naming `url`.",
     )
     async def create_endpoint(
-        self, conn: Conn, principal: Caller, data: JSONBody[WebhookEndpointCreate]
+        self,
+        request: Request[Any, Any, Any],
+        conn: Conn,
+        principal: Caller,
+        data: JSONBody[WebhookEndpointCreate],
     ) -> WebhookEndpointCreated:
-        return await service.create_endpoint(conn, principal, data)
+        return await service.create_endpoint(conn, principal, data, request.app.state.settings)
 
     @get("/{endpoint_id:uuid}", operation_id="getWebhookEndpoint", summary="Get a webhook endpoint")
     async def get_endpoint(self, conn: Conn, principal: Caller, endpoint_id: uuid.UUID) -> WebhookEndpoint:

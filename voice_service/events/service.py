@@ -9,7 +9,7 @@ import asyncpg
 import msgspec
 
 from voice_service.auth import Principal
-from voice_service.errors import BadRequest, NotFound
+from voice_service.errors import BadRequest, NotFound, ValidationFailed
 from voice_service.events import repository as repo
 from voice_service.events.schemas import (
     DeliveryAttempt,
@@ -20,8 +20,11 @@ from voice_service.events.schemas import (
     WebhookEndpointCreate,
     WebhookEndpointCreated,
 )
+from voice_service.events.secretbox import box_for
 from voice_service.events.signing import generate_secret
+from voice_service.events.targets import TargetRejected, check_url
 from voice_service.pagination import Page, check_limit, decode_cursor, page_from_rows
+from voice_service.settings import Settings
 
 
 def encode_event_cursor(txid: str, seq: int) -> str:
@@ -67,17 +70,37 @@ def _endpoint(row: asyncpg.Record) -> WebhookEndpoint:
     return WebhookEndpoint(**{k: row[k] for k in repo.ENDPOINT_COLUMNS})
 
 
+def secret_context(tenant_id: uuid.UUID, endpoint_id: uuid.UUID) -> str:
+    """The associated data of an endpoint's encrypted secret: it decrypts only in its own row."""
+    return f"webhook_endpoint:{tenant_id}:{endpoint_id}"
+
+
+def check_target(settings: Settings, url: str) -> None:
+    try:
+        check_url(
+            url,
+            allow_insecure=settings.webhook_allow_insecure_targets,
+            allow_private=settings.webhook_allow_private_targets,
+        )
+    except TargetRejected as exc:
+        raise ValidationFailed(f"url {exc}", field="url") from None
+
+
 async def create_endpoint(
-    conn: asyncpg.Connection, principal: Principal, data: WebhookEndpointCreate
+    conn: asyncpg.Connection, principal: Principal, data: WebhookEndpointCreate, settings: Settings
 ) -> WebhookEndpointCreated:
+    check_target(settings, data.url)
     secret = generate_secret()
+    endpoint_id = uuid.uuid4()
+    box = await box_for(settings)
     row = await repo.insert_endpoint(
         conn,
         principal.tenant_id,
+        endpoint_id=endpoint_id,
         url=data.url,
         description=data.description,
         event_types=sorted(set(data.event_types)),
-        secret=secret,
+        secret_ciphertext=box.encrypt(secret, secret_context(principal.tenant_id, endpoint_id)),
     )
     return WebhookEndpointCreated(**{k: row[k] for k in repo.ENDPOINT_COLUMNS}, secret=secret)
 

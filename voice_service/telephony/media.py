@@ -3,7 +3,12 @@
 Litestar only routes the connection here; every frame after that goes straight from uvicorn's ASGI messages
 to the provider codec and the MediaSession, with no per-frame framework work.
 
-The first message(s) must carry our call id and one-time token (Twilio: `connected`, then `start` with
+Twilio signs the WebSocket upgrade: X-Twilio-Signature over the wss:// URL of the <Stream> (as we put it in the
+TwiML: PUBLIC_BASE_URL with wss, no POST params), keyed with the auth token of the Twilio account or the simulator
+account. A missing or invalid signature refuses the upgrade (HTTP 403) before any message is read. Vonage does
+not sign its upgrade; its sockets rely on the token alone.
+
+Then the first message(s) must carry our call id and one-time token (Twilio: `connected`, then `start` with
 customParameters; Vonage: the `websocket:connected` text frame with the connect headers). Anything else, a wrong,
 reused or expired token, or nothing within HANDSHAKE_TIMEOUT: close with 1008 (policy violation) and nothing
 else happens.
@@ -15,12 +20,15 @@ import asyncio
 import logging
 from typing import Any, Literal
 
-from providers.telephony.base import MediaCodec, MediaIgnored, MediaStarted, ProtocolError
+from providers.telephony.base import MediaCodec, MediaIgnored, MediaStarted, ProtocolError, WebhookRequest
 from providers.telephony.twilio import TwilioCodec
 from providers.telephony.vonage import VonageCodec
 from voice_service.calls import live
-from voice_service.calls.service import claim_media, media_connected, media_ended
+from voice_service.calls.service import claim_media, media_connected, media_ended, media_url
 from voice_service.calls.session import MediaSession, Receive, Send
+from voice_service.errors import ServiceUnavailable
+from voice_service.runtime import Runtime
+from voice_service.telephony.providers import get_provider
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +66,24 @@ async def _read_start(receive: Receive, codec: MediaCodec) -> MediaStarted | Non
     return None
 
 
+async def twilio_upgrade_signed(runtime: Runtime, scope: Any) -> bool:
+    """Whether the upgrade request carries a valid X-Twilio-Signature of Twilio's or the simulator's account."""
+    headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
+    if not headers.get("x-twilio-signature"):
+        return False
+    query = scope.get("query_string", b"").decode("latin-1")
+    url = media_url(runtime.settings, "twilio") + (f"?{query}" if query else "")
+    request = WebhookRequest(url=url, method="GET", headers=headers, body=b"", form={})
+    for account in ("twilio", "simulator"):
+        try:
+            provider = await get_provider(runtime, account)
+        except ServiceUnavailable:
+            continue  # that account is not configured: nothing it signed can be checked
+        if provider.verify_webhook(request):
+            return True
+    return False
+
+
 async def _reject_http(send: Send) -> None:
     body = b'{"title":"Upgrade required","status":426,"detail":"this endpoint is a WebSocket"}'
     await send(
@@ -83,6 +109,10 @@ async def serve_media(scope: Any, receive: Receive, send: Send, kind: MediaKind)
         calls.track_gauge(metrics.live_calls)
 
     if (await receive())["type"] != "websocket.connect":
+        return
+    if kind == "twilio" and not await twilio_upgrade_signed(runtime, scope):
+        log.warning("media socket refused: upgrade signature missing or invalid", extra={"media": kind})
+        await send({"type": "websocket.close", "code": POLICY_VIOLATION})  # before accept: HTTP 403
         return
     await send({"type": "websocket.accept"})
     codec: MediaCodec = TwilioCodec() if kind == "twilio" else VonageCodec()
