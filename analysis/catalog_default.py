@@ -30,6 +30,7 @@ _DEEPGRAM = "https://deepgram.com/pricing"
 _OPENAI = "https://platform.openai.com/docs/pricing"
 _ELEVEN = "https://elevenlabs.io/pricing/api"
 _CARTESIA = "https://cartesia.ai/pricing"
+_GOOGLE_TTS = "https://cloud.google.com/text-to-speech/pricing"
 _PER_1K = Decimal(1000)
 _PER_1M = Decimal(1_000_000)
 
@@ -252,6 +253,36 @@ DEFAULT_PRICES: tuple[PriceRow, ...] = (
 )
 
 
+def _google_tts(model: str, per_1m: str, tier: str, note: str = "") -> PriceRow:
+    return _row(
+        "tts",
+        "google",
+        model,
+        "character",
+        Decimal(per_1m) / _PER_1M,
+        f"Google Cloud Text-to-Speech {tier}, ${per_1m} per 1M characters after the monthly free tier, list "
+        f"price as of 2025 ({_GOOGLE_TTS}).{note} Approximate, verify.",
+    )
+
+
+# Added after 0030 was applied, so they have their own migration (sql/0034_google_tts_pricing.sql, generated
+# with `python -m analysis.catalog_default 0034`). Google prices by voice tier, which the voice name carries
+# (en-US-Neural2-F): the adapter meters usage under the voice name, and these globs pick the tier.
+GOOGLE_TTS_PRICES: tuple[PriceRow, ...] = (
+    _google_tts("*-Standard-*", "4.00", "Standard voices"),
+    _google_tts("*-Wavenet-*", "4.00", "WaveNet voices", " WaveNet was $16 per 1M before Google cut it."),
+    _google_tts("*-Neural2-*", "16.00", "Neural2 voices"),
+    _google_tts("*-Chirp3-HD-*", "30.00", "Chirp 3: HD voices"),
+    _google_tts("*-Studio-*", "160.00", "Studio voices"),
+    _google_tts(
+        "*",
+        "16.00",
+        "voice of an unrecognised tier (Polyglot, News, Casual, Chirp HD, or no voice name recorded)",
+        " Priced as Neural2, the common middle tier.",
+    ),
+)
+
+
 def _sql_literal(value: str | None) -> str:
     if value is None:
         return "NULL"
@@ -259,7 +290,7 @@ def _sql_literal(value: str | None) -> str:
 
 
 def render_sql() -> str:
-    """The migration file's exact contents."""
+    """The 0030 migration file's exact contents."""
     lines = [
         "-- Default GLOBAL price catalog (tenant_id NULL). GENERATED from analysis/catalog_default.py:",
         "--   .venv/bin/python -m analysis.catalog_default > sql/0030_default_pricing.sql",
@@ -270,8 +301,27 @@ def render_sql() -> str:
         "     is_active, metadata)",
         "VALUES",
     ]
+    return "\n".join(lines) + "\n" + _values_sql(DEFAULT_PRICES)
+
+
+def render_google_tts_sql() -> str:
+    """The 0034 migration file's exact contents."""
+    lines = [
+        "-- Google Cloud Text-to-Speech rows of the default GLOBAL price catalog. GENERATED from",
+        "-- analysis/catalog_default.py (GOOGLE_TTS_PRICES):",
+        "--   .venv/bin/python -m analysis.catalog_default 0034 > sql/0034_google_tts_pricing.sql",
+        "-- Do not edit by hand; tests/unit/test_tts_google.py checks the two match.",
+        "INSERT INTO billing_pricing_catalog",
+        "    (id, tenant_id, category, provider, model, unit, unit_price, description, effective_from, effective_to,",
+        "     is_active, metadata)",
+        "VALUES",
+    ]
+    return "\n".join(lines) + "\n" + _values_sql(GOOGLE_TTS_PRICES)
+
+
+def _values_sql(rows: tuple[PriceRow, ...]) -> str:
     values = []
-    for r in DEFAULT_PRICES:
+    for r in rows:
         metadata = json.dumps(r.metadata, sort_keys=True, separators=(", ", ": "))
         values.append(
             f"    ({_sql_literal(r.id)}, NULL, {_sql_literal(r.category)}, {_sql_literal(r.provider)}, "
@@ -279,8 +329,10 @@ def render_sql() -> str:
             f"{_sql_literal(r.description)}, {_sql_literal(r.effective_from.isoformat())}, NULL, TRUE, "
             f"{_sql_literal(metadata)}::jsonb)"
         )
-    return "\n".join(lines) + "\n" + ",\n".join(values) + ";\n"
+    return ",\n".join(values) + ";\n"
 
 
 if __name__ == "__main__":
-    print(render_sql(), end="")
+    import sys
+
+    print(render_google_tts_sql() if sys.argv[1:] == ["0034"] else render_sql(), end="")

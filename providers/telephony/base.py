@@ -243,6 +243,13 @@ class TelephonyProvider(Protocol):
         """End a call. Idempotent: a call that has already ended is success. Raises ProviderError."""
         ...
 
+    async def transfer(self, provider_call_id: str, to_e164: str, *, caller_id: str | None) -> None:
+        """Move a live call to `to_e164`, showing `caller_id` (one of our numbers) when given. The provider
+        then ends our media leg (Twilio: `stop`, Vonage: close 1000); the call goes on, and its final status
+        arrives once the transferred leg ends. Raises ProviderError: a call that has already ended (or is not
+        answered yet) is `rejected`, never success."""
+        ...
+
     def verify_webhook(self, req: WebhookRequest) -> bool:
         """Check the provider's signature; call before reading anything else from the request."""
         ...

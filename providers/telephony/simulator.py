@@ -18,7 +18,8 @@ __all__ = ["SimulatorProvider"]
 
 
 class SimulatorProvider(TwilioProvider):
-    """TwilioProvider under another name: status events and call logs say `simulator`."""
+    """TwilioProvider under another name (place_call, hangup and transfer on Twilio's REST paths): status
+    events and call logs say `simulator`."""
 
     name = "simulator"
 

@@ -1,4 +1,5 @@
-"""Twilio: Media Streams wire format, status callbacks, signature checks and the REST calls we make.
+"""Twilio: Media Streams wire format, status callbacks, signature checks and the REST calls we make
+(place a call, hang up, transfer with <Dial> TwiML).
 
 Media Streams frames are JSON text in both directions (PROTOCOLS.md); audio is μ-law 8 kHz,
 base64 in the JSON. Only `media`, `mark` and `clear` may be sent to Twilio (anything else is error
@@ -314,10 +315,14 @@ class RebasedTwilioHttpClient(AsyncTwilioHttpClient):
         )
 
 
+def _rest_message(exc: TwilioRestException | TwilioServiceException) -> str:
+    return exc.msg if isinstance(exc, TwilioRestException) else (exc.detail or exc.title)
+
+
 def _map_rest_error(exc: TwilioRestException | TwilioServiceException) -> ProviderError:
     status = exc.status
     code = exc.code
-    message = exc.msg if isinstance(exc, TwilioRestException) else (exc.detail or exc.title)
+    message = _rest_message(exc)
     if code in _INVALID_NUMBER_CODES:
         return ProviderError("invalid_number", message, status=status)
     if code in _AUTH_CODES or status in (401, 403):
@@ -339,6 +344,11 @@ def _twiml_stream(media_url: str, call_id: str, token: str) -> str:
         f'<Parameter name="token" value={quoteattr(token)}/>'
         "</Stream></Connect></Response>"
     )
+
+
+def _twiml_dial(to_e164: str, caller_id: str | None) -> str:
+    caller = f" callerId={quoteattr(caller_id)}" if caller_id else ""
+    return f"<Response><Dial{caller}><Number>{escape(to_e164)}</Number></Dial></Response>"
 
 
 class TwilioProvider:
@@ -403,6 +413,20 @@ class TwilioProvider:
         except (TwilioRestException, TwilioServiceException) as exc:
             if exc.status == 404 or exc.code in _ALREADY_ENDED_CODES:
                 return
+            raise _map_rest_error(exc) from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ProviderError("unavailable", f"Twilio unreachable: {exc!r}", retryable=True) from exc
+
+    async def transfer(self, provider_call_id: str, to_e164: str, *, caller_id: str | None) -> None:
+        # New TwiML on a live call replaces <Connect><Stream>: Twilio sends `stop` on the media socket, dials
+        # the target, and the call completes (final status callback) when the dialled leg ends.
+        try:
+            await self._rest().calls(provider_call_id).update_async(twiml=_twiml_dial(to_e164, caller_id))
+        except (TwilioRestException, TwilioServiceException) as exc:
+            if exc.status == 404 or exc.code in _ALREADY_ENDED_CODES:
+                raise ProviderError(
+                    "rejected", f"the call is not in progress: {_rest_message(exc)}", status=exc.status
+                ) from exc
             raise _map_rest_error(exc) from exc
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise ProviderError("unavailable", f"Twilio unreachable: {exc!r}", retryable=True) from exc

@@ -1,4 +1,5 @@
-"""Vonage Voice API: WebSocket media wire format, event webhooks, signed-webhook checks, REST calls.
+"""Vonage Voice API: WebSocket media wire format, event webhooks, signed-webhook checks, REST calls
+(place a call, hang up, transfer to an NCCO).
 
 The media socket carries text JSON events and binary frames of PCM16LE mono, 20 ms each. The REST
 API is called with httpx and an RS256 application JWT we sign (the `vonage` SDK is synchronous);
@@ -40,6 +41,7 @@ from providers.telephony.base import (
     PlaceCallResult,
     ProtocolError,
     ProviderError,
+    ProviderErrorCode,
     StatusEvent,
     WebhookRequest,
     query_param,
@@ -255,6 +257,16 @@ def _ncco_connect(media_url: str, call_id: str, token: str, from_: str | None = 
     return [connect]
 
 
+def _transfer_body(to_e164: str, caller_id: str | None) -> dict[str, Any]:
+    """PUT /v1/calls/{uuid} body moving the call to an NCCO that connects `to_e164` (vonage-voice's
+    transfer_call_ncco with a Connect to a PhoneEndpoint)."""
+    connect: dict[str, Any] = {"action": "connect"}
+    if caller_id:
+        connect["from"] = _e164_digits(caller_id)
+    connect["endpoint"] = [{"type": "phone", "number": _e164_digits(to_e164)}]
+    return {"action": "transfer", "destination": {"type": "ncco", "ncco": [connect]}}
+
+
 class VonageProvider:
     """Vonage Voice API: outbound calls, hang-up, event webhooks, WebSocket media."""
 
@@ -337,6 +349,30 @@ class VonageProvider:
         # A call that has already ended cannot be modified: Vonage answers 4xx saying so.
         if response.status_code in (400, 409) and _mentions_ended(response):
             return
+        raise _map_http_error(response)
+
+    async def transfer(self, provider_call_id: str, to_e164: str, *, caller_id: str | None) -> None:
+        # The phone leg moves to a new NCCO that connects the target; Vonage then closes our WebSocket leg
+        # (1000), and the call's `completed` event comes once the transferred leg ends.
+        response = await self._request(
+            "PUT", f"/v1/calls/{provider_call_id}", _transfer_body(to_e164, caller_id)
+        )
+        if response.status_code < 300:
+            return
+        if response.status_code in (404, 410) or (
+            response.status_code in (400, 409) and _mentions_ended(response)
+        ):
+            raise ProviderError(
+                "rejected",
+                f"the call is not in progress: {_error_text(response)}",
+                status=response.status_code,
+            )
+        if response.status_code in (400, 422):
+            names = _invalid_parameter_names(response)
+            code: ProviderErrorCode = (
+                "invalid_number" if any("number" in name for name in names) else "rejected"
+            )
+            raise ProviderError(code, _error_text(response), status=response.status_code)
         raise _map_http_error(response)
 
     # --- webhooks ---

@@ -8,9 +8,10 @@ from providers.tts.base import TtsProvider
 from providers.tts.cartesia import CartesiaTts
 from providers.tts.deepgram import DeepgramTts
 from providers.tts.elevenlabs import ElevenLabsTts
+from providers.tts.google import GoogleTts
 from providers.tts.openai import OpenAiTts
 
-TTS_PROVIDERS = ("deepgram", "openai", "elevenlabs", "cartesia")
+TTS_PROVIDERS = ("deepgram", "openai", "elevenlabs", "cartesia", "google")
 
 
 def build_tts_provider(
@@ -27,9 +28,12 @@ def build_tts_provider(
     cartesia_api_key: str | None = None,
     cartesia_base_url: str | None = None,
     cartesia_version: str | None = None,
+    google_tts_api_key: str | None = None,
+    google_tts_base_url: str | None = None,
     timeout: float = 10.0,
 ) -> TtsProvider:
-    """`name` is one of TTS_PROVIDERS; `model` overrides the provider's default model.
+    """`name` is one of TTS_PROVIDERS; `model` overrides the provider's default model (for Google, where
+    the voice name carries the priced tier, pass `providers.tts.google.voice_model(voice_name)`).
 
     Raises ValueError for an unknown provider or a missing API key (a configuration error)."""
     options: dict = {"http_client": http_client, "timeout": timeout}
@@ -53,6 +57,10 @@ def build_tts_provider(
         if cartesia_version:
             options["version"] = cartesia_version
         return CartesiaTts(_required(name, "CARTESIA_API_KEY", cartesia_api_key), **options)
+    if name == "google":
+        if google_tts_base_url:
+            options["base_url"] = google_tts_base_url
+        return GoogleTts(_required(name, "GOOGLE_TTS_API_KEY", google_tts_api_key), **options)
     raise ValueError(f"unknown TTS provider {name!r}; expected one of {', '.join(TTS_PROVIDERS)}")
 
 

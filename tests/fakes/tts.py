@@ -1,6 +1,6 @@
-"""Local TTS servers speaking the Deepgram Aura, ElevenLabs and Cartesia REST protocols.
+"""Local TTS servers speaking the Deepgram Aura, ElevenLabs, Cartesia and Google REST protocols.
 
-One ASGI app serves all three paths:
+One ASGI app serves all four paths:
 
 * Deepgram  `POST /v1/speak?model=&encoding=&sample_rate=&container=`  `Authorization: Token <key>`,
   body `{"text"}`. As the real API, the default container is WAV: a request that forgets
@@ -9,6 +9,9 @@ One ASGI app serves all three paths:
   body `{"text", "model_id"}`; formats `ulaw_8000`, `alaw_8000`, `pcm_<rate>`.
 * Cartesia  `POST /tts/bytes`  `X-API-Key` + `Cartesia-Version`, body `{model_id, transcript,
   voice: {mode: "id", id}, output_format: {container: "raw", encoding, sample_rate}, language?}`.
+* Google    `POST /v1/text:synthesize`  `X-Goog-Api-Key`, body `{input: {text}, voice: {languageCode,
+  name?}, audioConfig: {audioEncoding, sampleRateHertz}}`; answers (not streamed) `{"audioContent":
+  <base64>}`, which for LINEAR16/MULAW/ALAW is a WAV file, RIFF header included, as the real API does.
 
 Each answers with real audio in the requested encoding and rate: a tone whose length is
 `seconds_per_char` × characters, streamed in `chunk_ms` pieces after `first_byte_delay`. `faults` (a
@@ -18,6 +21,7 @@ request is recorded in `requests` (`extra["audio_bytes"]` = bytes the fake meant
 
 from __future__ import annotations
 
+import base64
 import struct
 from collections import deque
 from collections.abc import Iterable
@@ -48,6 +52,7 @@ _DEEPGRAM_RATES = {
 _ELEVENLABS_PCM_RATES = {8000, 16000, 22050, 24000, 44100, 48000}
 _CARTESIA_RATES = {8000, 16000, 22050, 24000, 44100, 48000}
 _CARTESIA_ENCODINGS = {"pcm_mulaw", "pcm_alaw", "pcm_s16le", "pcm_f32le"}
+_GOOGLE_ENCODINGS = {"LINEAR16": "pcm16", "MULAW": "mulaw", "ALAW": "alaw"}
 
 
 def encode(pcm: bytes, encoding: str) -> bytes:
@@ -78,6 +83,10 @@ def wav_header(encoding: str, rate: int, data_len: int) -> bytes:
     )
 
 
+def _google_error(code: int, status: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "status": status}}
+
+
 @dataclass
 class FakeTts:
     api_key: str = "test-key"  # the same key is accepted by all three providers
@@ -103,6 +112,8 @@ class FakeTts:
             await self._elevenlabs(request, receive, send)
         elif request.method == "POST" and path == "/tts/bytes":
             await self._cartesia(request, receive, send)
+        elif request.method == "POST" and path == "/v1/text:synthesize":
+            await self._google(request, receive, send)
         else:
             await send_json(send, 404, {"error": f"no fake TTS at {request.method} {path}"})
 
@@ -218,6 +229,64 @@ class FakeTts:
             output["sample_rate"],
             error_body={"error": "Fault injected."},
         )
+
+    async def _google(self, request: RecordedRequest, receive: Receive, send: Send) -> None:
+        key = request.headers.get("x-goog-api-key") or request.query.get("key")
+        if key != self.api_key:
+            # As Google: no key is 403 PERMISSION_DENIED, a wrong key 400 INVALID_ARGUMENT.
+            status, reason = (403, "PERMISSION_DENIED") if not key else (400, "INVALID_ARGUMENT")
+            await send_json(send, status, _google_error(status, reason, "API key not valid."))
+            return
+        body = request.json if isinstance(request.json, dict) else {}
+        text = (body.get("input") or {}).get("text")
+        voice = body.get("voice") or {}
+        config = body.get("audioConfig") or {}
+        encoding = config.get("audioEncoding")
+        rate = config.get("sampleRateHertz", 24000)
+        name = voice.get("name") or ""
+        problem = None
+        if not isinstance(text, str) or not text or len(text.encode()) > 5000:
+            problem = "input.text must be 1-5000 bytes"
+        elif not voice.get("languageCode"):
+            problem = "voice.languageCode is required"
+        elif name and not name.startswith(voice["languageCode"] + "-"):
+            problem = f"Requested language code '{voice['languageCode']}' doesn't match the voice '{name}'."
+        elif encoding not in _GOOGLE_ENCODINGS or not isinstance(rate, int) or not 8000 <= rate <= 48000:
+            problem = f"this fake does not produce {encoding} at {rate} Hz"
+        if problem:
+            await send_json(send, 400, _google_error(400, "INVALID_ARGUMENT", problem))
+            return
+        assert isinstance(self.faults, deque)
+        fault = self.faults.popleft() if self.faults else None
+        if fault is not None and fault.kind == "status":
+            reason = {429: "RESOURCE_EXHAUSTED", 503: "UNAVAILABLE"}.get(fault.status, "INTERNAL")
+            await send_json(send, fault.status, _google_error(fault.status, reason, "Fault injected."))
+            return
+        codec = _GOOGLE_ENCODINGS[encoding]
+        audio = encode(pcm16_tone(len(text) * self.seconds_per_char, rate=rate, freq=330.0), codec)
+        request.extra.update(audio_bytes=len(audio), encoding=codec, sample_rate=rate)
+        payload = b'{"audioContent": "%s"}' % base64.b64encode(wav_header(codec, rate, len(audio)) + audio)
+        async with DisconnectWatch(receive) as watch:
+            if fault is not None and fault.kind == "hang" and fault.after_chunks == 0:
+                await watch.until_disconnect()
+                request.disconnected = True
+                return
+            await watch.sleep(self.first_byte_delay)
+            if watch.disconnected:
+                request.disconnected = True
+                return
+            headers = [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+            ]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            if fault is not None:  # hang or cut after part of the body
+                await send_chunk(send, payload[: len(payload) // 2])
+                if fault.kind == "hang":
+                    await watch.until_disconnect()
+                    request.disconnected = True
+                return
+            await send({"type": "http.response.body", "body": payload})
 
     # -- audio ----------------------------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ MULAW_8K = MediaFormat(encoding="mulaw", sample_rate=8000)
 L16_16K = MediaFormat(encoding="l16", sample_rate=16000)
 TEXT = "Your table for two is booked for eight tonight."  # 47 characters → 2.82 s at 0.06 s/char
 SECONDS = len(TEXT) * 0.06
+VOICES = {"openai": "alloy", "google": "en-US-Neural2-F"}  # providers that check the voice's form
 
 
 @contextlib.asynccontextmanager
@@ -213,13 +214,13 @@ async def test_registry_builds_each_provider_against_its_base_url() -> None:
             "openai_base_url": f"{urls['http']}/v1",
             "elevenlabs_base_url": urls["http"],
             "cartesia_base_url": urls["http"],
+            "google_tts_api_key": "test-key",
+            "google_tts_base_url": urls["http"],
         }
         for name in TTS_PROVIDERS:
             provider = build_tts_provider(name, http_client=http, **keys)
             assert provider.name == name
-            audio = b"".join(
-                await synthesize(provider, MULAW_8K, voice="alloy" if name == "openai" else "v1")
-            )
+            audio = b"".join(await synthesize(provider, MULAW_8K, voice=VOICES.get(name, "v1")))
             assert len(audio) == pytest.approx(SECONDS * 8000, abs=2)
             await provider.aclose()
         custom = build_tts_provider("cartesia", http_client=http, model="sonic-turbo", **keys)

@@ -85,6 +85,8 @@ class MediaPort(Protocol):
 
     async def hangup(self, reason: str) -> None: ...
 
+    def detach(self, reason: str) -> None: ...
+
 
 # --- controller events ---
 
@@ -350,11 +352,15 @@ class CallSession:
                 tts={"provider": setup.tts.name, "model": setup.tts.model, "voice": setup.voice_id},
                 language=setup.language,
             )
-        return {
+        records: dict[str, Any] = {
             "usage": self.usage.to_builtins(),
             "latency": latency_summary(self.latencies),
             "conversation": conversation,
         }
+        if conversation["end_reason"] == "transferred":
+            # The call itself ends later, with the carrier's status (which carries no reason): say why here.
+            records["end_reason"] = "transferred"
+        return records
 
     def _ms(self, at: float) -> int:
         return max(0, int(round((at - self.t0) * 1000)))
@@ -711,20 +717,24 @@ class CallSession:
             await self._finish("agent_ended")
             return True
         target = arg
+        # Recorded before the request: a carrier that moves the call ends our media leg at once, possibly before
+        # its REST answer is in, and that cancels this task (on_stop then writes these records).
+        self.end_reason = "transferred"
+        self.stats["transferred_to"] = target.name
         try:
             await self.services.transfer(self.call, target.phone)
         except ProviderError as exc:
-            log.warning("transfer failed", extra={"detail": str(exc)[:300]})
+            log.warning("transfer failed", extra={"code": exc.code, "detail": str(exc)[:300]})
+            self.end_reason = None
+            del self.stats["transferred_to"]
             self.stats["transfer_failed"] = exc.code
             self._start_turn("say", text=TRANSFER_FAILED_TEXT, trigger="transfer_failed")
             return False
-        self.end_reason = "transferred"
-        self.stats["transferred_to"] = target.name
         # The carrier now ends our media leg (Twilio: stop; Vonage: close), which cancels this task. If it does
         # not, end the session without hanging up: that would drop the transferred caller.
         await asyncio.sleep(self.cfg.transfer_stop_timeout)
         if not self.media.ended:
-            _detach(self.media, "transferred")
+            self.media.detach("transferred")
         return True
 
     async def _wait_played(self, turn: _AgentTurn) -> None:
@@ -999,14 +1009,3 @@ def _loop_time_at(deadline: float, clock: Callable[[], float]) -> float:
     """A deadline on `clock` as event-loop time (the same clock unless a test substitutes one)."""
     loop = asyncio.get_running_loop()
     return loop.time() + (deadline - clock())
-
-
-def _detach(media: MediaPort, reason: str) -> None:
-    """End the media session without hanging the call up (after a transfer the call lives on elsewhere)."""
-    detach = getattr(media, "detach", None)
-    if detach is not None:
-        detach(reason)
-        return
-    end = getattr(media, "_end", None)
-    if end is not None:
-        end(reason, hang_up=False)

@@ -19,7 +19,9 @@ from providers.llm.base import LlmProvider
 from providers.llm.openai import OpenAiLlm
 from providers.stt.base import SttProvider
 from providers.stt.deepgram import DeepgramStt
+from providers.telephony.base import ProviderError
 from providers.tts.base import TtsProvider
+from providers.tts.google import voice_model
 from providers.tts.registry import TTS_PROVIDERS, build_tts_provider
 from voice_service.agents.schemas import AgentConfig
 from voice_service.calls.schemas import CallInfo
@@ -165,6 +167,8 @@ class RuntimeServices:
                 elevenlabs_base_url=s.elevenlabs_base_url,
                 cartesia_api_key=s.cartesia_api_key,
                 cartesia_base_url=s.cartesia_base_url,
+                google_tts_api_key=s.google_tts_api_key,
+                google_tts_base_url=s.google_tts_base_url,
             ),
         )
 
@@ -198,15 +202,27 @@ class RuntimeServices:
         config = agent_config(agent.get("config"))
         variables = prompts.call_variables(lead, call.variables)
         language = agent.get("language") or DEFAULT_LANGUAGE
-        tts_provider, voice_name, tts_model = settings.default_tts_provider, settings.default_tts_voice, None
+        tts: TtsProvider | None = None
+        voice_name: str | None = None
         if voice is not None and voice.get("provider") in TTS_PROVIDERS:
             tts_provider, voice_name = voice["provider"], voice["provider_voice_id"]
             tts_model = (voice.get("metadata") or {}).get("model")
+            if tts_provider == "google" and not tts_model:
+                tts_model = voice_model(voice_name)  # the voice name carries Google's priced tier
+            try:
+                tts = self.tts(tts_provider, tts_model)
+            except ValueError as exc:  # the provider's credentials are not configured on this deployment
+                log.warning(
+                    "voice provider not configured, using the default voice", extra={"detail": str(exc)}
+                )
         elif voice is not None:
             log.warning(
                 "voice provider not supported, using the default voice",
                 extra={"provider": voice.get("provider")},
             )
+        if tts is None:
+            voice_name = settings.default_tts_voice
+            tts = self.tts(settings.default_tts_provider, None)
         return CallSetup(
             config=config,
             system_prompt=prompts.system_prompt(agent, config, direction=call.direction, variables=variables),
@@ -216,7 +232,7 @@ class RuntimeServices:
             stt=self.stt(config.stt_model),
             llm=self.llm(),
             llm_model=config.llm_model or settings.openai_model,
-            tts=self.tts(tts_provider, tts_model),
+            tts=tts,
             voice_id=voice_name,
             tools=tools.tool_schemas(config.transfer_targets),
             country=country_of(remote_number(call)),
@@ -232,6 +248,6 @@ class RuntimeServices:
 
     async def transfer(self, call: CallInfo, to_e164: str) -> None:
         if not call.provider or not call.provider_call_id:
-            raise tools.ProviderError("rejected", "the call has no provider call id to transfer")
+            raise ProviderError("rejected", "the call has no provider call id to transfer")
         provider = await get_provider(self.runtime, call.provider)
-        await tools.transfer_call(provider, call.provider_call_id, to_e164, caller_id=own_number(call))
+        await provider.transfer(call.provider_call_id, to_e164, caller_id=own_number(call))

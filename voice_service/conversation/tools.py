@@ -1,27 +1,15 @@
-"""The tools the conversation LLM may call (`end_call`, `transfer_call`) and the call transfer itself.
-
-Transfer goes through the call's telephony provider with the provider's own REST client. The provider
-protocol has no transfer method (yet), so this module reaches the adapters' clients:
-
-* Twilio (and the simulator, Twilio's wire format): update the live call with `<Dial>` TwiML. Twilio then
-  ends the `<Connect><Stream>` (the media socket gets `stop`) and dials the target.
-* Vonage: `PUT /v1/calls/{uuid}` with a `transfer` action to an NCCO that connects the target. The
-  WebSocket leg is closed by Vonage (1000) once the phone leg has moved.
+"""The tools the conversation LLM may call (`end_call`, `transfer_call`): their OpenAI schemas, argument parsing
+and target lookup. The transfer itself is the call's telephony provider's `transfer` (TelephonyProvider).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
-from xml.sax.saxutils import escape, quoteattr
 
-import aiohttp
 import msgspec
-from twilio.base.exceptions import TwilioException, TwilioRestException
 
-from providers.telephony.base import ProviderError, TelephonyProvider
-from providers.telephony.twilio import TwilioProvider
-from providers.telephony.vonage import VonageProvider
+from providers.telephony.base import TelephonyProvider
 from voice_service.agents.schemas import TransferTarget
 
 END_CALL = "end_call"
@@ -93,42 +81,8 @@ def find_target(targets: Sequence[TransferTarget], wanted: Any) -> TransferTarge
     return None
 
 
-def _dial_twiml(to_e164: str, caller_id: str | None) -> str:
-    caller = f" callerId={quoteattr(caller_id)}" if caller_id else ""
-    return f"<Response><Dial{caller}><Number>{escape(to_e164)}</Number></Dial></Response>"
-
-
 async def transfer_call(
     provider: TelephonyProvider, provider_call_id: str, to_e164: str, *, caller_id: str | None
 ) -> None:
-    """Move the live call to `to_e164`. Raises ProviderError."""
-    if isinstance(provider, TwilioProvider):
-        try:
-            # TwilioProvider has no transfer method; its lazily built REST client is the one to use.
-            await provider._rest().calls(provider_call_id).update_async(twiml=_dial_twiml(to_e164, caller_id))
-        except TwilioRestException as exc:
-            code = "rejected" if 400 <= exc.status < 500 else "unavailable"
-            raise ProviderError(code, exc.msg, status=exc.status, retryable=exc.status >= 500) from exc
-        except (TwilioException, aiohttp.ClientError, TimeoutError) as exc:
-            raise ProviderError("unavailable", f"Twilio transfer failed: {exc!r}", retryable=True) from exc
-        return
-    if isinstance(provider, VonageProvider):
-        connect: dict[str, Any] = {
-            "action": "connect",
-            "endpoint": [{"type": "phone", "number": to_e164.removeprefix("+")}],
-        }
-        if caller_id:
-            connect["from"] = caller_id.removeprefix("+")
-        body = {"action": "transfer", "destination": {"type": "ncco", "ncco": [connect]}}
-        response = await provider._request("PUT", f"/v1/calls/{provider_call_id}", body)
-        if response.status_code >= 300:
-            detail = response.text[:300]
-            code = "rejected" if response.status_code < 500 else "unavailable"
-            raise ProviderError(
-                code,
-                f"Vonage transfer failed: {detail}",
-                status=response.status_code,
-                retryable=code == "unavailable",
-            )
-        return
-    raise ProviderError("rejected", f"provider {provider.name!r} cannot transfer calls")
+    """Move the live call to `to_e164` through its provider. Raises ProviderError."""
+    await provider.transfer(provider_call_id, to_e164, caller_id=caller_id)

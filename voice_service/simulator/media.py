@@ -349,7 +349,7 @@ async def run_media_leg(
     try:
         await leg.start(custom, content_type)
         async with asyncio.TaskGroup() as tg:
-            talk = tg.create_task(leg.talk())
+            talk = tg.create_task(_quiet(leg.talk()))  # the socket may close while the caller talks
             receive = tg.create_task(_quiet(leg.receive()))
             player = tg.create_task(_quiet(leg.player.run()))
             hung_up = tg.create_task(hangup.wait())

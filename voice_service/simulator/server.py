@@ -3,16 +3,19 @@
 A small raw ASGI server (uvicorn, no framework) emulates the REST endpoints the adapters call:
 
     POST /2010-04-01/Accounts/{sid}/Calls.json        Twilio: create a call (Basic auth: sid + token)
-    POST /2010-04-01/Accounts/{sid}/Calls/{CA…}.json  Twilio: update (Status=completed|canceled hangs up)
+    POST /2010-04-01/Accounts/{sid}/Calls/{CA…}.json  Twilio: update (Status=completed|canceled hangs up;
+                                                      Twiml=<Response><Dial>… transfers)
     POST /v1/calls                                    Vonage: create a call (Bearer application JWT)
-    PUT  /v1/calls/{uuid}                             Vonage: {"action": "hangup"}
+    PUT  /v1/calls/{uuid}                             Vonage: {"action": "hangup"} | {"action": "transfer", …}
 
 Each placed call plays its callee per a Scenario: ring, then answer (or busy / no-answer / fail), answering-
 machine results, the media WebSocket with the exact message sequence of PROTOCOLS.md streaming the caller's
 audio (a WAV file or generated speech) at real time or faster, then a normal hang-up and the final status with
-its duration. Status webhooks are signed like the providers sign them (Twilio's RequestValidator algorithm with
-the account's token; Vonage's HS256 JWT with payload_hash, iat, jti). `start_inbound_call` plays a caller
-dialling one of the service's numbers through the voice/answer webhook.
+its duration. A transfer ends the media leg the way the carrier does (Twilio: `stop`, then the socket closes;
+Vonage: close 1000), records `transferred_to`, and the call goes on with the target until `transferred_seconds`
+later, when it completes with its final status. Status webhooks are signed like the providers sign them
+(Twilio's RequestValidator algorithm with the account's token; Vonage's HS256 JWT with payload_hash, iat, jti).
+`start_inbound_call` plays a caller dialling one of the service's numbers through the voice/answer webhook.
 
     async with Simulator(service_url=..., twilio_accounts={sid: token}) as sim:
         sim.scenarios["+15551230001"] = Scenario(answer="busy")
@@ -75,6 +78,8 @@ class Scenario:
     drop_after: float | None = None  # abort the media TCP connection (no stop, no close) after this long
     dtmf: tuple[tuple[float, str], ...] = ()
     rest_status: int | None = None  # answer the place-call request with this HTTP error instead
+    transfer_status: int | None = None  # answer a transfer request with this HTTP error instead
+    transferred_seconds: float = 0.5  # how long the transfer target talks before hanging up
     vonage_rate_per_minute: str = "0.01270000"
 
 
@@ -102,11 +107,28 @@ class SimCall:
     rejected_message: str | None = None  # inbound: what a <Say>/talk rejection said
     custom_parameters: dict[str, str] = field(default_factory=dict)
     hangup_requested: asyncio.Event = field(default_factory=asyncio.Event)
+    # Set when the carrier ends the media leg: a hang-up or a transfer request.
+    media_end: asyncio.Event = field(default_factory=asyncio.Event)
+    transferred_to: str | None = None  # the E.164 number the service transferred the call to
+    transfer_caller_id: str | None = None  # the caller id it asked to show the target (E.164), if any
     done: asyncio.Event = field(default_factory=asyncio.Event)
     answered_at: float | None = None
     ended_at: float | None = None
     duration: int | None = None  # seconds, as reported in the final status
     error: str | None = None
+
+    @property
+    def in_progress(self) -> bool:
+        """Answered, and the media leg has not ended (a hang-up or transfer request ends it)."""
+        return self.answered_at is not None and not self.media_end.is_set() and not self.done.is_set()
+
+    def hang_up(self) -> None:
+        self.hangup_requested.set()
+        self.media_end.set()
+
+    def transfer(self, to: str, caller_id: str | None) -> None:
+        self.transferred_to, self.transfer_caller_id = to, caller_id
+        self.media_end.set()
 
     @property
     def final_status(self) -> str | None:
@@ -459,10 +481,36 @@ class Simulator:
                 "status": 404,
             }
         form = dict(parse_qsl(body.decode(), keep_blank_values=True))
+        if "Twiml" in form:
+            denied = self._twilio_dial(call, form["Twiml"])
+            if denied:
+                return denied
         if form.get("Status") in ("completed", "canceled"):
-            call.hangup_requested.set()
+            call.hang_up()
         status = call.final_status or "in-progress"
         return 200, {"sid": call.id, "account_sid": sid, "status": status, "to": call.to, "from": call.from_}
+
+    def _twilio_dial(self, call: SimCall, twiml: str) -> tuple[int, dict[str, Any]] | None:
+        """New TwiML on a live call: a <Dial><Number> transfers it. An error response, or None."""
+        try:
+            dial = ET.fromstring(twiml).find("Dial")
+        except ET.ParseError:
+            return 400, {"code": 12100, "message": "Document parse failure", "status": 400}
+        if dial is None:
+            return None
+        number = dial.find("Number")
+        if number is None or not (number.text or "").strip():
+            return 400, {"code": 13224, "message": "Dial: Invalid phone number", "status": 400}
+        if not call.in_progress:
+            return 400, {"code": 21220, "message": "Call is not in-progress. Cannot redirect.", "status": 400}
+        if call.scenario.transfer_status is not None:
+            return call.scenario.transfer_status, {
+                "code": 20000 + call.scenario.transfer_status,
+                "message": f"Simulated error {call.scenario.transfer_status}",
+                "status": call.scenario.transfer_status,
+            }
+        call.transfer((number.text or "").strip(), dial.get("callerId"))
+        return None
 
     async def _vonage_create(self, headers: Mapping[str, str], body: bytes) -> tuple[int, dict[str, Any]]:
         scheme, _, token = headers.get("authorization", "").partition(" ")
@@ -518,8 +566,45 @@ class Simulator:
                 "title": "Not Found",
                 "detail": f"Call {call_uuid} was not found or has already completed",
             }
-        if _json_decoder.decode(body).get("action") == "hangup":
-            call.hangup_requested.set()
+        request = _json_decoder.decode(body)
+        action = request.get("action")
+        if action == "hangup":
+            call.hang_up()
+        elif action == "transfer":
+            return self._vonage_transfer(call, request)
+        return 204, {}
+
+    def _vonage_transfer(self, call: SimCall, request: Any) -> tuple[int, dict[str, Any]]:
+        """A transfer to an NCCO that connects a phone endpoint."""
+        destination = request.get("destination") or {}
+        phone: dict[str, Any] = {}
+        connect: dict[str, Any] = {}
+        for action in destination.get("ncco") or []:
+            if action.get("action") == "connect":
+                connect = action
+                phone = next((e for e in action.get("endpoint", []) if e.get("type") == "phone"), {})
+        if destination.get("type") != "ncco" or not phone.get("number"):
+            return 400, {
+                "type": "https://developer.nexmo.com/api-errors#bad-request",
+                "title": "Bad Request",
+                "invalid_parameters": [{"name": "destination", "reason": "no connect action to a phone"}],
+            }
+        if not call.in_progress:
+            return 400, {
+                "type": "https://developer.nexmo.com/api-errors#bad-request",
+                "title": "Bad Request",
+                "detail": f"Call {call.id} is not in progress: it has already completed",
+            }
+        if call.scenario.transfer_status is not None:
+            return call.scenario.transfer_status, {
+                "type": "https://developer.nexmo.com/api-errors",
+                "title": "Simulated error",
+                "detail": f"Simulated error {call.scenario.transfer_status}",
+            }
+        caller_id = connect.get("from")
+        call.transfer(
+            "+" + str(phone["number"]).lstrip("+"), "+" + str(caller_id).lstrip("+") if caller_id else None
+        )
         return 204, {}
 
     # --- webhooks to the service ---
@@ -549,6 +634,11 @@ class Simulator:
         )
         call.webhook_statuses.append(response.status_code)
         return response.status_code
+
+    async def _transferred_leg(self, call: SimCall) -> None:
+        """After a transfer the call goes on with the target until it hangs up (or the service hangs up)."""
+        if call.transferred_to is not None:
+            await self._wait_hangup(call, call.scenario.transferred_seconds)
 
     async def _wait_hangup(self, call: SimCall, seconds: float) -> bool:
         """Sleep `seconds`; True if the service hung up meanwhile."""
@@ -645,9 +735,10 @@ class Simulator:
                 custom=params,
                 call_sid=call.id,
                 account_sid=call.account_sid,
-                hangup=call.hangup_requested,
+                hangup=call.media_end,
                 headers={"X-Twilio-Signature": twilio_signature(token, url)},
             )
+            await self._transferred_leg(call)
         call.ended_at = time.time()
         call.duration = round(call.ended_at - (call.answered_at or call.ended_at))
 
@@ -736,8 +827,9 @@ class Simulator:
                 custom=headers,
                 content_type=content_type,
                 call_sid=call.id,
-                hangup=call.hangup_requested,
+                hangup=call.media_end,
             )
+            await self._transferred_leg(call)
         call.ended_at = time.time()
         call.duration = round(call.ended_at - (call.answered_at or call.ended_at))
 
