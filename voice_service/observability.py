@@ -126,8 +126,12 @@ class RequestContextMiddleware:
                 message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
             await send(message)
 
+        if scope["type"] == "websocket":
+            # Media sockets send 50 frames/s per call: no wrapper on that path. `asgi_send` lets the media route
+            # send its frames past the framework's wrappers too (they only watch the accept/close).
+            scope["state"]["asgi_send"] = send
         try:
-            await self.app(scope, receive, send_wrapper)
+            await self.app(scope, receive, send_wrapper if scope["type"] == "http" else send)
         finally:
             if scope["type"] == "http":
                 metrics: Metrics | None = getattr(scope.get("app").state, "metrics", None) if scope.get("app") else None

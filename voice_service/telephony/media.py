@@ -139,7 +139,8 @@ async def serve_media(scope: Any, receive: Receive, send: Send, kind: MediaKind)
         codec=codec,
         started=started,
         receive=receive,
-        send=send,
+        # The accept went through the framework's send wrappers; the frames need not (see observability).
+        send=scope.get("state", {}).get("asgi_send", send),
         runtime=runtime,
         clean_close_codes=clean_codes,
     )
