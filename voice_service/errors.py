@@ -10,6 +10,7 @@ import re
 from typing import Any
 
 import asyncpg
+import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
 from litestar.exceptions import NotFoundException as LitestarNotFound
@@ -112,6 +113,14 @@ def _validation(request: Request[Any, Any, Any], exc: ValidationException) -> Re
             errors.append({"field": field, "message": msg, "source": item.get("source")})
     if not errors:
         errors.append({"field": _field_of(exc.detail, None), "message": exc.detail})
+    cause = exc.__cause__
+    if len(errors) == 1 and isinstance(cause, msgspec.ValidationError):
+        # Litestar builds the key by deleting every "data." from the path ("metadata.direction" becomes
+        # "metadirection"); msgspec's own message still has the whole path, under the body's "data" root.
+        text = str(cause)
+        text = text.replace("`$.data.", "`$.", 1).replace("`$.data`", "`$`", 1)
+        if _MSGSPEC_PATH.search(text):
+            errors[0]["field"] = _field_of(text, None)
     first = errors[0]
     detail = f"{first['field']}: {first['message']}" if first.get("field") else str(first["message"])
     return problem(400, "Invalid request", detail, request, errors)
