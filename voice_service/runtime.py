@@ -45,7 +45,11 @@ async def open_runtime(settings: Settings, *, apply_migrations: bool = True) -> 
                 log.info("migrations applied", extra={"count": len(applied)})
         pool = await create_pool(dsn, min_size=settings.pool_min_size, max_size=settings.pool_max_size)
         stack.push_async_callback(pool.close)
+        # Every live call streams an LLM reply and TTS audio each turn through this one client: the pool must
+        # hold a few connections per concurrent call, and keep them alive between turns (a new TLS handshake to
+        # the provider would land on the caller's wait).
         http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0),
-                                 limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
+                                 limits=httpx.Limits(max_connections=2000, max_keepalive_connections=1000,
+                                                     keepalive_expiry=60.0))
         stack.push_async_callback(http.aclose)
         yield Runtime(settings=settings, dsn=dsn, pool=pool, http=http, exit_stack=stack)
