@@ -1,13 +1,18 @@
 """The default GLOBAL price catalog (tenant_id NULL), in USD, effective from 2025-01-01.
 
 Prices are providers' published pay-as-you-go list prices as the author knew them for early 2025; none could be
-fetched from this build environment, so every description names its source page and says which figures are
+fetched from the build environment, so every description names its source page and says which figures are
 approximate. Tenants override any row with their own (negotiated) prices.
 
-``sql/0030_default_pricing.sql`` inserts the same rows; it is generated from this module and a unit test keeps
-the two in sync:
+Three migrations carry these rows, each generated from this module and kept in sync by a unit test:
 
-    .venv/bin/python -m analysis.catalog_default > sql/0030_default_pricing.sql
+    .venv/bin/python -m analysis.catalog_default > sql/0030_default_pricing.sql        (INITIAL_PRICES)
+    .venv/bin/python -m analysis.catalog_default 0034 > sql/0034_google_tts_pricing.sql (GOOGLE_TTS_PRICES)
+    .venv/bin/python -m analysis.catalog_default 0035 > sql/0035_verified_pricing.sql   (VERIFICATIONS)
+
+0030 and 0034 are applied, so their rows stay as first inserted; what a later check against a stored copy of the
+provider's price page found lives in VERIFICATIONS, and DEFAULT_PRICES is the 0030 rows with those findings
+applied (the catalog as the database holds it after 0035).
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
+
+import msgspec
 
 from analysis.pricing import PriceRow
 
@@ -35,6 +42,18 @@ _PER_1K = Decimal(1000)
 _PER_1M = Decimal(1_000_000)
 
 
+def _row_id(
+    category: str,
+    provider: str,
+    model: str | None,
+    unit: str,
+    direction: str | None = None,
+    country: str | None = None,
+) -> str:
+    key = "|".join([category, provider, model or "", unit, direction or "", country or ""])
+    return str(uuid.uuid5(_NAMESPACE, key))
+
+
 def _row(
     category: str,
     provider: str,
@@ -44,18 +63,8 @@ def _row(
     description: str,
     **metadata: Any,
 ) -> PriceRow:
-    key = "|".join(
-        [
-            category,
-            provider,
-            model or "",
-            unit,
-            str(metadata.get("direction", "")),
-            str(metadata.get("country", "")),
-        ]
-    )
     return PriceRow(
-        id=str(uuid.uuid5(_NAMESPACE, key)),
+        id=_row_id(category, provider, model, unit, metadata.get("direction"), metadata.get("country")),
         tenant_id=None,
         category=category,
         provider=provider,
@@ -86,7 +95,8 @@ def _tokens(model: str, input_per_1m: str, output_per_1m: str) -> list[PriceRow]
     ]
 
 
-DEFAULT_PRICES: tuple[PriceRow, ...] = (
+# The rows as sql/0030_default_pricing.sql inserted them (applied: never edit a row here, add a VERIFICATION).
+INITIAL_PRICES: tuple[PriceRow, ...] = (
     # --- telephony: per minute, rounding in metadata ---
     _row(
         "telephony",
@@ -283,6 +293,101 @@ GOOGLE_TTS_PRICES: tuple[PriceRow, ...] = (
 )
 
 
+# --- verification against the providers' published prices -------------------------------------------------------
+
+
+class Verification(msgspec.Struct, frozen=True, kw_only=True):
+    """What checking one applied row against a stored copy of its provider's price page found."""
+
+    description: str
+    # Set only when the published price differs: the old row is closed at VERIFIED_AT (calls before it keep their
+    # price) and a new row carries this price from then on. None: the row keeps its price, only the text changes.
+    unit_price: Decimal | None = None
+
+
+# Price corrections take effect from this instant (the check was made on 2026-11-22).
+VERIFIED_AT = datetime(2026, 11, 22, tzinfo=UTC)
+
+_TWILIO_VOLUME = "https://support.twilio.com/hc/en-us/articles/223183328-How-Volume-Pricing-works-at-Twilio"
+_TWILIO_ROUNDING = "https://www.twilio.com/en-us/changelog/billing-changes-for-voice-insights-advanced-features-usage-trunking"
+_OPENAI_TTS_1 = "https://developers.openai.com/api/docs/models/tts-1"
+_OPENAI_MINI_TTS = "https://developers.openai.com/ja-JP/api/docs/models/gpt-4o-mini-tts"
+_OPENAI_MINI_TTS_ESTIMATE = (
+    "https://community.openai.com/t/understanding-gpt-4o-mini-tts-pricing-input-characters-cost/1151816"
+)
+
+# Keyed by row id. Rows not listed here could not be checked: no stored copy of the provider's own page stated
+# their price (third-party summaries were found but are not the provider's list price), so they keep the
+# wording 0030 or 0034 gave them.
+VERIFICATIONS: dict[str, Verification] = {
+    _row_id("telephony", "twilio", None, "minute", "inbound", "US"): Verification(
+        description=(
+            "Twilio US inbound voice to a local number (receive calls), $0.0085/min, each call rounded up to the "
+            f"whole minute. Rate verified against {_TWILIO_VOLUME} (as stored, undated: its worked example bills "
+            f"inbound local minutes at $0.0085/min); rounding verified against {_TWILIO_ROUNDING} (as stored, "
+            f"2022-09-27: voice usage rounds up to the next minute). Price list: {_TWILIO}."
+        ),
+    ),
+    _row_id("telephony", "twilio", None, "minute", "outbound", "US"): Verification(
+        description=(
+            "Twilio US outbound voice (make calls), $0.0140/min, each call rounded up to the whole minute. "
+            f"Rounding verified against {_TWILIO_ROUNDING} (as stored, 2022-09-27). Rate not confirmed: no stored "
+            f"copy of {_TWILIO} was found, and the undated worked example in {_TWILIO_VOLUME} bills outbound "
+            "minutes at $0.013/min. Approximate, verify."
+        ),
+    ),
+    _row_id("tts", "openai", "tts-1", "character"): Verification(
+        description=(
+            f"OpenAI tts-1, $15.00 per 1M characters; verified against {_OPENAI_TTS_1} (as stored, undated)."
+        ),
+    ),
+    _row_id("tts", "openai", "gpt-4o-mini-tts", "minute"): Verification(
+        description=(
+            "OpenAI gpt-4o-mini-tts is billed by tokens: $0.60 per 1M text input tokens and $12.00 per 1M audio "
+            f"output tokens, verified against {_OPENAI_MINI_TTS} (as stored, undated). Priced here per minute of "
+            "generated audio at OpenAI's published estimate of ~$0.015/min (OpenAI's docs as quoted in "
+            f"{_OPENAI_MINI_TTS_ESTIMATE}, 2025), since the speech endpoint reports no token usage for raw PCM. "
+            "The per-minute figure is OpenAI's estimate, not a list price."
+        ),
+    ),
+}
+
+
+def apply_verifications(
+    rows: tuple[PriceRow, ...],
+    verifications: dict[str, Verification] | None = None,
+    at: datetime = VERIFIED_AT,
+) -> tuple[PriceRow, ...]:
+    """``rows`` as the database holds them once the verification migration ran."""
+    verifications = VERIFICATIONS if verifications is None else verifications
+    out: list[PriceRow] = []
+    for row in rows:
+        found = verifications.get(row.id)
+        if found is None:
+            out.append(row)
+        elif found.unit_price is None or found.unit_price == row.unit_price:
+            out.append(msgspec.structs.replace(row, description=found.description))
+        else:
+            out.append(msgspec.structs.replace(row, effective_to=at))
+            out.append(_corrected(row, found.unit_price, found.description, at))
+    return tuple(out)
+
+
+def _corrected(row: PriceRow, unit_price: Decimal, description: str, at: datetime) -> PriceRow:
+    return msgspec.structs.replace(
+        row,
+        id=str(uuid.uuid5(_NAMESPACE, f"{row.id}|{at.isoformat()}")),
+        unit_price=unit_price,
+        description=description,
+        effective_from=at,
+        effective_to=None,
+    )
+
+
+# The 0030 rows as the catalog holds them now (what pricing code and tests should use).
+DEFAULT_PRICES: tuple[PriceRow, ...] = apply_verifications(INITIAL_PRICES)
+
+
 def _sql_literal(value: str | None) -> str:
     if value is None:
         return "NULL"
@@ -301,7 +406,7 @@ def render_sql() -> str:
         "     is_active, metadata)",
         "VALUES",
     ]
-    return "\n".join(lines) + "\n" + _values_sql(DEFAULT_PRICES)
+    return "\n".join(lines) + "\n" + _values_sql(INITIAL_PRICES)
 
 
 def render_google_tts_sql() -> str:
@@ -332,7 +437,49 @@ def _values_sql(rows: tuple[PriceRow, ...]) -> str:
     return ",\n".join(values) + ";\n"
 
 
+def render_verified_sql(
+    verifications: dict[str, Verification] | None = None, at: datetime = VERIFIED_AT
+) -> str:
+    """The 0035 migration file's exact contents: each VERIFICATION applied to the row 0030 or 0034 inserted."""
+    verifications = VERIFICATIONS if verifications is None else verifications
+    applied = {r.id: r for r in INITIAL_PRICES + GOOGLE_TTS_PRICES}
+    unknown = set(verifications) - set(applied)
+    if unknown:
+        raise ValueError(f"verifications for rows no migration inserted: {sorted(unknown)}")
+    lines = [
+        "-- Default GLOBAL price catalog rows checked against stored copies of the providers' price pages.",
+        "-- GENERATED from analysis/catalog_default.py (VERIFICATIONS):",
+        "--   .venv/bin/python -m analysis.catalog_default 0035 > sql/0035_verified_pricing.sql",
+        "-- Do not edit by hand; tests/unit/test_pricing.py checks the two match. A confirmed price only gets a",
+        "-- description citing its source; a corrected price closes the old row (effective_to) and inserts a new",
+        "-- one from that instant, so calls priced before it keep their price.",
+    ]
+    statements = []
+    for row in INITIAL_PRICES + GOOGLE_TTS_PRICES:
+        found = verifications.get(row.id)
+        if found is None:
+            continue
+        where = f"WHERE id = {_sql_literal(row.id)} AND tenant_id IS NULL;"
+        new_price = found.unit_price
+        if new_price is None or new_price == row.unit_price:
+            statements.append(
+                f"UPDATE billing_pricing_catalog SET description = {_sql_literal(found.description)}\n    {where}"
+            )
+            continue
+        statements.append(
+            f"UPDATE billing_pricing_catalog SET effective_to = {_sql_literal(at.isoformat())}\n    {where}"
+        )
+        statements.append(
+            "INSERT INTO billing_pricing_catalog\n"
+            "    (id, tenant_id, category, provider, model, unit, unit_price, description, effective_from, "
+            "effective_to,\n     is_active, metadata)\nVALUES\n"
+            + _values_sql((_corrected(row, new_price, found.description, at),))
+        )
+    return "\n".join(lines) + "\n" + "\n".join(statements) + "\n"
+
+
 if __name__ == "__main__":
     import sys
 
-    print(render_google_tts_sql() if sys.argv[1:] == ["0034"] else render_sql(), end="")
+    renderers = {"0034": render_google_tts_sql, "0035": render_verified_sql}
+    print(renderers.get(sys.argv[1] if sys.argv[1:] else "", render_sql)(), end="")

@@ -322,3 +322,65 @@ def test_default_catalog_prices_a_typical_call() -> None:
     assert all(i.warning is None for i in b.items)
     sim_item = price_usage(sim, catalog_default.DEFAULT_PRICES, at=AT, tenant_id=None).items[0]
     assert (sim_item.cost, sim_item.warning) == (Decimal("0.000000"), None)
+
+
+VERIFIED_SQL_FILE = Path(__file__).resolve().parents[2] / "sql" / "0035_verified_pricing.sql"
+TWILIO_OUT = "527bacc6-4c08-5093-9b99-3176c7b46ccb"  # the 0030 row: twilio/outbound/US
+
+
+def test_verified_pricing_migration_is_generated_from_the_python_catalog() -> None:
+    assert VERIFIED_SQL_FILE.read_text() == catalog_default.render_verified_sql(), (
+        "regenerate: .venv/bin/python -m analysis.catalog_default 0035 > sql/0035_verified_pricing.sql"
+    )
+
+
+def test_verifications_only_reword_rows_and_cite_their_source() -> None:
+    initial = {r.id: r for r in catalog_default.INITIAL_PRICES}
+    current = {r.id: r for r in catalog_default.DEFAULT_PRICES}
+    verified = catalog_default.VERIFICATIONS
+    assert set(current) == set(initial) and verified and set(verified) <= set(initial)
+    for row_id, row in current.items():
+        before = initial[row_id]
+        assert msgspec.structs.replace(row, description=before.description) == before  # no price changed
+        if row_id in verified:
+            assert row.description == verified[row_id].description != before.description
+            assert row.description is not None and len(row.description) <= 2000  # the column's CHECK
+            assert "verified against https://" in row.description.lower()
+        else:
+            assert row.description == before.description
+    assert "0.0085/min" in current["61577099-5f1b-5385-8833-9e93951d9655"].description  # twilio inbound
+    assert "Approximate, verify" in current[TWILIO_OUT].description  # its rate could not be confirmed
+
+
+def test_a_price_correction_closes_the_old_row_so_earlier_calls_keep_their_price() -> None:
+    fix = {
+        TWILIO_OUT: catalog_default.Verification(
+            description="corrected, see https://x", unit_price=Decimal("0.013")
+        )
+    }
+    at = catalog_default.VERIFIED_AT
+    rows = catalog_default.apply_verifications(catalog_default.INITIAL_PRICES, fix, at)
+    closed = next(r for r in rows if r.id == TWILIO_OUT)
+    [new] = [r for r in rows if r.id not in {x.id for x in catalog_default.INITIAL_PRICES}]
+    assert (closed.unit_price, closed.effective_to) == (Decimal("0.0140"), at)
+    assert (new.unit_price, new.effective_from, new.effective_to, new.metadata) == (
+        Decimal("0.013"),
+        at,
+        None,
+        closed.metadata,
+    )
+    meter = UsageMeter()
+    meter.set_telephony("twilio", 120, direction="outbound", country="US")
+    costs = [
+        str(price_usage(meter, rows, at=when, tenant_id=None).items[0].cost)
+        for when in (at.replace(year=at.year - 1), at)
+    ]
+    assert costs == ["0.028000", "0.026000"]
+
+    sql = catalog_default.render_verified_sql(fix, at)
+    assert f"SET effective_to = '{at.isoformat()}'\n    WHERE id = '{TWILIO_OUT}'" in sql
+    assert (
+        f"('{new.id}', NULL, 'telephony', 'twilio', NULL, 'minute', 0.013, 'corrected, see https://x'" in sql
+    )
+    with pytest.raises(ValueError, match="no migration inserted"):
+        catalog_default.render_verified_sql({"00000000-0000-0000-0000-000000000000": fix[TWILIO_OUT]})

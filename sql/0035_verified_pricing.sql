@@ -1,0 +1,14 @@
+-- Default GLOBAL price catalog rows checked against stored copies of the providers' price pages.
+-- GENERATED from analysis/catalog_default.py (VERIFICATIONS):
+--   .venv/bin/python -m analysis.catalog_default 0035 > sql/0035_verified_pricing.sql
+-- Do not edit by hand; tests/unit/test_pricing.py checks the two match. A confirmed price only gets a
+-- description citing its source; a corrected price closes the old row (effective_to) and inserts a new
+-- one from that instant, so calls priced before it keep their price.
+UPDATE billing_pricing_catalog SET description = 'Twilio US outbound voice (make calls), $0.0140/min, each call rounded up to the whole minute. Rounding verified against https://www.twilio.com/en-us/changelog/billing-changes-for-voice-insights-advanced-features-usage-trunking (as stored, 2022-09-27). Rate not confirmed: no stored copy of https://www.twilio.com/en-us/voice/pricing/us was found, and the undated worked example in https://support.twilio.com/hc/en-us/articles/223183328-How-Volume-Pricing-works-at-Twilio bills outbound minutes at $0.013/min. Approximate, verify.'
+    WHERE id = '527bacc6-4c08-5093-9b99-3176c7b46ccb' AND tenant_id IS NULL;
+UPDATE billing_pricing_catalog SET description = 'Twilio US inbound voice to a local number (receive calls), $0.0085/min, each call rounded up to the whole minute. Rate verified against https://support.twilio.com/hc/en-us/articles/223183328-How-Volume-Pricing-works-at-Twilio (as stored, undated: its worked example bills inbound local minutes at $0.0085/min); rounding verified against https://www.twilio.com/en-us/changelog/billing-changes-for-voice-insights-advanced-features-usage-trunking (as stored, 2022-09-27: voice usage rounds up to the next minute). Price list: https://www.twilio.com/en-us/voice/pricing/us.'
+    WHERE id = '61577099-5f1b-5385-8833-9e93951d9655' AND tenant_id IS NULL;
+UPDATE billing_pricing_catalog SET description = 'OpenAI tts-1, $15.00 per 1M characters; verified against https://developers.openai.com/api/docs/models/tts-1 (as stored, undated).'
+    WHERE id = '9892d526-ee5f-57ee-bf52-bdf83fa174fb' AND tenant_id IS NULL;
+UPDATE billing_pricing_catalog SET description = 'OpenAI gpt-4o-mini-tts is billed by tokens: $0.60 per 1M text input tokens and $12.00 per 1M audio output tokens, verified against https://developers.openai.com/ja-JP/api/docs/models/gpt-4o-mini-tts (as stored, undated). Priced here per minute of generated audio at OpenAI''s published estimate of ~$0.015/min (OpenAI''s docs as quoted in https://community.openai.com/t/understanding-gpt-4o-mini-tts-pricing-input-characters-cost/1151816, 2025), since the speech endpoint reports no token usage for raw PCM. The per-minute figure is OpenAI''s estimate, not a list price.'
+    WHERE id = '26a6a700-35b9-557b-b677-6e8a3854e4f8' AND tenant_id IS NULL;
