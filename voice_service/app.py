@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -84,6 +85,10 @@ async def _lifespan(app: Litestar) -> AsyncIterator[None]:
                 await services.enter_async_context(conversation_engine(app))
             if settings.run_workers:
                 await services.enter_async_context(running_workers(runtime))
+            # Everything built so far (modules, routes, clients) lives as long as the process: keep it out of the
+            # cyclic GC's full collections, whose pauses otherwise land on requests and media frames.
+            gc.collect()
+            gc.freeze()
             yield
             # Shutdown (SIGTERM): stop taking new calls; background services drain live ones as they exit.
             app.state.draining = True
