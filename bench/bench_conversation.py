@@ -17,7 +17,10 @@ receives it byte for byte).
 The floor, measured in the same run: the same calls through the same service with the default media-only handler
 (inbound metering, nothing played): CPU per call of the media path alone.
 
-    .venv/bin/python -m bench.bench_conversation [--turns 1000] [--concurrency 50 200]
+    .venv/bin/python -m bench.bench_conversation [--turns 1000] [--concurrency 50 200] [--rate 20]
+
+Calls start at `--rate` per second (a dialler's ramp), then all N talk at once; each call's first turn is offset
+within one turn length, so turns are spread over time as real calls' are.
 
 BENCH_PROFILE=/tmp/service.prof profiles the service process (cProfile, dumped on SIGUSR1 before it stops).
 """
@@ -161,7 +164,16 @@ async def wait_http(url: str, within: float = 60.0) -> None:
 
 
 async def run_case(
-    *, mode: str, n: int, turns: int, dsn: str, key: str, fakes_url: str, fakes_pid: int, tmp: Path
+    *,
+    mode: str,
+    n: int,
+    turns: int,
+    dsn: str,
+    key: str,
+    fakes_url: str,
+    fakes_pid: int,
+    tmp: Path,
+    rate: float,
 ) -> dict[str, Any]:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -190,7 +202,17 @@ async def run_case(
         try:
             await wait_http(f"{base}/health")
             result = await _drive(
-                sim, proc, base, key, fakes_url, n=n, turns=turns, tmp=tmp, mode=mode, fakes_pid=fakes_pid
+                sim,
+                proc,
+                base,
+                key,
+                fakes_url,
+                n=n,
+                turns=turns,
+                tmp=tmp,
+                mode=mode,
+                fakes_pid=fakes_pid,
+                rate=rate,
             )
             if mode == "engine":
                 result.update(await _service_figures(dsn, n))
@@ -226,6 +248,7 @@ async def _drive(
     tmp: Path,
     mode: str,
     fakes_pid: int,
+    rate: float,
 ) -> dict[str, Any]:
     h = {"Authorization": f"Bearer {key}"}
     async with httpx.AsyncClient(base_url=base, headers=h, timeout=60) as api:
@@ -265,14 +288,16 @@ async def _drive(
         others = {"fakes": psutil.Process(fakes_pid), "carrier": psutil.Process()}
         cpu0, wall0 = ps.cpu_times(), time.monotonic()
         others0 = {name: p.cpu_times() for name, p in others.items()}
-        responses = await asyncio.gather(
-            *[
-                api.post(
-                    "/v1/calls", json={"agent_id": agent["id"], "from_number_id": number["id"], "to": to}
-                )
-                for to in targets
-            ]
-        )
+        async def place(i: int, to: str) -> httpx.Response:
+            # Calls start at `rate` per second, as a dialler (or a carrier's CPS limit) starts them; all N
+            # then talk at once. Placing all of them in the same instant would measure the setup burst (N
+            # call creations, carrier requests and status callbacks) on top of the first turns.
+            await asyncio.sleep(i / rate)
+            return await api.post(
+                "/v1/calls", json={"agent_id": agent["id"], "from_number_id": number["id"], "to": to}
+            )
+
+        responses = await asyncio.gather(*[place(i, to) for i, to in enumerate(targets)])
         bad = [r.text for r in responses if r.status_code != 201]
         if bad:
             raise RuntimeError(f"{len(bad)} calls were refused: {bad[0]}")
@@ -397,6 +422,7 @@ async def amain(args: argparse.Namespace) -> None:
                         fakes_url=fakes_url,
                         fakes_pid=fakes.pid,
                         tmp=Path(tmpdir),
+                        rate=args.rate,
                     )
                     rows.append(row)
                     print(_format(row), flush=True)
@@ -444,6 +470,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--turns", type=int, default=1000, help="agent turns per concurrency level (about)")
     ap.add_argument("--concurrency", type=int, nargs="+", default=[50, 200])
+    ap.add_argument("--rate", type=float, default=20.0, help="calls started per second (ramp-up)")
     asyncio.run(amain(ap.parse_args()))
 
 
