@@ -104,10 +104,8 @@ import uvicorn
 from voice_service.app import background_services, create_app
 from voice_service.settings import load_settings
 
+# CONVERSATION_ENGINE (set per mode by the bench) decides whether the engine drives the media sessions.
 background_services[:] = [s for s in background_services if s[0] != "conversation"]
-if sys.argv[1] == "engine":
-    from voice_service.conversation import running
-    background_services.append(("conversation", running))
 settings = load_settings()
 app = create_app(settings, bootstrap=False)
 config = uvicorn.Config(app, host="127.0.0.1", port=settings.port, log_config=None, lifespan="on",
@@ -185,6 +183,8 @@ async def run_case(
             "PUBLIC_BASE_URL": base,
             "LOG_LEVEL": "WARNING",
             "RUN_WORKERS": "false",
+            # media-only: the same calls with the default metering handler (no STT/LLM/TTS) — the floor.
+            "CONVERSATION_ENGINE": "true" if mode == "engine" else "false",
             "ENFORCE_WALLET_BALANCE": "false",
             "POOL_MAX_SIZE": "40",
             "SIMULATOR_BASE_URL": sim.base_url,
