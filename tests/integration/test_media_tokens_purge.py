@@ -15,7 +15,8 @@ import asyncpg
 import pytest
 
 from tests.integration.test_pipeline_support import insert_call, wait_for
-from voice_service.runtime import Runtime, open_runtime
+from voice_service.composition import open_runtime
+from voice_service.runtime import Runtime
 from voice_service.settings import Settings
 from voice_service.workers import _maintenance_loop, purge_media_tokens
 
