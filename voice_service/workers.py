@@ -77,7 +77,7 @@ async def purge_media_tokens(runtime: Runtime, grace: timedelta = MEDIA_TOKEN_GR
     return int(deleted or 0)
 
 
-async def _maintenance_loop(runtime: Runtime, stop: asyncio.Event) -> None:
+async def maintenance_loop(runtime: Runtime, stop: asyncio.Event) -> None:
     while not stop.is_set():
         try:
             created = await maintenance_once(runtime)
@@ -101,7 +101,7 @@ async def running_workers(runtime: Runtime) -> AsyncIterator[QueueManager]:
     task = asyncio.create_task(qm.run(dequeue_timeout=timedelta(seconds=5), batch_size=10,
                                       heartbeat_timeout=timedelta(seconds=30)), name="pgqueuer")
     stop_maintenance = asyncio.Event()
-    maintenance = asyncio.create_task(_maintenance_loop(runtime, stop_maintenance), name="maintenance")
+    maintenance = asyncio.create_task(maintenance_loop(runtime, stop_maintenance), name="maintenance")
     try:
         yield qm
     finally:
