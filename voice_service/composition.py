@@ -7,8 +7,8 @@ assembled here from the reacting domain's functions, by plain imports:
   (`on_progress`, `on_provider_price`) and schedules its timeout (`schedule_finalize_timeout`);
 - a call is billed (billing) → the call analysis gets its pending row and job (`on_call_billed`).
 
-Only the entry points (app.py, cli.py, workers.py) import this module; it is the one place that knows every domain
-that takes part in a call's life.
+Only the entry points (app.py; cli.py through workers.py) and tests import this module: it is the one place that
+knows every domain taking part in a call's life.
 """
 
 from __future__ import annotations
