@@ -29,8 +29,9 @@ run: $(VENV)/.installed ## serve API + media + workers on :8000 (embedded Postgr
 test: $(VENV)/.installed ## run the test suite against a real PostgreSQL (embedded unless DATABASE_URL is set)
 	$(VENV)/bin/python -m pytest
 
-lint: $(VENV)/.installed ## ruff
+lint: $(VENV)/.installed ## ruff, and the import contracts (layers, no cycles: [tool.importlinter] in pyproject.toml)
 	$(VENV)/bin/ruff check voice_service providers analysis tests bench
+	$(VENV)/bin/lint-imports --no-logo
 
 format: $(VENV)/.installed
 	$(VENV)/bin/ruff format voice_service providers analysis tests bench

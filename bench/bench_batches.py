@@ -37,9 +37,10 @@ from voice_service.batches import dispatcher
 from voice_service.batches import service as batch_service
 from voice_service.batches.schemas import BatchCreate
 from voice_service.billing import wallet
+from voice_service.composition import open_runtime
 from voice_service.db import tenant_tx
 from voice_service.migrations import migrate
-from voice_service.runtime import Runtime, open_runtime
+from voice_service.runtime import Runtime
 from voice_service.settings import Settings, load_settings
 from voice_service.simulator import Scenario, SimCall, Simulator
 from voice_service.simulator.server import serve_in_loop

@@ -415,6 +415,7 @@ async def _mint_calls(dsn: str, n: int) -> list[list[str]]:
     """N ringing inbound calls of one tenant, each with a fresh one-time media token."""
     import asyncpg
 
+    from voice_service import composition
     from voice_service.calls import service
     from voice_service.db import create_pool, tenant_tx
     from voice_service.tenancy.service import create_tenant
@@ -432,6 +433,7 @@ async def _mint_calls(dsn: str, n: int) -> list[list[str]]:
             for i in range(n):
                 ref = await service.create_call(
                     conn,
+                    listeners=composition.call_listeners(),
                     tenant_id=tenant_id,
                     initiated_by_user_id=None,
                     agent_id=None,

@@ -32,20 +32,19 @@ import msgspec
 from analysis.usage import UsageMeter
 from providers.llm.base import UsageEvent
 from voice_service.billing import wallet
-from voice_service.billing.analysis import LLM_KEY, run_analysis
 from voice_service.billing.pipeline import (
-    ANALYSIS_JOB,
     POST_CALL_JOB,
     call_payload,
     finalize_call,
     parse_payload,
 )
-from voice_service.db import EmbeddedPostgres, _init_connection, tenant_tx
+from voice_service.call_analysis.service import ANALYSIS_JOB, run_analysis
+from voice_service.composition import open_runtime
+from voice_service.db import EmbeddedPostgres, init_connection, tenant_tx
+from voice_service.enqueue import enqueue_many
 from voice_service.migrations import migrate
-from voice_service.runtime import open_runtime
 from voice_service.settings import load_settings
 from voice_service.tenancy.service import create_tenant
-from voice_service.workers import enqueue_many
 
 ROOT = Path(__file__).resolve().parent.parent
 _enc = msgspec.json.Encoder()
@@ -123,7 +122,7 @@ async def worker_main(dsn: str, out: str) -> None:
     )
     timings: dict[str, list[float]] = {"post_call": [], "analysis": []}
     async with open_runtime(settings, apply_migrations=False) as runtime:
-        runtime.extras[LLM_KEY] = MockLlm()
+        runtime.analysis_llm = MockLlm()
         qm = QueueManager(Queries(AsyncpgPoolDriver(runtime.pool)))
 
         @qm.entrypoint(POST_CALL_JOB, concurrency_limit=32)
@@ -131,7 +130,13 @@ async def worker_main(dsn: str, out: str) -> None:
             tenant_id, call_id, created_at = parse_payload(_dec.decode(job.payload))
             t0 = time.perf_counter()
             async with tenant_tx(runtime.pool, tenant_id) as conn:
-                await finalize_call(conn, tenant_id=tenant_id, call_id=call_id, call_created_at=created_at)
+                await finalize_call(
+                    conn,
+                    listeners=runtime.billing_listeners,
+                    tenant_id=tenant_id,
+                    call_id=call_id,
+                    call_created_at=created_at,
+                )
             timings["post_call"].append(time.perf_counter() - t0)
 
         @qm.entrypoint(ANALYSIS_JOB, concurrency_limit=32)
@@ -198,7 +203,7 @@ async def run_round(dsn: str, n_calls: int, n_workers: int, n_tenants: int) -> d
             tenants.append(tenant_id)
         # Interleave tenants, as concurrent batches of several tenants would arrive.
         payloads.sort(key=lambda p: p["call_id"][-6:])
-        await _init_connection(admin)  # the pool's jsonb codec, for the billing code below
+        await init_connection(admin)  # the pool's jsonb codec, for the billing code below
         for tenant_id in tenants:
             async with admin.transaction():
                 await wallet.topup(admin, tenant_id, Decimal(1_000_000), idempotency_key="bench")
@@ -286,13 +291,15 @@ async def serial_pass(dsn: str, n_calls: int) -> dict[str, Any]:
         await admin.close()
     per_call: list[float] = []
     async with open_runtime(settings, apply_migrations=False) as runtime:
-        runtime.extras[LLM_KEY] = MockLlm()
+        runtime.analysis_llm = MockLlm()
         started = time.perf_counter()
         for payload in payloads:
             t, call_id, created_at = parse_payload(payload)
             t0 = time.perf_counter()
             async with tenant_tx(runtime.pool, t) as conn:
-                await finalize_call(conn, tenant_id=t, call_id=call_id, call_created_at=created_at)
+                await finalize_call(
+                    conn, listeners=runtime.billing_listeners, tenant_id=t, call_id=call_id, call_created_at=created_at
+                )
             await run_analysis(runtime, tenant_id=t, call_id=call_id, call_created_at=created_at)
             per_call.append(time.perf_counter() - t0)
         elapsed = time.perf_counter() - started

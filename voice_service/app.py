@@ -1,4 +1,8 @@
-"""create_app(): the Litestar application, its lifespan (database, pool, clients, workers) and routes."""
+"""create_app(): the Litestar application, its lifespan (database, pool, clients, workers) and routes.
+
+With cli.py and workers.py, the composition root: it imports the domains (their routes, the conversation engine,
+the runtime wiring in composition.py); no domain imports it.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +25,9 @@ from voice_service.agents.routes import route_handlers as agent_routes
 from voice_service.auth import AuthMiddleware, KeyCache
 from voice_service.batches.routes import route_handlers as batch_routes
 from voice_service.billing.routes import route_handlers as billing_routes
+from voice_service.call_analysis.routes import route_handlers as call_analysis_routes
 from voice_service.calls.routes import route_handlers as call_routes
+from voice_service.composition import AFTER_BOOTSTRAP, open_runtime
 from voice_service.conversation import running as conversation_engine
 from voice_service.deps import dependencies
 from voice_service.errors import ServiceUnavailable, exception_handlers
@@ -29,7 +35,6 @@ from voice_service.events.routes import route_handlers as event_routes
 from voice_service.leads.routes import route_handlers as lead_routes
 from voice_service.numbers.routes import route_handlers as number_routes
 from voice_service.observability import Metrics, RequestContextMiddleware, configure_logging
-from voice_service.runtime import open_runtime
 from voice_service.settings import Settings, load_settings
 from voice_service.telephony.routes import route_handlers as telephony_routes
 from voice_service.tenancy.routes import route_handlers as tenancy_routes
@@ -76,7 +81,7 @@ async def _lifespan(app: Litestar) -> AsyncIterator[None]:
         app.state.pool = runtime.pool
         app.state.http = runtime.http
         if app.state.bootstrap:
-            await bootstrap_mod.bootstrap(runtime.dsn, settings)
+            await bootstrap_mod.bootstrap(runtime.dsn, settings, after=AFTER_BOOTSTRAP)
         async with AsyncExitStack() as services:
             for name, factory in background_services:
                 log.info("starting background service", extra={"service": name})
@@ -113,7 +118,8 @@ def create_app(settings: Settings | None = None, *, bootstrap: bool = True) -> L
     )
     return Litestar(
         route_handlers=[health, metrics, *tenancy_routes, *agent_routes, *number_routes, *voice_routes, *lead_routes,
-                        *batch_routes, *call_routes, *billing_routes, *event_routes, *telephony_routes],
+                        *batch_routes, *call_routes, *call_analysis_routes, *billing_routes, *event_routes,
+                        *telephony_routes],
         dependencies=dependencies,
         exception_handlers=exception_handlers,
         middleware=[RequestContextMiddleware,

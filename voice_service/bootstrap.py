@@ -1,9 +1,15 @@
-"""First start: create a bootstrap tenant with an owner API key, printed once."""
+"""First start: create a bootstrap tenant with an owner API key, printed once.
+
+What else a new deployment's first tenant gets (billing: the demo credit) is passed in by the composition root
+(`voice_service.composition.AFTER_BOOTSTRAP`), run on the same connection right after the tenant is created.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
 
 import asyncpg
 
@@ -16,8 +22,11 @@ log = logging.getLogger(__name__)
 # Every process bootstrapping the same database takes this lock, so only one tenant is created.
 BOOTSTRAP_LOCK_KEY = 7_305_114_290_002
 
+# Called with the admin connection, the new tenant's id and the settings.
+AfterBootstrap = Callable[[asyncpg.Connection, uuid.UUID, Settings], Awaitable[None]]
 
-async def bootstrap(dsn: str, settings: Settings) -> None:
+
+async def bootstrap(dsn: str, settings: Settings, *, after: Sequence[AfterBootstrap] = ()) -> None:
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute("SELECT pg_advisory_lock($1)", BOOTSTRAP_LOCK_KEY)
@@ -25,9 +34,8 @@ async def bootstrap(dsn: str, settings: Settings) -> None:
             if await tenancy_repo.count_tenants(conn) > 0:
                 return
             tenant_id, key = await tenancy_service.create_tenant(conn, settings.bootstrap_tenant_name)
-            hooks = list(after_bootstrap)
-            for hook in hooks:
-                await hook(conn, tenant_id, settings)
+            for step in after:
+                await step(conn, tenant_id, settings)
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", BOOTSTRAP_LOCK_KEY)
     finally:
@@ -41,6 +49,3 @@ async def bootstrap(dsn: str, settings: Settings) -> None:
     )
     sys.stdout.flush()
 
-
-# Other domains (billing: the demo credit) register coroutines run right after the tenant is created.
-after_bootstrap: list = []

@@ -1,4 +1,7 @@
-"""`voice-service` command line: serve, worker, migrate, create-tenant, create-api-key, topup, simulate."""
+"""`voice-service` command line: serve, worker, migrate, create-tenant, create-api-key, topup, simulate.
+
+Every command is listed here by a plain import of the module that runs it: nothing registers itself.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +9,21 @@ import argparse
 import asyncio
 import sys
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
 
-from voice_service.db import resolve_database_url
+from voice_service.admin import with_admin_connection
+from voice_service.auth import Principal
+from voice_service.billing import cli as billing_cli
+from voice_service.db import resolve_database_url, tenant_transaction
 from voice_service.migrations import migrate
 from voice_service.settings import Settings, load_settings
+from voice_service.simulator import cli as simulator_cli
+from voice_service.tenancy.schemas import ApiKeyCreate
+from voice_service.tenancy.service import create_api_key, create_tenant
 
-# Sub-commands other domains contribute: name -> (configure(parser), run(args, settings) -> exit code).
-extra_commands: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[..., int]]] = {}
+# The two long-running commands import the service itself when they run, so the one-shot commands start fast.
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -39,18 +46,14 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-async def _with_admin(settings: Settings, fn: Callable[[asyncpg.Connection], Awaitable[int]]) -> int:
-    dsn, embedded = resolve_database_url(settings)
-    try:
-        await migrate(dsn)
-        conn = await asyncpg.connect(dsn)
-        try:
-            return await fn(conn)
-        finally:
-            await conn.close()
-    finally:
-        if embedded is not None:
-            embedded.stop()
+def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    from voice_service.workers import run_worker
+
+    return run_worker(settings)
+
+
+def _configure_worker(parser: argparse.ArgumentParser) -> None:
+    parser.description = "run job workers only (scale-out)"
 
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
@@ -68,23 +71,16 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _create_tenant(args: argparse.Namespace, settings: Settings) -> int:
-    from voice_service.tenancy.service import create_tenant
-
     async def run(conn: asyncpg.Connection) -> int:
         tenant_id, key = await create_tenant(conn, args.name)
         print(f"tenant_id {tenant_id}")
         print(f"api_key {key}")
         return 0
 
-    return asyncio.run(_with_admin(settings, run))
+    return asyncio.run(with_admin_connection(settings, run))
 
 
 def _create_api_key(args: argparse.Namespace, settings: Settings) -> int:
-    from voice_service.auth import Principal
-    from voice_service.db import tenant_transaction
-    from voice_service.tenancy.schemas import ApiKeyCreate
-    from voice_service.tenancy.service import create_api_key
-
     async def run(conn: asyncpg.Connection) -> int:
         tenant_id = uuid.UUID(args.tenant)
         if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM tenants WHERE id = $1)", tenant_id):
@@ -100,11 +96,11 @@ def _create_api_key(args: argparse.Namespace, settings: Settings) -> int:
             print(f"user_id {created.user_id}")
         return 0
 
-    return asyncio.run(_with_admin(settings, run))
+    return asyncio.run(with_admin_connection(settings, run))
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="voice-service", description=__doc__)
+    parser = argparse.ArgumentParser(prog="voice-service", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("serve", help="API + media + workers")
     p.add_argument("--host")
@@ -121,34 +117,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="cli key")
     p.add_argument("--user-email", default=None, help="bind the key to this user (created as a member if new)")
     p.set_defaults(run=_create_api_key)
-    for name, (configure, run) in extra_commands.items():
-        p = sub.add_parser(name)
-        configure(p)
-        p.set_defaults(run=run)
+    p = sub.add_parser("worker")
+    _configure_worker(p)
+    p.set_defaults(run=_worker)
+    p = sub.add_parser("topup")
+    billing_cli.configure(p)
+    p.set_defaults(run=billing_cli.run)
+    p = sub.add_parser("simulate")
+    simulator_cli.configure(p)
+    p.set_defaults(run=simulator_cli.run)
     return parser
 
 
-def _load_extra_commands() -> None:
-    # Domains register their commands on import (worker, topup, simulate).
-    import importlib
-
-    for module in ("voice_service.workers", "voice_service.billing.cli", "voice_service.simulator.cli"):
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name is None or not module.startswith(exc.name):
-                raise
-
-
 def main(argv: list[str] | None = None) -> int:
-    _load_extra_commands()
     args = build_parser().parse_args(argv)
     settings = load_settings()
     return int(args.run(args, settings) or 0)
 
 
 if __name__ == "__main__":
-    # Run through the imported module, so commands that domains register on `voice_service.cli` are seen.
-    from voice_service.cli import main as _main
-
-    sys.exit(_main())
+    sys.exit(main())

@@ -1,16 +1,21 @@
-"""The process's shared resources: settings, database pool, HTTP client, provider clients.
+"""The process's shared resources: settings, database pool, HTTP client, provider clients, the domains' wiring.
 
-The API server's lifespan and `voice-service worker` both open one Runtime, so jobs and request handlers see the
-same things. Nothing here runs at import time.
+The API server's lifespan and `voice-service worker` both open one Runtime (through the composition root,
+`voice_service.composition.open_runtime`, which supplies the listeners), so jobs and request handlers see the same
+things. Nothing here runs at import time.
+
+The fields typed with other modules' classes name them under TYPE_CHECKING only: this module sits below every
+domain, and the domains that own those types import it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import httpx
@@ -18,6 +23,17 @@ import httpx
 from voice_service.db import create_pool, resolve_database_url
 from voice_service.migrations import migrate
 from voice_service.settings import Settings
+
+if TYPE_CHECKING:
+    from providers.llm.base import LlmProvider
+    from providers.stt.base import SttProvider
+    from providers.tts.base import TtsProvider
+    from voice_service.batches.dispatcher import DispatchLease, Placer
+    from voice_service.billing.listeners import BillingListeners
+    from voice_service.call_analysis.service import AnalysisPolicy
+    from voice_service.calls.listeners import CallListeners
+    from voice_service.calls.live import LiveCalls
+    from voice_service.events.delivery import DeliveryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -29,12 +45,40 @@ class Runtime:
     pool: asyncpg.Pool
     http: httpx.AsyncClient
     exit_stack: AsyncExitStack
-    # Lazily built per-process clients keyed by name (telephony providers, LLM/TTS clients, …).
+    # How the other domains react to a call's and a bill's changes (assembled by the composition root).
+    call_listeners: CallListeners
+    billing_listeners: BillingListeners
+
+    # Swappable by tests and deployments; None means the owning domain's default.
+    batch_placer: Placer | None = None  # places a claimed batch call (default: calls.service.place_call)
+    webhook_policy: DeliveryPolicy | None = None  # webhook retry/backoff (default: events.delivery.DEFAULT_POLICY)
+    analysis_policy: AnalysisPolicy | None = None  # analysis retry/backoff (default: AnalysisPolicy())
+    analysis_llm: LlmProvider | None = None  # the analyses' LLM (default: built from settings on first use)
+
+    # Per-process clients and state, built on first use and closed with the Runtime.
+    webhook_client: httpx.AsyncClient | None = None  # events.delivery.webhook_client
+    dispatch_lease: DispatchLease | None = None  # batches.dispatcher.lease_id
+    dispatch_lease_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    stt_clients: dict[str, SttProvider] = field(default_factory=dict)  # conversation: by STT model
+    conversation_llm: LlmProvider | None = None  # conversation: the turn LLM
+    tts_clients: dict[tuple[str, str], TtsProvider] = field(default_factory=dict)  # conversation: (provider, model)
+    live_calls: LiveCalls | None = None  # calls.live.registry_of: this app's media sessions
+
+    # Transitional: only telephony/providers.py still keys its provider clients by name here, until the provider
+    # seam gives them a typed home. Nothing else may use it.
     extras: dict[str, Any] = field(default_factory=dict)
 
 
 @asynccontextmanager
-async def open_runtime(settings: Settings, *, apply_migrations: bool = True) -> AsyncIterator[Runtime]:
+async def open_runtime(
+    settings: Settings,
+    *,
+    call_listeners: CallListeners,
+    billing_listeners: BillingListeners,
+    apply_migrations: bool = True,
+) -> AsyncIterator[Runtime]:
+    """The Runtime over `settings`, wired with the given listeners. Applications open it through the composition
+    root (`voice_service.composition.open_runtime`), which passes the domains' listeners."""
     async with AsyncExitStack() as stack:
         dsn, embedded = resolve_database_url(settings)
         if embedded is not None:
@@ -52,4 +96,5 @@ async def open_runtime(settings: Settings, *, apply_migrations: bool = True) -> 
                                  limits=httpx.Limits(max_connections=2000, max_keepalive_connections=1000,
                                                      keepalive_expiry=60.0))
         stack.push_async_callback(http.aclose)
-        yield Runtime(settings=settings, dsn=dsn, pool=pool, http=http, exit_stack=stack)
+        yield Runtime(settings=settings, dsn=dsn, pool=pool, http=http, exit_stack=stack,
+                      call_listeners=call_listeners, billing_listeners=billing_listeners)

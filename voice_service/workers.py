@@ -1,89 +1,61 @@
-"""Background jobs on pgqueuer: registration, enqueueing inside the caller's transaction, and the worker loop.
+"""The job runner: a pgqueuer QueueManager serving every domain's jobs, and the maintenance loop beside it.
 
-Domains register handlers with `@job("name", concurrency_limit=N)`; a handler gets the process Runtime and the
-decoded payload. Limits are enforced by pgqueuer in the database, so they hold across every worker process.
-Jobs are enqueued on the caller's connection, so a job exists exactly when the rows that need it were committed.
+The job modules are listed here by name, in code (`JOB_MODULES`); each exposes `JOBS: list[JobSpec]`. Limits are
+enforced by pgqueuer in the database, so they hold across every worker process. Enqueueing is not done here but
+in `voice_service.enqueue`, a leaf every domain imports. The API server's lifespan runs `running_workers`;
+`voice-service worker` runs `run_worker` (workers only, for scale-out).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
-import importlib
 import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
-from typing import Any
 
 import asyncpg
-import msgspec
-from pgqueuer import AsyncpgDriver, AsyncpgPoolDriver, Job, Queries, QueueManager
+from pgqueuer import AsyncpgPoolDriver, Job, Queries, QueueManager
 
-from voice_service.runtime import Runtime, open_runtime
+from voice_service.batches import jobs as batch_jobs
+from voice_service.billing import jobs as billing_jobs
+from voice_service.call_analysis import jobs as call_analysis_jobs
+from voice_service.composition import open_runtime
+from voice_service.enqueue import decode_payload
+from voice_service.events import jobs as event_jobs
+from voice_service.jobs import Handler, JobSpec
+from voice_service.runtime import Runtime
 from voice_service.settings import Settings
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[Runtime, dict[str, Any]], Awaitable[None]]
-_registry: dict[str, tuple[Handler, int]] = {}
-# Modules whose import registers jobs (missing ones are skipped while a domain is not built yet).
-JOB_MODULES = ["voice_service.batches.jobs", "voice_service.billing.jobs", "voice_service.events.jobs",
-               "voice_service.calls.jobs"]
-_payload_encoder = msgspec.json.Encoder()
-_payload_decoder = msgspec.json.Decoder()
+JOB_MODULES = (batch_jobs, billing_jobs, call_analysis_jobs, event_jobs)
 
 
-def job(name: str, *, concurrency_limit: int = 0) -> Callable[[Handler], Handler]:
-    def register(fn: Handler) -> Handler:
-        _registry[name] = (fn, concurrency_limit)
-        return fn
-
-    return register
-
-
-def load_job_modules() -> dict[str, tuple[Handler, int]]:
+def job_registry() -> dict[str, JobSpec]:
+    """Every job this service runs, by entrypoint name."""
+    registry: dict[str, JobSpec] = {}
     for module in JOB_MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name is None or not module.startswith(exc.name):
-                raise
-    return _registry
-
-
-async def enqueue(conn: asyncpg.Connection, entrypoint: str, payload: dict[str, Any], *,
-                  dedupe_key: str | None = None, delay: timedelta | None = None, priority: int = 0) -> int | None:
-    """Enqueue on `conn` (inside its transaction). With a dedupe_key, a job already queued/picked is kept."""
-    queries = Queries(AsyncpgDriver(conn))
-    ids = await queries.enqueue(entrypoint, _payload_encoder.encode(payload), priority=priority,
-                                execute_after=delay, dedupe_key=dedupe_key, on_conflict="skip")
-    return int(ids[0]) if ids and ids[0] is not None else None
-
-
-async def enqueue_many(conn: asyncpg.Connection, entrypoint: str, payloads: list[dict[str, Any]], *,
-                       delays: list[timedelta | None] | None = None) -> None:
-    if not payloads:
-        return
-    queries = Queries(AsyncpgDriver(conn))
-    await queries.enqueue([entrypoint] * len(payloads), [_payload_encoder.encode(p) for p in payloads],
-                          [0] * len(payloads), execute_after=delays)
+        for spec in module.JOBS:
+            if spec.name in registry:
+                raise RuntimeError(f"job {spec.name!r} is declared twice ({module.__name__})")
+            registry[spec.name] = spec
+    return registry
 
 
 def build_queue_manager(runtime: Runtime) -> QueueManager:
     qm = QueueManager(Queries(AsyncpgPoolDriver(runtime.pool)))
-    for name, (handler, limit) in load_job_modules().items():
+    for name, spec in job_registry().items():
         def make(h: Handler, n: str) -> Callable[[Job], Awaitable[None]]:
             async def run(j: Job) -> None:
-                payload = _payload_decoder.decode(j.payload) if j.payload else {}
-                await h(runtime, payload)
+                await h(runtime, decode_payload(j.payload))
 
             run.__name__ = f"job_{n}"
             return run
 
-        qm.entrypoint(name, concurrency_limit=limit)(make(handler, name))
+        qm.entrypoint(name, concurrency_limit=spec.concurrency)(make(spec.handler, name))
     return qm
 
 
@@ -105,7 +77,7 @@ async def purge_media_tokens(runtime: Runtime, grace: timedelta = MEDIA_TOKEN_GR
     return int(deleted or 0)
 
 
-async def _maintenance_loop(runtime: Runtime, stop: asyncio.Event) -> None:
+async def maintenance_loop(runtime: Runtime, stop: asyncio.Event) -> None:
     while not stop.is_set():
         try:
             created = await maintenance_once(runtime)
@@ -129,7 +101,7 @@ async def running_workers(runtime: Runtime) -> AsyncIterator[QueueManager]:
     task = asyncio.create_task(qm.run(dequeue_timeout=timedelta(seconds=5), batch_size=10,
                                       heartbeat_timeout=timedelta(seconds=30)), name="pgqueuer")
     stop_maintenance = asyncio.Event()
-    maintenance = asyncio.create_task(_maintenance_loop(runtime, stop_maintenance), name="maintenance")
+    maintenance = asyncio.create_task(maintenance_loop(runtime, stop_maintenance), name="maintenance")
     try:
         yield qm
     finally:
@@ -144,24 +116,17 @@ async def running_workers(runtime: Runtime) -> AsyncIterator[QueueManager]:
                 await task
 
 
-def _worker(args: argparse.Namespace, settings: Settings) -> int:
+def run_worker(settings: Settings) -> int:
+    """`voice-service worker`: serve the jobs until SIGTERM / SIGINT."""
+
     async def run() -> int:
         async with open_runtime(settings) as runtime, running_workers(runtime):
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stop.set)
-            log.info("worker running", extra={"entrypoints": sorted(_registry)})
+            log.info("worker running", extra={"entrypoints": sorted(job_registry())})
             await stop.wait()
         return 0
 
     return asyncio.run(run())
-
-
-def _configure(parser: argparse.ArgumentParser) -> None:
-    parser.description = "run job workers only (scale-out)"
-
-
-from voice_service import cli as _cli  # noqa: E402  (registers the sub-command)
-
-_cli.extra_commands["worker"] = (_configure, _worker)

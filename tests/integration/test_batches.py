@@ -26,7 +26,8 @@ from tests.integration.test_batches_support import (
 )
 from voice_service.batches import dispatcher
 from voice_service.batches.dispatcher import Placement, run_tick
-from voice_service.runtime import Runtime, open_runtime
+from voice_service.composition import open_runtime
+from voice_service.runtime import Runtime
 from voice_service.settings import Settings
 
 
@@ -49,7 +50,7 @@ async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
 @pytest.fixture
 def placer(runtime: Runtime) -> RecordingPlacer:
     p = RecordingPlacer()
-    runtime.extras["batches.placer"] = p
+    runtime.batch_placer = p
     return p
 
 

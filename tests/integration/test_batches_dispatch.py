@@ -27,7 +27,8 @@ import msgspec
 import pytest
 
 from tests.integration.test_batches_support import assert_counts_add_up, credit, distinct_phones, unique_phone
-from voice_service.runtime import Runtime, open_runtime
+from voice_service.composition import open_runtime
+from voice_service.runtime import Runtime
 from voice_service.settings import Settings
 from voice_service.simulator import Scenario, SimCall, Simulator
 from voice_service.simulator.harness import RunningService, running_service

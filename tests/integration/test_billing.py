@@ -14,12 +14,12 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from voice_service import bootstrap
 from voice_service.app import create_app
 from voice_service.billing import wallet
+from voice_service.composition import AFTER_BOOTSTRAP, open_runtime
 from voice_service.db import tenant_tx
 from voice_service.errors import PaymentRequired
-from voice_service.runtime import Runtime, open_runtime
+from voice_service.runtime import Runtime
 from voice_service.settings import Settings
 
 ADMIN_TOKEN = "platform-admin-test-token-0123456789"
@@ -273,7 +273,7 @@ async def test_estimate_scales_with_calls_and_minutes(runtime: Runtime, tenant: 
 async def test_demo_credit_for_the_bootstrap_tenant(
     tenant: Any, settings: Settings, pg_dsn: str, admin_conn: asyncpg.Connection
 ) -> None:
-    assert wallet.give_demo_credit in bootstrap.after_bootstrap
+    assert wallet.give_demo_credit in AFTER_BOOTSTRAP
     # As bootstrap runs it: on a plain connection of the migrating user.
     conn = await asyncpg.connect(pg_dsn)
     try:

@@ -29,6 +29,7 @@ from tests.fakes.deepgram import FakeDeepgram
 from tests.fakes.openai import FakeOpenAI, Text, ToolCall, ToolCalls
 from tests.fakes.server import Fault, LocalServer, PathRouter, mulaw_silence, mulaw_tone
 from tests.fakes.tts import FakeTts
+from voice_service import composition
 from voice_service.agents.schemas import AgentConfig, TransferTarget
 from voice_service.calls.schemas import CallInfo
 from voice_service.calls.session import MediaSession
@@ -345,7 +346,10 @@ async def run_call(
         default_tts_voice="aura-2-thalia-en",
     )
     async with AsyncExitStack() as stack, httpx.AsyncClient() as http:
-        runtime = Runtime(settings=settings, dsn="", pool=None, http=http, exit_stack=stack)  # type: ignore[arg-type]
+        runtime = Runtime(  # type: ignore[arg-type]
+            settings=settings, dsn="", pool=None, http=http, exit_stack=stack,
+            call_listeners=composition.call_listeners(), billing_listeners=composition.billing_listeners(),
+        )
         services = MemoryServices(runtime, config, agent_row, lead)
         services.transfer_error = transfer_error
         services.config_override = config_override

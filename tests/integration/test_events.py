@@ -15,11 +15,11 @@ from standardwebhooks.webhooks import Webhook
 
 from tests.fakes.server import LocalServer, Receive, Scope, Send, headers_dict, read_body, send_json
 from tests.integration.test_pipeline_support import NoLlm, drop_jobs, wait_for, worker
-from voice_service.billing.analysis import LLM_KEY
+from voice_service.composition import open_runtime
 from voice_service.db import tenant_tx
-from voice_service.events.delivery import POLICY_KEY, DeliveryPolicy
+from voice_service.events.delivery import DeliveryPolicy
 from voice_service.events.outbox import DELIVER_JOB, emit
-from voice_service.runtime import Runtime, open_runtime
+from voice_service.runtime import Runtime
 from voice_service.settings import Settings
 
 _dec = msgspec.json.Decoder()
@@ -37,8 +37,8 @@ def _local_targets_allowed(app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="module")
 async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
     async with open_runtime(msgspec.structs.replace(settings, **LOCAL_TARGETS)) as rt:
-        rt.extras[LLM_KEY] = NoLlm()
-        rt.extras[POLICY_KEY] = DeliveryPolicy(
+        rt.analysis_llm = NoLlm()
+        rt.webhook_policy = DeliveryPolicy(
             base_delay_seconds=0.05, factor=2, max_attempts=5, disable_after=4, timeout_seconds=5, jitter=0
         )
         yield rt

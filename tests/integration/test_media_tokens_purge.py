@@ -15,9 +15,10 @@ import asyncpg
 import pytest
 
 from tests.integration.test_pipeline_support import insert_call, wait_for
-from voice_service.runtime import Runtime, open_runtime
+from voice_service.composition import open_runtime
+from voice_service.runtime import Runtime
 from voice_service.settings import Settings
-from voice_service.workers import _maintenance_loop, purge_media_tokens
+from voice_service.workers import maintenance_loop, purge_media_tokens
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +80,7 @@ async def test_the_maintenance_loop_runs_the_purge(
     spent = await _token(admin_conn, tenant.id, expires_in=-timedelta(hours=2))
     live = await _token(admin_conn, tenant.id, expires_in=timedelta(minutes=10))
     stop = asyncio.Event()
-    loop_task = asyncio.create_task(_maintenance_loop(runtime, stop))
+    loop_task = asyncio.create_task(maintenance_loop(runtime, stop))
     try:
 
         async def purged() -> bool:

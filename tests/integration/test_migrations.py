@@ -114,7 +114,7 @@ async def _check_pool(pool: Any, a: Any) -> None:
 
 
 async def test_partition_maintenance_is_idempotent(settings: Any) -> None:
-    from voice_service.runtime import open_runtime
+    from voice_service.composition import open_runtime
     from voice_service.workers import maintenance_once
 
     async with open_runtime(settings, apply_migrations=False) as runtime:

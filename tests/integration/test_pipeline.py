@@ -25,10 +25,11 @@ from tests.integration.test_pipeline_support import (
     sample_meter,
 )
 from voice_service.billing import pipeline, wallet
-from voice_service.billing.analysis import LLM_KEY
-from voice_service.billing.pipeline import ANALYSIS_JOB, POST_CALL_JOB, RECONCILE_JOB
+from voice_service.billing.pipeline import POST_CALL_JOB, RECONCILE_JOB
+from voice_service.call_analysis.service import ANALYSIS_JOB
+from voice_service.composition import open_runtime
 from voice_service.db import tenant_tx
-from voice_service.runtime import Runtime, open_runtime
+from voice_service.runtime import Runtime
 from voice_service.settings import Settings
 
 _dec = msgspec.json.Decoder()
@@ -38,7 +39,7 @@ CALL_START = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 @pytest.fixture(scope="module")
 async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
     async with open_runtime(settings) as rt:
-        rt.extras[LLM_KEY] = NoLlm()
+        rt.analysis_llm = NoLlm()
         yield rt
 
 
@@ -213,7 +214,12 @@ async def _bill(
 ) -> pipeline.Billed | None:
     async with tenant_tx(runtime.pool, tenant_id) as conn:
         return await pipeline.finalize_call(
-            conn, tenant_id=tenant_id, call_id=call_id, call_created_at=created_at, **kwargs
+            conn,
+            listeners=runtime.billing_listeners,
+            tenant_id=tenant_id,
+            call_id=call_id,
+            call_created_at=created_at,
+            **kwargs,
         )
 
 

@@ -27,10 +27,11 @@ from tests.integration.test_pipeline_support import (
     sample_meter,
 )
 from voice_service.billing import pipeline
-from voice_service.billing.analysis import LLM_KEY, POLICY_KEY, AnalysisPolicy, run_analysis
-from voice_service.billing.pipeline import ANALYSIS_JOB, POST_CALL_JOB
+from voice_service.billing.pipeline import POST_CALL_JOB
+from voice_service.call_analysis.service import ANALYSIS_JOB, AnalysisPolicy, run_analysis
+from voice_service.composition import open_runtime
 from voice_service.db import tenant_tx
-from voice_service.runtime import Runtime, open_runtime
+from voice_service.runtime import Runtime
 from voice_service.settings import Settings
 
 _dec = msgspec.json.Decoder()
@@ -50,8 +51,8 @@ AGENT_SCHEMA = {
 async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
     async with open_runtime(settings) as rt:
         # No SDK-level retries: the job's own retry policy is what is under test.
-        rt.extras[LLM_KEY] = OpenAiLlm("sk-test", base_url=BASE, http_client=rt.http, json_max_retries=0)
-        rt.extras[POLICY_KEY] = AnalysisPolicy(base_delay_seconds=30, factor=2, max_failures=3)
+        rt.analysis_llm = OpenAiLlm("sk-test", base_url=BASE, http_client=rt.http, json_max_retries=0)
+        rt.analysis_policy = AnalysisPolicy(base_delay_seconds=30, factor=2, max_failures=3)
         yield rt
 
 
@@ -111,7 +112,11 @@ async def billed_call(
     call_id, created_at = await insert_call(admin, tenant.id, meter=sample_meter(), agent_id=agent, **kwargs)
     async with tenant_tx(runtime.pool, tenant.id) as conn:
         assert await pipeline.finalize_call(
-            conn, tenant_id=tenant.id, call_id=call_id, call_created_at=created_at
+            conn,
+            listeners=runtime.billing_listeners,
+            tenant_id=tenant.id,
+            call_id=call_id,
+            call_created_at=created_at,
         )
     return call_id, created_at
 

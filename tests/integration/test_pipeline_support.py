@@ -209,10 +209,10 @@ async def drop_jobs(admin: asyncpg.Connection, *entrypoints: str) -> None:
 @contextlib.asynccontextmanager
 async def worker(runtime: Runtime, entrypoints: list[str]) -> AsyncIterator[QueueManager]:
     """A pgqueuer worker serving only `entrypoints` (other domains' queued jobs are not this test's business)."""
-    registry = workers.load_job_modules()
+    registry = workers.job_registry()
     qm = QueueManager(Queries(AsyncpgPoolDriver(runtime.pool)))
     for name in entrypoints:
-        handler, limit = registry[name]
+        handler, limit = registry[name].handler, registry[name].concurrency
 
         def make(h: Callable[[Runtime, dict[str, Any]], Awaitable[None]]) -> Callable[[Job], Awaitable[None]]:
             async def run(j: Job) -> None:

@@ -7,6 +7,7 @@ status URL's ?call_id= finds a call whose provider id is not stored yet (callbac
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -18,12 +19,13 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from voice_service import composition
 from voice_service.app import create_app
 from voice_service.calls import repository as repo
 from voice_service.calls import service
 from voice_service.calls.schemas import CallRef
+from voice_service.composition import open_runtime
 from voice_service.db import create_pool, tenant_tx
-from voice_service.runtime import open_runtime
 from voice_service.settings import Settings
 from voice_service.simulator.signing import twilio_signature, vonage_signed_jwt
 
@@ -46,8 +48,9 @@ async def wh(hooks_app: Litestar) -> AsyncIterator[AsyncTestClient[Litestar]]:
 
 
 @pytest.fixture
-def hook_calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[uuid.UUID]]:
-    """Record the other domains' hooks (their modules are optional to this one)."""
+def hook_calls(monkeypatch: pytest.MonkeyPatch, hooks_app: Litestar, wh: Any) -> dict[str, list[uuid.UUID]]:
+    """Record the other domains' hooks (the call listeners) instead of running them: in the webhook app's runtime
+    and in every runtime or call the test opens through the composition root."""
     seen: dict[str, list[uuid.UUID]] = {"final": [], "progress": [], "answered": [], "price": []}
 
     def recorder(kind: str) -> Any:
@@ -59,16 +62,15 @@ def hook_calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[uuid.UUID]]:
 
         return hook
 
-    monkeypatch.setitem(service._hooks, ("voice_service.batches.hooks", "on_call_final"), recorder("final"))
-    monkeypatch.setitem(
-        service._hooks, ("voice_service.billing.pipeline", "on_call_progress"), recorder("progress")
+    recording = dataclasses.replace(
+        composition.call_listeners(),
+        on_final=recorder("final"),
+        on_progress=recorder("progress"),
+        on_answered=recorder("answered"),
+        on_provider_price=recorder("price"),
     )
-    monkeypatch.setitem(
-        service._hooks, ("voice_service.batches.hooks", "on_call_answered"), recorder("answered")
-    )
-    monkeypatch.setitem(
-        service._hooks, ("voice_service.billing.pipeline", "on_provider_price"), recorder("price")
-    )
+    monkeypatch.setattr(composition, "call_listeners", lambda: recording)
+    monkeypatch.setattr(hooks_app.state.runtime, "call_listeners", recording)
     return seen
 
 
@@ -89,6 +91,7 @@ async def _new_call(_unused: Any, tenant: Any, provider: str, provider_call_id: 
     async with tenant_tx(_pools[0], tenant.id) as conn:
         ref = await service.create_call(
             conn,
+            listeners=composition.call_listeners(),
             tenant_id=tenant.id,
             initiated_by_user_id=None,
             agent_id=None,
@@ -539,6 +542,7 @@ async def test_created_calls_are_finalised_even_if_their_end_never_comes(
         for agent, wanted in ((agent_id, 120), (None, 900)):
             ref = await service.create_call(
                 conn,
+                listeners=composition.call_listeners(),
                 tenant_id=tenant.id,
                 initiated_by_user_id=None,
                 agent_id=agent,

@@ -17,11 +17,12 @@ from standardwebhooks.webhooks import Webhook
 
 from tests.fakes.server import LocalServer, Receive, Scope, Send, headers_dict, read_body, send_json
 from tests.integration.test_pipeline_support import drop_jobs
+from voice_service.composition import open_runtime
 from voice_service.db import tenant_tx
 from voice_service.events.delivery import deliver
 from voice_service.events.outbox import DELIVER_JOB, emit
 from voice_service.events.signing import generate_secret
-from voice_service.runtime import Runtime, open_runtime
+from voice_service.runtime import Runtime
 from voice_service.settings import Settings
 
 KEY = base64.b64encode(os.urandom(32)).decode()

@@ -26,7 +26,6 @@ call row) follows. Claims of live processes are never touched.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import secrets
 import time
@@ -40,9 +39,14 @@ import asyncpg
 
 from voice_service.batches import policy
 from voice_service.batches import repository as repo
+from voice_service.billing import pipeline as billing
+from voice_service.billing import wallet
+from voice_service.calls import repository as calls_repo
+from voice_service.calls.schemas import CallRef
+from voice_service.calls.service import create_call, place_call
 from voice_service.db import tenant_tx
+from voice_service.enqueue import enqueue
 from voice_service.runtime import Runtime
-from voice_service.workers import enqueue
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +61,7 @@ DEFAULT_TENANT_MAX_CONCURRENT_CALLS = 50
 DEFAULT_RESERVED_CONCURRENCY = 2
 
 Clock = Callable[[], datetime]
-Placer = Callable[[Runtime, Any], Awaitable[None]]
+Placer = Callable[[Runtime, CallRef], Awaitable[None]]
 
 
 def _utcnow() -> datetime:
@@ -83,19 +87,15 @@ def payload(tenant_id: uuid.UUID, batch_id: uuid.UUID) -> dict[str, str]:
 
 
 def _placer(runtime: Runtime) -> Placer:
-    custom = runtime.extras.get("batches.placer")
-    if custom is not None:
-        return custom  # type: ignore[no-any-return]
-    from voice_service.calls.service import place_call
-
-    return place_call
+    """`runtime.batch_placer` when a test set one; placing through the call's provider otherwise."""
+    return runtime.batch_placer or place_call
 
 
 # --- the process lease ---
 
 
 @dataclass
-class _Lease:
+class DispatchLease:
     id: int
     conn: asyncpg.Connection
 
@@ -103,12 +103,11 @@ class _Lease:
 async def lease_id(runtime: Runtime) -> int:
     """This process's dispatcher lease: a session advisory lock (LEASE_LOCK_CLASS, id) on a connection of its own,
     held while the process lives; claims record the id."""
-    lease: _Lease | None = runtime.extras.get("batches.lease")
+    lease = runtime.dispatch_lease
     if lease is not None and not lease.conn.is_closed():
         return lease.id
-    lock: asyncio.Lock = runtime.extras.setdefault("batches.lease_lock", asyncio.Lock())
-    async with lock:
-        lease = runtime.extras.get("batches.lease")
+    async with runtime.dispatch_lease_lock:
+        lease = runtime.dispatch_lease
         if lease is not None and not lease.conn.is_closed():
             return lease.id
         conn = await asyncpg.connect(
@@ -120,7 +119,7 @@ async def lease_id(runtime: Runtime) -> int:
             candidate = secrets.randbelow(2**31 - 2) + 1
             if await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", repo.LEASE_LOCK_CLASS, candidate):
                 break
-        runtime.extras["batches.lease"] = _Lease(candidate, conn)
+        runtime.dispatch_lease = DispatchLease(candidate, conn)
         return candidate
 
 
@@ -129,7 +128,7 @@ async def lease_id(runtime: Runtime) -> int:
 
 @dataclass
 class Placement:
-    ref: Any  # calls.schemas.CallRef
+    ref: CallRef
     entry_id: uuid.UUID
     at: datetime  # pacing slot (dispatcher clock)
 
@@ -289,7 +288,9 @@ async def _claim(
             now=at,
             horizon=PACING_HORIZON,
         )
-        await _create_calls(conn, tenant_id, b, callable_rows[: len(slots)], slots, numbers, lease, result)
+        await _create_calls(
+            conn, runtime, tenant_id, b, callable_rows[: len(slots)], slots, numbers, lease, result
+        )
         taken = len(slots)
         await repo.update_pacing(
             conn, {k: v for k, v in next_free.items() if v is not None and v != before.get(k)}
@@ -324,6 +325,7 @@ async def _numbers(conn: asyncpg.Connection, tenant_id: uuid.UUID, b: asyncpg.Re
 
 async def _create_calls(
     conn: asyncpg.Connection,
+    runtime: Runtime,
     tenant_id: uuid.UUID,
     b: asyncpg.Record,
     rows: list[asyncpg.Record],
@@ -332,14 +334,13 @@ async def _create_calls(
     lease: int,
     result: TickResult,
 ) -> None:
-    from voice_service.calls.service import create_call
-
     entry_ids: list[uuid.UUID] = []
     call_ids: list[uuid.UUID] = []
     base_vars: Mapping[str, Any] = b["variables"] or {}
     for row, slot in zip(rows, slots, strict=True):
         ref = await create_call(
             conn,
+            listeners=runtime.call_listeners,
             tenant_id=tenant_id,
             initiated_by_user_id=b["initiated_by_user_id"],
             agent_id=b["agent_id"],
@@ -417,10 +418,10 @@ async def end_unplaced(
     end_reason: str,
 ) -> bool:
     """End a call that was never placed and apply the result to its entry (lock order: call, then batch)."""
-    call = await repo.call_status(conn, tenant_id, call_id, created_at, lock=True)
+    call = await calls_repo.attempt_state(conn, tenant_id, call_id, created_at, lock=True)
     if call is None or call["status"] != "pending" or call["provider_call_id"] is not None:
         return False
-    if not await repo.end_unplaced_call(conn, tenant_id, call_id, created_at, status, end_reason):
+    if not await calls_repo.end_unplaced(conn, tenant_id, call_id, created_at, status, end_reason):
         return False
     await _billing_progress(conn, tenant_id, call_id, created_at)
     await attempt_ended(conn, tenant_id=tenant_id, call_id=call_id, call_created_at=created_at)
@@ -430,19 +431,8 @@ async def end_unplaced(
 async def _billing_progress(
     conn: asyncpg.Connection, tenant_id: uuid.UUID, call_id: uuid.UUID, created_at: datetime
 ) -> None:
-    hook = _optional("voice_service.billing.pipeline", "on_call_progress")
-    if hook is not None:
-        await hook(conn, tenant_id=tenant_id, call_id=call_id, call_created_at=created_at)
-
-
-def _optional(module: str, name: str) -> Any:
-    try:
-        mod = importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name is None or not module.startswith(exc.name):
-            raise
-        return None
-    return getattr(mod, name, None)
+    """The call ended here, not through the calls domain: billing's post-call trigger runs as it would there."""
+    await billing.on_call_progress(conn, tenant_id=tenant_id, call_id=call_id, call_created_at=created_at)
 
 
 # --- attempt results (also reached from hooks.on_call_final) ---
@@ -454,7 +444,7 @@ async def _recover(conn: asyncpg.Connection, tenant_id: uuid.UUID, b: asyncpg.Re
     )
     recovered = 0
     for r in rows:
-        if await repo.end_unplaced_call(
+        if await calls_repo.end_unplaced(
             conn, tenant_id, r["call_id"], r["call_created_at"], "failed", "dispatch_interrupted"
         ):
             log.warning(
@@ -487,7 +477,7 @@ async def attempt_ended(
     at: datetime | None = None,
 ) -> None:
     """Apply a call's terminal status to its batch entry (idempotent: only the entry's current attempt counts)."""
-    call = await repo.call_status(conn, tenant_id, call_id, call_created_at)
+    call = await calls_repo.attempt_state(conn, tenant_id, call_id, call_created_at)
     if call is None or call["batch_id"] is None or call["batch_entry_id"] is None:
         return
     b = await repo.get_batch(conn, tenant_id, call["batch_id"], lock=True)
@@ -548,6 +538,4 @@ async def maybe_complete(conn: asyncpg.Connection, tenant_id: uuid.UUID, batch_i
 
 
 async def release_reservation(conn: asyncpg.Connection, tenant_id: uuid.UUID, batch_id: uuid.UUID) -> None:
-    release = _optional("voice_service.billing.wallet", "release_batch_reservation")
-    if release is not None:
-        await release(conn, tenant_id=tenant_id, batch_id=batch_id)
+    await wallet.release_batch_reservation(conn, tenant_id=tenant_id, batch_id=batch_id)

@@ -6,10 +6,12 @@ import uuid
 from typing import Any
 
 from voice_service.batches import dispatcher
+from voice_service.jobs import JobSpec
 from voice_service.runtime import Runtime
-from voice_service.workers import job
 
 
-@job(dispatcher.JOB)
 async def dispatch(runtime: Runtime, payload: dict[str, Any]) -> None:
     await dispatcher.run_tick(runtime, uuid.UUID(payload["tenant_id"]), uuid.UUID(payload["batch_id"]))
+
+
+JOBS: list[JobSpec] = [JobSpec(dispatcher.JOB, dispatch)]

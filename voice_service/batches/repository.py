@@ -1,5 +1,8 @@
 """SQL for batches: creation in bulk, listing, controls, and the dispatcher's claim / finish statements.
 
+The only module that writes voice_call_batches, voice_call_batch_entries and dispatch_pacing. Leads and call rows
+are written through their own repositories (leads, calls); reads that need them join them here.
+
 Every statement filters on tenant_id (row-level security applies as well). Lock order, everywhere: the batch row
 first, then its entries; a call row is locked before its batch only on the telephony side (call → batch), so the
 dispatcher locks call rows it does not own with SKIP LOCKED while it holds a batch row.
@@ -59,52 +62,6 @@ async def leads_by_ids(
         tenant_id,
         list(ids),
     )
-
-
-# Fields given in the batch row fill or overwrite the lead's; fields not given keep the lead's values. An
-# existing opt-out (do_not_call) is never cleared here.
-_UPSERT_LEADS = """
-WITH input AS (
-    SELECT * FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
-                  AS u (phone, first_name, last_name, email, company_name, timezone)
-), written AS (
-    INSERT INTO leads AS l (tenant_id, created_by_user_id, phone, first_name, last_name, email, company_name,
-                            timezone)
-    SELECT $1, $2, phone, first_name, last_name, email, company_name, timezone FROM input
-    ON CONFLICT (tenant_id, phone) WHERE deleted_at IS NULL AND phone IS NOT NULL DO UPDATE SET
-        first_name = COALESCE(EXCLUDED.first_name, l.first_name),
-        last_name = COALESCE(EXCLUDED.last_name, l.last_name),
-        email = COALESCE(EXCLUDED.email, l.email),
-        company_name = COALESCE(EXCLUDED.company_name, l.company_name),
-        timezone = COALESCE(EXCLUDED.timezone, l.timezone)
-    -- Leads whose fields would not change are not rewritten (the common case when a list is launched again).
-    WHERE (l.first_name, l.last_name, l.email, l.company_name, l.timezone) IS DISTINCT FROM
-          (COALESCE(EXCLUDED.first_name, l.first_name), COALESCE(EXCLUDED.last_name, l.last_name),
-           COALESCE(EXCLUDED.email, l.email), COALESCE(EXCLUDED.company_name, l.company_name),
-           COALESCE(EXCLUDED.timezone, l.timezone))
-    RETURNING l.id, l.phone, l.timezone, l.do_not_call, l.first_name, l.last_name, l.email, l.company_name
-)
-SELECT * FROM written
-UNION ALL
--- The rest existed unchanged: read as of the statement's start (the INSERT above did not touch them).
-SELECT l.id, l.phone, l.timezone, l.do_not_call, l.first_name, l.last_name, l.email, l.company_name
-FROM input i
-JOIN leads l ON l.tenant_id = $1 AND l.phone = i.phone AND l.deleted_at IS NULL
-WHERE NOT EXISTS (SELECT 1 FROM written w WHERE w.phone = i.phone)
-"""
-
-
-async def upsert_leads(
-    conn: asyncpg.Connection,
-    tenant_id: uuid.UUID,
-    user_id: uuid.UUID | None,
-    columns: Sequence[Sequence[str | None]],
-) -> list[asyncpg.Record]:
-    """Upsert by (tenant, phone); `columns` = phones, first_names, last_names, emails, company_names, timezones
-    (phones unique)."""
-    if not columns[0]:
-        return []
-    return await conn.fetch(_UPSERT_LEADS, tenant_id, user_id, *[list(c) for c in columns])
 
 
 # --- batches and entries ---
@@ -492,51 +449,6 @@ async def oldest_unplaced_claim(
     )
 
 
-async def end_unplaced_call(
-    conn: asyncpg.Connection,
-    tenant_id: uuid.UUID,
-    call_id: uuid.UUID,
-    created_at: datetime,
-    status: str,
-    end_reason: str,
-) -> bool:
-    """Ends a call that was never placed (no provider call id, still pending); False if it has moved on."""
-    return (
-        await conn.fetchval(
-            """UPDATE voice_call_logs
-           SET status = $4, ended_at = now(), metadata = metadata || jsonb_build_object('end_reason', $5::text)
-           WHERE tenant_id = $1 AND id = $2 AND created_at = $3 AND status = 'pending'
-             AND provider_call_id IS NULL
-           RETURNING true""",
-            tenant_id,
-            call_id,
-            created_at,
-            status,
-            end_reason,
-        )
-        is not None
-    )
-
-
-async def call_status(
-    conn: asyncpg.Connection,
-    tenant_id: uuid.UUID,
-    call_id: uuid.UUID,
-    created_at: datetime,
-    *,
-    lock: bool = False,
-) -> asyncpg.Record | None:
-    return await conn.fetchrow(
-        """SELECT id, created_at, status, provider_call_id, answered_by, metadata->>'end_reason' AS end_reason,
-                  batch_id, batch_entry_id, attempt
-           FROM voice_call_logs WHERE tenant_id = $1 AND id = $2 AND created_at = $3"""
-        + (" FOR UPDATE" if lock else ""),
-        tenant_id,
-        call_id,
-        created_at,
-    )
-
-
 # --- attempt results ---
 
 
@@ -587,4 +499,58 @@ async def mark_in_progress(
         tenant_id,
         entry_id,
         call_id,
+    )
+
+
+# --- the call analysis's outcome ---
+
+
+async def record_analysis_outcome(
+    conn: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    batch_id: uuid.UUID,
+    entry_id: uuid.UUID,
+    call_id: uuid.UUID,
+    outcome: dict[str, Any],
+) -> None:
+    """The analysis outcome on the batch entry (metadata.analysis) and per-category counts on the batch
+    (metadata.analysis_counts): each entry counts once, under its latest call's latest category."""
+    prev = await conn.fetchrow(
+        "SELECT metadata -> 'analysis' AS analysis FROM voice_call_batch_entries "
+        "WHERE tenant_id = $1 AND id = $2 AND batch_id = $3 FOR UPDATE",
+        tenant_id,
+        entry_id,
+        batch_id,
+    )
+    if prev is None:
+        return
+    await conn.execute(
+        "UPDATE voice_call_batch_entries SET metadata = jsonb_set(metadata, '{analysis}', $3::jsonb) "
+        "WHERE tenant_id = $1 AND id = $2",
+        tenant_id,
+        entry_id,
+        {**outcome, "call_id": str(call_id)},
+    )
+    new = outcome.get("lead_category") or "none"
+    old = None
+    if isinstance(prev["analysis"], dict):
+        old = prev["analysis"].get("lead_category") or "none"
+    if old == new:
+        return
+    await conn.execute(
+        """
+        UPDATE voice_call_batches
+        SET metadata = jsonb_set(metadata, '{analysis_counts}',
+            coalesce(metadata -> 'analysis_counts', '{}')
+            || jsonb_build_object($3::text, coalesce((metadata -> 'analysis_counts' ->> $3)::int, 0) + 1)
+            || CASE WHEN $4::text IS NULL THEN '{}'::jsonb
+                    ELSE jsonb_build_object($4::text,
+                                            greatest(coalesce((metadata -> 'analysis_counts' ->> $4)::int, 0) - 1, 0))
+               END)
+        WHERE tenant_id = $1 AND id = $2
+        """,
+        tenant_id,
+        batch_id,
+        new,
+        old,
     )

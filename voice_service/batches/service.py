@@ -29,11 +29,13 @@ from voice_service.batches.schemas import (
     EntryIn,
     RetryPolicy,
 )
+from voice_service.billing import wallet
+from voice_service.enqueue import enqueue
 from voice_service.errors import BadRequest, Conflict, NotFound, ValidationFailed
+from voice_service.leads import repository as leads_repo
 from voice_service.pagination import Page, check_limit, decode_cursor, encode_cursor
 from voice_service.tenancy.service import check_call_permission
 from voice_service.voices.repository import voices
-from voice_service.workers import enqueue
 
 __all__ = [
     "add_entries",
@@ -207,7 +209,7 @@ async def prepare_entries(
                 cols, (parsed[i], row.first_name, row.last_name, row.email, row.company_name, tz), strict=True
             ):
                 c.append(v)
-        for lead in await repo.upsert_leads(conn, principal.tenant_id, principal.user_id, cols):
+        for lead in await leads_repo.upsert_by_phone(conn, principal.tenant_id, principal.user_id, cols):
             upserted[lead["phone"]] = lead
 
     out = PreparedEntries()
@@ -315,12 +317,6 @@ async def _reserve(
     settings: Any,
 ) -> None:
     if n_calls <= 0:
-        return
-    try:
-        from voice_service.billing import wallet
-    except ModuleNotFoundError as exc:  # billing not built yet
-        if exc.name not in ("voice_service.billing.wallet", "voice_service.billing"):
-            raise
         return
     amount: Decimal = await wallet.estimate_call_cost(
         conn, tenant_id, provider, n_calls, minutes=ESTIMATE_MINUTES_PER_CALL, settings=settings

@@ -1,4 +1,5 @@
-"""`voice-service topup TENANT AMOUNT`: credit a tenant wallet from the command line."""
+"""`voice-service topup TENANT AMOUNT`: credit a tenant wallet from the command line (`configure` builds the
+sub-command's arguments, `run` runs it; voice_service/cli.py lists it)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from decimal import Decimal, InvalidOperation
 
 import asyncpg
 
-from voice_service import cli as _cli
+from voice_service.admin import with_admin_connection
 from voice_service.billing import repository as repo
 from voice_service.billing import wallet
 from voice_service.db import init_connection, tenant_transaction
@@ -18,7 +19,7 @@ from voice_service.errors import AppError
 from voice_service.settings import Settings
 
 
-def _configure(parser: argparse.ArgumentParser) -> None:
+def configure(parser: argparse.ArgumentParser) -> None:
     parser.description = "credit a tenant wallet (a topup ledger row)"
     parser.add_argument("tenant", help="tenant id")
     parser.add_argument("amount", help="amount in the wallet currency, e.g. 25.00")
@@ -30,7 +31,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _topup(args: argparse.Namespace, settings: Settings) -> int:
+def run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         tenant_id = uuid.UUID(args.tenant)
         amount = Decimal(args.amount)
@@ -39,7 +40,7 @@ def _topup(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     key = f"topup:{args.idempotency_key or 'cli-' + uuid.uuid4().hex}"
 
-    async def run(conn: asyncpg.Connection) -> int:
+    async def topup(conn: asyncpg.Connection) -> int:
         await init_connection(conn)  # the pool's jsonb codec, which the billing repository expects
         async with tenant_transaction(conn, tenant_id):
             if not await repo.tenant_exists(conn, tenant_id):
@@ -57,7 +58,4 @@ def _topup(args: argparse.Namespace, settings: Settings) -> int:
         print(f"balance {row['balance_before']} -> {row['balance_after']}")
         return 0
 
-    return asyncio.run(_cli._with_admin(settings, run))
-
-
-_cli.extra_commands["topup"] = (_configure, _topup)
+    return asyncio.run(with_admin_connection(settings, topup))

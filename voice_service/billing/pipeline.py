@@ -1,14 +1,16 @@
 """The post-call pipeline's trigger and its billing step: cost breakdown, usage event, ledger debit, outbox event.
 
 A call is final when it has the provider's final status and either its media ended or it never had media
-(declined / cancelled / failed, or never answered). The telephony code calls `on_call_progress` in its own
-transaction whenever it sets `media_ended_at` or `provider_final_at`; the job is enqueued in that transaction
-with the dedupe key `post_call:<call id>`. `schedule_finalize_timeout` finalises anyway if one end never comes.
+(declined / cancelled / failed, or never answered). The calls domain calls `on_call_progress` (its listener
+`on_progress`) in its own transaction whenever it sets `media_ended_at` or `provider_final_at`; the job is
+enqueued in that transaction with the dedupe key `post_call:<call id>`. `schedule_finalize_timeout` finalises
+anyway if one end never comes.
 
 `finalize_call` does everything in ONE transaction, holding the call row's lock: price the usage meter (catalog
-rows effective at the call's start, tenant rows over global ones), write the breakdown on the call, the
-BILLING_USAGE_EVENTS row (`voice_call:<id>`), the `voice_call.cost_recorded` outbox event, the analysis job and
-the ledger debit. A crash anywhere rolls all of it back; a second run finds the usage event and does nothing.
+rows effective at the call's start, tenant rows over global ones), write the breakdown on the call (through the
+calls repository), the BILLING_USAGE_EVENTS row (`voice_call:<id>`), the `voice_call.cost_recorded` outbox event,
+what the billing listeners add (the call analysis: its pending row and job) and the ledger debit. A crash
+anywhere rolls all of it back; a second run finds the usage event and does nothing.
 A provider price known at that point (Vonage sends it with the final event) goes in as an adjustment item; one
 that arrives later is reconciled by `reconcile_call` as its own adjustment (usage event, ledger row, event).
 """
@@ -25,34 +27,28 @@ from typing import Any
 
 import asyncpg
 
-from analysis.pricing import (
-    CostBreakdown,
-    CostItem,
-    PriceRow,
-    cost_item_to_json,
-    price_usage,
-    reconcile_telephony,
-)
+from analysis.pricing import CostBreakdown, CostItem, cost_item_to_json, reconcile_telephony
 from analysis.usage import UsageMeter
 from voice_service.billing import repository as repo
-from voice_service.billing import wallet
+from voice_service.billing.listeners import BillingListeners
+from voice_service.billing.usage import charge, price_meter
+from voice_service.calls import repository as calls_repo
+from voice_service.enqueue import enqueue
 from voice_service.events.outbox import emit
 from voice_service.phones import parse_phone
-from voice_service.workers import enqueue
 
 log = logging.getLogger(__name__)
 
 POST_CALL_JOB = "billing.post_call"
-ANALYSIS_JOB = "billing.analyze_call"
 RECONCILE_JOB = "billing.reconcile"
 FEATURE_KEY = "voice-agent"
 NO_MEDIA_STATUSES = frozenset({"declined", "cancelled", "failed"})
 
-# Test hook: awaited after each step of finalize_call, with the step's name; raising there simulates a crash.
+# Test hook: awaited after each step of a pipeline run, with the step's name; raising there simulates a crash.
 Checkpoint = Callable[[str], Awaitable[None]]
 
 
-async def _no_checkpoint(_: str) -> None:
+async def no_checkpoint(_: str) -> None:
     return None
 
 
@@ -79,7 +75,7 @@ async def on_call_progress(
     conn: asyncpg.Connection, *, tenant_id: uuid.UUID, call_id: uuid.UUID, call_created_at: datetime
 ) -> None:
     """Enqueue the post-call job (in the caller's transaction) once the call is final; otherwise nothing."""
-    row = await repo.call_progress(conn, tenant_id, call_id, call_created_at)
+    row = await calls_repo.pipeline_progress(conn, tenant_id, call_id, call_created_at)
     if row is None or row["provider_final_at"] is None:
         return
     if row["billed"]:
@@ -153,28 +149,6 @@ def usage_meter_of(call: asyncpg.Record) -> UsageMeter:
     return meter
 
 
-async def price_meter(
-    conn: asyncpg.Connection, tenant_id: uuid.UUID, meter: UsageMeter, at: datetime, currency: str = "USD"
-) -> CostBreakdown:
-    categories = ["telephony", "stt", "llm", "tts"]
-    providers = sorted(
-        {
-            *(s.provider for s in meter.stt),
-            *(u.provider for u in meter.llm),
-            *(t.provider for t in meter.tts),
-            *([meter.telephony.provider] if meter.telephony else []),
-        }
-    )
-    rows = (
-        await repo.catalog_for(conn, tenant_id, at=at, categories=categories, providers=providers)
-        if providers
-        else []
-    )
-    return price_usage(
-        meter, [PriceRow.from_record(r) for r in rows], at=at, tenant_id=tenant_id, currency=currency
-    )
-
-
 def _provider_price(call: asyncpg.Record) -> tuple[Decimal, str] | None:
     """metadata.provider_price as {"amount", "currency"} or as a number with metadata.provider_price_currency."""
     metadata = call["metadata"] or {}
@@ -215,13 +189,14 @@ class Billed:
 async def finalize_call(
     conn: asyncpg.Connection,
     *,
+    listeners: BillingListeners,
     tenant_id: uuid.UUID,
     call_id: uuid.UUID,
     call_created_at: datetime,
-    checkpoint: Checkpoint = _no_checkpoint,
+    checkpoint: Checkpoint = no_checkpoint,
 ) -> Billed | None:
     """Bill one call (inside the caller's tenant transaction). None when there is no such call or it was billed."""
-    call = await repo.lock_call(conn, tenant_id, call_id, call_created_at)
+    call = await calls_repo.get_for_pipeline(conn, tenant_id, call_id, call_created_at, lock=True)
     if call is None:
         log.warning("post-call job for a missing call", extra={"call_id": str(call_id)})
         return None
@@ -255,7 +230,7 @@ async def finalize_call(
         return None
     await checkpoint("usage_event")
 
-    await repo.set_call_cost(
+    await calls_repo.set_cost(
         conn,
         tenant_id,
         call_id,
@@ -265,7 +240,6 @@ async def finalize_call(
         currency=breakdown.currency,
         billing={"usage_event_id": str(usage_event_id), "billed_at": datetime.now(UTC).isoformat()},
     )
-    await repo.ensure_analysis(conn, tenant_id, call_id, call_created_at, call["lead_id"])
     await checkpoint("call_updated")
 
     await emit(
@@ -291,55 +265,24 @@ async def finalize_call(
     )
     await checkpoint("event")
 
-    await enqueue(
-        conn,
-        ANALYSIS_JOB,
-        call_payload(tenant_id, call_id, call_created_at),
-        dedupe_key=f"analysis:{call_id}",
+    await listeners.on_call_billed(
+        conn, tenant_id=tenant_id, call_id=call_id, call_created_at=call_created_at, lead_id=call["lead_id"]
     )
     await checkpoint("analysis_enqueued")
 
     # The wallet row is the one hot row: lock it last, so it is held only for the rest of this transaction.
-    ledger_id = await _charge(
+    ledger_id = await charge(
         conn, tenant_id, usage_event_id, breakdown.total, key, f"voice call {call_id}", call["batch_id"]
     )
     await checkpoint("charged")
     return Billed(usage_event_id, breakdown.total, ledger_id)
 
 
-async def _charge(
-    conn: asyncpg.Connection,
-    tenant_id: uuid.UUID,
-    usage_event_id: uuid.UUID,
-    total: Decimal,
-    key: str,
-    description: str,
-    batch_id: uuid.UUID | None,
-    transaction_type: str = "debit",
-) -> uuid.UUID | None:
-    ledger_id = None
-    if total != 0:
-        posting = await wallet.post(
-            conn,
-            tenant_id,
-            transaction_type=transaction_type,
-            amount=-total,
-            idempotency_key=f"debit:{key}",
-            reference_type="usage_event",
-            reference_id=usage_event_id,
-            description=description,
-            release_batch=batch_id,
-        )
-        ledger_id = posting.ledger["id"]
-    await repo.mark_usage_charged(conn, tenant_id, usage_event_id, ledger_id)
-    return ledger_id
-
-
 async def reconcile_call(
     conn: asyncpg.Connection, *, tenant_id: uuid.UUID, call_id: uuid.UUID, call_created_at: datetime
 ) -> CostItem | None:
     """Post the difference between the provider's reported price and what the call was billed, if any."""
-    call = await repo.lock_call(conn, tenant_id, call_id, call_created_at)
+    call = await calls_repo.get_for_pipeline(conn, tenant_id, call_id, call_created_at, lock=True)
     if call is None or call["cost"] is None:
         return None  # not billed yet: finalize_call includes the provider price itself
     current = CostBreakdown.from_json_items(call["cost_breakdown"], call["currency"] or "USD")
@@ -363,7 +306,7 @@ async def reconcile_call(
     )
     if usage_event_id is None:
         return None
-    await repo.set_call_cost(
+    await calls_repo.set_cost(
         conn,
         tenant_id,
         call_id,
@@ -388,7 +331,7 @@ async def reconcile_call(
             "item": item_json,
         },
     )
-    await _charge(
+    await charge(
         conn,
         tenant_id,
         usage_event_id,

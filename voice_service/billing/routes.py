@@ -1,5 +1,4 @@
-"""HTTP routes for billing (prices, wallet, ledger, usage events), the platform-admin top-up API, and the call
-analysis (`/v1/calls/{call_id}/analysis`, here because the analysis is part of the post-call pipeline)."""
+"""HTTP routes for billing (prices, wallet, ledger, usage events) and the platform-admin top-up API."""
 
 from __future__ import annotations
 
@@ -11,13 +10,11 @@ from litestar import Controller, Request, delete, get, post
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 from litestar.params import JSONBody, QueryParameter
-from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
+from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 
-from voice_service import bootstrap
-from voice_service.auth import requires, writes_need
+from voice_service.auth import writes_need
 from voice_service.billing import service
 from voice_service.billing.schemas import (
-    CallAnalysis,
     LedgerTransaction,
     Price,
     PriceCreate,
@@ -27,15 +24,11 @@ from voice_service.billing.schemas import (
     UsageEvent,
     Wallet,
 )
-from voice_service.billing.wallet import give_demo_credit
 from voice_service.db import tenant_tx
 from voice_service.deps import Caller, Conn
 from voice_service.errors import Forbidden, Unauthorized
 from voice_service.pagination import Page
 from voice_service.params import Cursor, Limit
-
-if give_demo_credit not in bootstrap.after_bootstrap:
-    bootstrap.after_bootstrap.append(give_demo_credit)
 
 
 class BillingController(Controller):
@@ -136,23 +129,4 @@ class PlatformAdminController(Controller):
             return await service.admin_topup(conn, data)
 
 
-class CallAnalysisController(Controller):
-    path = "/v1/calls/{call_id:uuid}/analysis"
-    tags = ["calls"]
-
-    @get("/", operation_id="getCallAnalysis", summary="The call's post-call analysis")
-    async def get_analysis(self, conn: Conn, principal: Caller, call_id: uuid.UUID) -> CallAnalysis:
-        return await service.get_call_analysis(conn, principal, call_id)
-
-    @post(
-        "/rerun",
-        operation_id="rerunCallAnalysis",
-        status_code=HTTP_202_ACCEPTED,
-        guards=[requires("member")],
-        summary="Analyse the call again (billed as a new analysis run)",
-    )
-    async def rerun(self, conn: Conn, principal: Caller, call_id: uuid.UUID) -> CallAnalysis:
-        return await service.rerun_call_analysis(conn, principal, call_id)
-
-
-route_handlers: list[Any] = [BillingController, PlatformAdminController, CallAnalysisController]
+route_handlers: list[Any] = [BillingController, PlatformAdminController]

@@ -118,20 +118,3 @@ class Topup(msgspec.Struct):
     transaction: LedgerTransaction
     created: bool
     current_balance: str
-
-
-class CallAnalysis(msgspec.Struct):
-    id: uuid.UUID
-    call_id: uuid.UUID
-    status: str
-    summary: str | None
-    sentiment: str | None
-    lead_category: str | None
-    lead_extraction: dict[str, Any]
-    success_evaluation: dict[str, Any]
-    error: str | None
-    model: str | None
-    cost: str | None
-    attempts: int
-    created_at: datetime
-    updated_at: datetime

@@ -1,21 +1,18 @@
-"""Rules behind the billing routes: prices, wallet, usage events, ledger, top-ups, call analyses."""
+"""Rules behind the billing routes: prices, wallet, usage events, ledger, top-ups."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
 
 import asyncpg
 import msgspec
 
 from voice_service.auth import Principal
-from voice_service.billing import analysis as analysis_job
 from voice_service.billing import repository as repo
 from voice_service.billing import wallet
 from voice_service.billing.schemas import (
-    CallAnalysis,
     LedgerTransaction,
     Price,
     PriceCreate,
@@ -26,7 +23,7 @@ from voice_service.billing.schemas import (
     UsageEvent,
     Wallet,
 )
-from voice_service.errors import Conflict, NotFound, ValidationFailed
+from voice_service.errors import NotFound, ValidationFailed
 from voice_service.pagination import Page, check_limit, decode_cursor, page_from_rows
 
 MAX_UNIT_PRICE = Decimal("1000000")
@@ -229,58 +226,3 @@ async def admin_topup(conn: asyncpg.Connection, data: TopupCreate) -> Topup:
         created=posting.created,
         current_balance=format(current["current_balance"], "f"),
     )
-
-
-def _analysis(row: asyncpg.Record) -> CallAnalysis:
-    meta: dict[str, Any] = row["metadata"] or {}
-    return CallAnalysis(
-        id=row["id"],
-        call_id=row["call_log_id"],
-        status=row["status"],
-        summary=row["summary"],
-        sentiment=row["sentiment"],
-        lead_category=row["lead_category"],
-        lead_extraction=row["lead_extraction"],
-        success_evaluation=row["success_evaluation"],
-        error=row["error"],
-        model=row["model"],
-        cost=_s(row["cost"]),
-        attempts=int(meta.get("attempts", 0)),
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-    )
-
-
-async def _call(conn: asyncpg.Connection, principal: Principal, call_id: uuid.UUID) -> asyncpg.Record:
-    call = await repo.find_call(conn, principal.tenant_id, call_id)
-    if call is None:
-        raise NotFound("call not found")
-    return call
-
-
-async def get_call_analysis(
-    conn: asyncpg.Connection, principal: Principal, call_id: uuid.UUID
-) -> CallAnalysis:
-    await _call(conn, principal, call_id)
-    row = await repo.get_analysis(conn, principal.tenant_id, call_id)
-    if row is None:
-        raise NotFound("this call has no analysis yet: it is analysed after it ends and is billed")
-    return _analysis(row)
-
-
-async def rerun_call_analysis(
-    conn: asyncpg.Connection, principal: Principal, call_id: uuid.UUID
-) -> CallAnalysis:
-    call = await _call(conn, principal, call_id)
-    full = await repo.get_call(conn, principal.tenant_id, call_id, call["created_at"])
-    assert full is not None
-    if full["cost"] is None:
-        raise Conflict("the call has not been finalised yet; it is analysed once it ends")
-    row = await analysis_job.request_rerun(
-        conn,
-        tenant_id=principal.tenant_id,
-        call_id=call_id,
-        call_created_at=call["created_at"],
-        lead_id=full["lead_id"],
-    )
-    return _analysis(row)

@@ -259,7 +259,8 @@ async def estimate_call_cost(
 
 
 async def give_demo_credit(conn: asyncpg.Connection, tenant_id: uuid.UUID, settings: Settings) -> None:
-    """after_bootstrap hook: the tenant `make run` creates starts with settings.demo_credit."""
+    """Run after bootstrap (composition.AFTER_BOOTSTRAP): the tenant `make run` creates starts with
+    settings.demo_credit."""
     amount = money(settings.demo_credit)
     if amount <= 0:
         return

@@ -24,10 +24,19 @@ from typing import Any
 import uvicorn
 
 from voice_service.calls.session import MediaSession, MeteringHandler, SessionHandler
+from voice_service.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DrainingServer", "LiveCalls", "registry", "registry_of", "session_handler_factory"]
+__all__ = [
+    "DrainingServer",
+    "LiveCalls",
+    "attach",
+    "registry",
+    "registry_of",
+    "registry_of_app",
+    "session_handler_factory",
+]
 
 
 def _default_factory(session: MediaSession) -> SessionHandler:
@@ -99,18 +108,26 @@ class LiveCalls:
 
 
 registry = LiveCalls()
-_RUNTIME_KEY = "live_calls"
 
 
-def registry_of(runtime: Any) -> LiveCalls:
+def registry_of(runtime: Runtime | None) -> LiveCalls:
     """The registry the runtime's media sessions are in (an app may have its own: tests); the process's
     otherwise."""
-    calls = runtime.extras.get(_RUNTIME_KEY) if runtime is not None else None
+    calls = runtime.live_calls if runtime is not None else None
+    return calls if calls is not None else registry
+
+
+def registry_of_app(app: Any) -> LiveCalls:
+    """The app's live-call registry (tests give an app its own in `app.state.live_calls`); the process's
+    otherwise."""
+    calls = getattr(app.state, "live_calls", None) if app is not None else None
     return calls if isinstance(calls, LiveCalls) else registry
 
 
-def attach(runtime: Any, calls: LiveCalls) -> None:
-    runtime.extras.setdefault(_RUNTIME_KEY, calls)
+def attach(runtime: Runtime, calls: LiveCalls) -> None:
+    """Record `calls` as the runtime's registry (the first one attached stays)."""
+    if runtime.live_calls is None:
+        runtime.live_calls = calls
 
 
 class DrainingServer(uvicorn.Server):

@@ -1,7 +1,11 @@
 """SQL for calls: the partitioned call log, provider-id lookups, media tokens, replay guard, idempotency keys.
 
-A call is addressed by (id, created_at): ids are UUIDv7 made from created_at, so `_BY_ID` prunes to one partition
-from the id alone. Webhooks and media sockets arrive before the tenant is known; they go through the
+This is the only module that writes `voice_call_logs`: billing's cost, the conversation's transcript and the
+batches' end of an unplaced call come through the functions below, so the call log's rules hold in one place.
+
+A call is addressed by (id, created_at), its partition key: every statement here finds the row by both
+(`_BY_ID`), or by the id alone with created_at bounded by the UUIDv7's timestamp (`_BY_ID_ONLY`), which also prunes
+to one partition. Webhooks and media sockets arrive before the tenant is known; they go through the
 SECURITY DEFINER functions (find_call_by_id, find_call_by_provider_id, claim_media_token) and then work inside a
 tenant transaction like everything else.
 """
@@ -11,6 +15,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -163,6 +168,151 @@ async def record_provider_id(
         call_id,
         created_at,
         tenant_id,
+    )
+
+
+async def locate(conn: asyncpg.Connection, tenant_id: uuid.UUID, call_id: uuid.UUID) -> asyncpg.Record | None:
+    """(id, created_at) of the tenant's call, by id alone."""
+    return await conn.fetchrow(
+        f"SELECT id, created_at FROM voice_call_logs WHERE {_BY_ID_ONLY}", tenant_id, call_id
+    )
+
+
+# --- what the post-call pipeline (billing, analysis) reads and writes ---
+
+PIPELINE_COLUMNS = (
+    "id, created_at, tenant_id, initiated_by_user_id, lead_id, agent_id, batch_id, batch_entry_id, "
+    "provider, status, direction, answered_by, started_at, ended_at, duration_seconds, media_ended_at, "
+    "provider_final_at, transcripts, cost, currency, cost_breakdown, metadata, to_e164"
+)
+
+
+async def get_for_pipeline(
+    conn: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    call_id: uuid.UUID,
+    created_at: datetime,
+    *,
+    lock: bool = False,
+) -> asyncpg.Record | None:
+    """The call as billing and analysis see it (PIPELINE_COLUMNS); `lock` takes the row lock for the transaction."""
+    return await conn.fetchrow(
+        f"SELECT {PIPELINE_COLUMNS} FROM voice_call_logs WHERE {_BY_ID}" + (" FOR UPDATE" if lock else ""),
+        tenant_id,
+        call_id,
+        created_at,
+    )
+
+
+async def pipeline_progress(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, call_id: uuid.UUID, created_at: datetime
+) -> asyncpg.Record | None:
+    """Which ends of the call are in, and whether it was billed (and has a provider price)."""
+    return await conn.fetchrow(
+        f"SELECT status, started_at, media_ended_at, provider_final_at, (cost IS NOT NULL) AS billed, "
+        f"(metadata ? 'provider_price') AS has_provider_price "
+        f"FROM voice_call_logs WHERE {_BY_ID}",
+        tenant_id,
+        call_id,
+        created_at,
+    )
+
+
+async def set_cost(
+    conn: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    call_id: uuid.UUID,
+    created_at: datetime,
+    *,
+    breakdown: list[dict[str, Any]],
+    cost: Decimal,
+    currency: str,
+    billing: dict[str, Any],
+) -> None:
+    """The call's priced breakdown and total; `billing` is merged into metadata.billing."""
+    await conn.execute(
+        f"UPDATE voice_call_logs SET cost_breakdown = $4, cost = $5, currency = $6, "
+        f"metadata = jsonb_set(metadata, '{{billing}}', coalesce(metadata -> 'billing', '{{}}') || $7::jsonb) "
+        f"WHERE {_BY_ID}",
+        tenant_id,
+        call_id,
+        created_at,
+        breakdown,
+        cost,
+        currency,
+        billing,
+    )
+
+
+# --- what the conversation engine writes at the end of a call ---
+
+
+async def save_conversation(
+    conn: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    call_id: uuid.UUID,
+    created_at: datetime,
+    transcripts: list[dict[str, Any]],
+    metadata_patch: Mapping[str, Any],
+) -> bool:
+    """Replace the transcript and merge `metadata_patch` (top-level keys) into the call's metadata."""
+    result = await conn.execute(
+        f"UPDATE voice_call_logs SET transcripts = $4, metadata = metadata || $5::jsonb WHERE {_BY_ID}",
+        tenant_id,
+        call_id,
+        created_at,
+        transcripts,
+        dict(metadata_patch),
+    )
+    return result.endswith(" 1")
+
+
+# --- what the batch dispatcher reads and writes ---
+
+
+async def attempt_state(
+    conn: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    call_id: uuid.UUID,
+    created_at: datetime,
+    *,
+    lock: bool = False,
+) -> asyncpg.Record | None:
+    """What a batch attempt's outcome is decided from: status, answered_by, end reason, the batch entry."""
+    return await conn.fetchrow(
+        f"""SELECT id, created_at, status, provider_call_id, answered_by, metadata->>'end_reason' AS end_reason,
+                  batch_id, batch_entry_id, attempt
+           FROM voice_call_logs WHERE {_BY_ID}"""
+        + (" FOR UPDATE" if lock else ""),
+        tenant_id,
+        call_id,
+        created_at,
+    )
+
+
+async def end_unplaced(
+    conn: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    call_id: uuid.UUID,
+    created_at: datetime,
+    status: str,
+    end_reason: str,
+) -> bool:
+    """End a call that was never placed (no provider call id, still pending) with a terminal `status`; False if it
+    has moved on (the status only moves forward: from pending)."""
+    return (
+        await conn.fetchval(
+            f"""UPDATE voice_call_logs
+           SET status = $4, ended_at = now(), metadata = metadata || jsonb_build_object('end_reason', $5::text)
+           WHERE {_BY_ID} AND status = 'pending' AND provider_call_id IS NULL
+           RETURNING true""",
+            tenant_id,
+            call_id,
+            created_at,
+            status,
+            end_reason,
+        )
+        is not None
     )
 
 

@@ -11,8 +11,8 @@ from litestar import Controller, Request, Response, get, post
 from litestar.params import JSONBody, QueryParameter
 
 from voice_service.auth import writes_need
+from voice_service.calls import live, service
 from voice_service.calls import repository as repo
-from voice_service.calls import service
 from voice_service.calls.schemas import Call, CallCreate, CallStatusName, Direction
 from voice_service.db import tenant_tx
 from voice_service.deps import Caller, Conn
@@ -20,7 +20,6 @@ from voice_service.errors import BadRequest, Conflict, ServiceUnavailable
 from voice_service.pagination import Page
 from voice_service.params import Cursor, Limit
 from voice_service.runtime import Runtime
-from voice_service.telephony.media import live_calls_of
 
 _encoder = msgspec.json.Encoder()
 _PATH = "/v1/calls"
@@ -52,7 +51,7 @@ class CallController(Controller):
         self, request: Request[Any, Any, Any], principal: Caller, data: JSONBody[CallCreate]
     ) -> Response[Call]:
         runtime: Runtime = request.app.state.runtime
-        if request.app.state.draining or live_calls_of(request.app).draining:
+        if request.app.state.draining or live.registry_of_app(request.app).draining:
             raise ServiceUnavailable(
                 "the service is shutting down; retry shortly", headers={"Retry-After": "5"}
             )
@@ -80,7 +79,7 @@ class CallController(Controller):
                         media_type="application/json",
                         headers={"Idempotent-Replayed": "true"},
                     )
-            ref = await service.create_outbound(conn, principal, data)
+            ref = await service.create_outbound(conn, runtime.call_listeners, principal, data)
         try:
             await service.place_call(runtime, ref)
         except BaseException:

@@ -2,12 +2,12 @@
 
 The call log's status follows the provider's events and never moves backwards (STATUS_RANK); a duplicate or
 out-of-order webhook changes nothing. Two moments end a call: the media socket closing (media_ended_at) and the
-provider's final status (provider_final_at). Whenever either is recorded, the billing pipeline's
-`on_call_progress` hook runs in the same transaction; the first time a call reaches a terminal status, the
-batches' `on_call_final` hook does; when it becomes ongoing, `on_call_answered`. A provider price that arrives
-after the call was billed goes to billing's `on_provider_price` (reconciliation). Creating a call schedules
-billing's `schedule_finalize_timeout` (the agent's max_call_seconds + FINALIZE_GRACE), so a call whose end never
-arrives is billed anyway. These hooks are optional imports (their domains are built separately).
+provider's final status (provider_final_at). Other domains react through the Runtime's CallListeners (see
+listeners.py), each in the transaction that changed the call: whenever either end is recorded, `on_progress`
+(billing's post-call trigger); the first time a call reaches a terminal status, `on_final` (batches); when it
+becomes ongoing, `on_answered` (batches). A provider price that arrives after the call was billed goes to
+`on_provider_price` (billing's reconciliation). Creating a call runs `schedule_finalize_timeout` (the agent's
+max_call_seconds + FINALIZE_GRACE), so a call whose end never arrives is billed anyway.
 
 Placing a call talks to the provider outside any transaction: the call row (and its media token) is committed
 first, because the provider may call back before `place_call` returns.
@@ -16,11 +16,10 @@ first, because the provider may call back before `place_call` returns.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import logging
 import secrets
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -37,7 +36,9 @@ from providers.telephony.base import (
     is_status_advance,
 )
 from voice_service.auth import Principal
+from voice_service.calls import live
 from voice_service.calls import repository as repo
+from voice_service.calls.listeners import CallListeners
 from voice_service.calls.schemas import Call, CallCreate, CallInfo, CallRef
 from voice_service.db import system_tx, tenant_tx
 from voice_service.errors import Forbidden, NotFound, ValidationFailed
@@ -46,6 +47,7 @@ from voice_service.phones import parse_phone, require_phone
 from voice_service.runtime import Runtime
 from voice_service.settings import Settings
 from voice_service.telephony.providers import get_provider
+from voice_service.tenancy.service import check_call_permission
 
 log = logging.getLogger(__name__)
 
@@ -119,26 +121,11 @@ def answer_url(settings: Settings, call_id: uuid.UUID) -> str:
     return f"{settings.public_base_url.rstrip('/')}/v1/telephony/vonage/answer?call_id={call_id}"
 
 
-# --- hooks of other domains (optional) ---
-
-Hook = Callable[..., Awaitable[Any]]
-_hooks: dict[tuple[str, str], Hook | None] = {}
+# --- other domains' reactions (the Runtime's CallListeners) ---
 
 
-def _hook(module: str, name: str) -> Hook | None:
-    key = (module, name)
-    if key not in _hooks:
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name is None or not module.startswith(exc.name):
-                raise
-            mod = None
-        _hooks[key] = getattr(mod, name, None) if mod is not None else None
-    return _hooks[key]
-
-
-async def _run_hooks(
+async def _notify(
+    listeners: CallListeners,
     conn: asyncpg.Connection,
     tenant_id: uuid.UUID,
     call_id: uuid.UUID,
@@ -150,22 +137,14 @@ async def _run_hooks(
     late_price: bool = False,
 ) -> None:
     if answered:
-        on_answered = _hook("voice_service.batches.hooks", "on_call_answered")
-        if on_answered is not None:
-            await on_answered(conn, tenant_id=tenant_id, call_id=call_id, call_created_at=created_at)
+        await listeners.on_answered(conn, tenant_id=tenant_id, call_id=call_id, call_created_at=created_at)
     if final:
-        on_final = _hook("voice_service.batches.hooks", "on_call_final")
-        if on_final is not None:
-            await on_final(conn, tenant_id=tenant_id, call_id=call_id, call_created_at=created_at)
+        await listeners.on_final(conn, tenant_id=tenant_id, call_id=call_id, call_created_at=created_at)
     if progress:
-        on_progress = _hook("voice_service.billing.pipeline", "on_call_progress")
-        if on_progress is not None:
-            await on_progress(conn, tenant_id=tenant_id, call_id=call_id, call_created_at=created_at)
+        await listeners.on_progress(conn, tenant_id=tenant_id, call_id=call_id, call_created_at=created_at)
     elif late_price:
-        # (on_call_progress reconciles a price that comes with the final status itself.)
-        on_price = _hook("voice_service.billing.pipeline", "on_provider_price")
-        if on_price is not None:
-            await on_price(conn, tenant_id=tenant_id, call_id=call_id, call_created_at=created_at)
+        # (on_progress reconciles a price that comes with the final status itself.)
+        await listeners.on_provider_price(conn, tenant_id=tenant_id, call_id=call_id, call_created_at=created_at)
 
 
 def finalize_after(agent_config: Mapping[str, Any] | None) -> timedelta:
@@ -175,15 +154,16 @@ def finalize_after(agent_config: Mapping[str, Any] | None) -> timedelta:
 
 
 async def _schedule_finalize_timeout(
-    conn: asyncpg.Connection, ref: CallRef, agent_id: int | None, agent_config: Mapping[str, Any] | None
+    listeners: CallListeners,
+    conn: asyncpg.Connection,
+    ref: CallRef,
+    agent_id: int | None,
+    agent_config: Mapping[str, Any] | None,
 ) -> None:
-    schedule = _hook("voice_service.billing.pipeline", "schedule_finalize_timeout")
-    if schedule is None:
-        return
     if agent_config is None and agent_id is not None:
         agent = await repo.get_agent(conn, ref.tenant_id, agent_id)
         agent_config = agent["config"] if agent is not None else None
-    await schedule(
+    await listeners.schedule_finalize_timeout(
         conn,
         tenant_id=ref.tenant_id,
         call_id=ref.id,
@@ -205,6 +185,7 @@ def _number_e164(number: Mapping[str, Any]) -> str:
 async def create_call(
     conn: asyncpg.Connection,
     *,
+    listeners: CallListeners,
     tenant_id: uuid.UUID,
     initiated_by_user_id: uuid.UUID | None,
     agent_id: int | None,
@@ -225,8 +206,9 @@ async def create_call(
 ) -> CallRef:
     """Insert the call log row (UUIDv7 id) in the caller's transaction. `from_number` is the tenant's number
     (a numbers row or dict with id, e164/phone_number, provider); `from_e164` overrides the presented caller
-    (inbound calls: the caller's number). Also schedules the call's finalize timeout (billing), from the
-    agent's max_call_seconds (`agent_config` when the caller has it; otherwise the agent is read)."""
+    (inbound calls: the caller's number). Also schedules the call's finalize timeout
+    (`listeners.schedule_finalize_timeout`), from the agent's max_call_seconds (`agent_config` when the caller has
+    it; otherwise the agent is read)."""
     to_phone = parse_phone(to_e164)
     meta = dict(metadata or {})
     if variables:
@@ -257,7 +239,7 @@ async def create_call(
         await repo.record_provider_id(
             conn, tenant_id, ref.id, ref.created_at, fields["provider"], provider_call_id
         )
-    await _schedule_finalize_timeout(conn, ref, agent_id, agent_config)
+    await _schedule_finalize_timeout(listeners, conn, ref, agent_id, agent_config)
     return ref
 
 
@@ -269,7 +251,9 @@ async def _mint_token(conn: asyncpg.Connection, ref: CallRef) -> str:
     return token
 
 
-async def _fail_call(conn: asyncpg.Connection, ref: CallRef, exc: ProviderError) -> None:
+async def _fail_call(
+    listeners: CallListeners, conn: asyncpg.Connection, ref: CallRef, exc: ProviderError
+) -> None:
     state = await repo.lock_state(conn, ref.tenant_id, ref.id, ref.created_at)
     if state is None:
         return
@@ -290,7 +274,8 @@ async def _fail_call(conn: asyncpg.Connection, ref: CallRef, exc: ProviderError)
         # The provider's final word on this call is the error: nothing will call back.
         fields["provider_final_at"] = now
     await repo.update_call(conn, ref.tenant_id, ref.id, ref.created_at, fields, patch)
-    await _run_hooks(
+    await _notify(
+        listeners,
         conn,
         ref.tenant_id,
         ref.id,
@@ -347,13 +332,15 @@ async def place_call(runtime: Runtime, ref: CallRef) -> None:
             },
         )
         async with tenant_tx(runtime.pool, ref.tenant_id) as conn:
-            await _fail_call(conn, ref, exc)
+            await _fail_call(runtime.call_listeners, conn, ref, exc)
         return
     except Exception as exc:
         # Unknown failures (a bug, a misconfiguration) must not leave the call pending either.
         log.exception("place_call crashed", extra={"call": str(ref.id)})
         async with tenant_tx(runtime.pool, ref.tenant_id) as conn:
-            await _fail_call(conn, ref, ProviderError("unknown", f"{type(exc).__name__}: {exc}"))
+            await _fail_call(
+                runtime.call_listeners, conn, ref, ProviderError("unknown", f"{type(exc).__name__}: {exc}")
+            )
         raise
     async with tenant_tx(runtime.pool, ref.tenant_id) as conn:
         await repo.record_provider_id(
@@ -367,8 +354,6 @@ async def place_call(runtime: Runtime, ref: CallRef) -> None:
 
 async def hangup_call(runtime: Runtime, tenant_id: uuid.UUID, call_id: uuid.UUID) -> None:
     """End a call. Idempotent: a call that has ended (or never got placed) is success."""
-    from voice_service.calls import live
-
     session = live.registry_of(runtime).get(call_id)
     if session is not None:
         await session.hangup("hangup_requested")
@@ -391,7 +376,9 @@ async def hangup_call(runtime: Runtime, tenant_id: uuid.UUID, call_id: uuid.UUID
                 {"status": CallStatus.CANCELLED.value, "ended_at": datetime.now(UTC)},
                 {"end_reason": "hangup_requested"},
             )
-            await _run_hooks(conn, tenant_id, call_id, ref.created_at, progress=False, final=True)
+            await _notify(
+                runtime.call_listeners, conn, tenant_id, call_id, ref.created_at, progress=False, final=True
+            )
             return
         provider_name, provider_call_id = row["provider"], row["provider_call_id"]
     provider = await get_provider(runtime, provider_name)
@@ -401,10 +388,10 @@ async def hangup_call(runtime: Runtime, tenant_id: uuid.UUID, call_id: uuid.UUID
 # --- the API's one-call flow ---
 
 
-async def create_outbound(conn: asyncpg.Connection, principal: Principal, data: CallCreate) -> CallRef:
+async def create_outbound(
+    conn: asyncpg.Connection, listeners: CallListeners, principal: Principal, data: CallCreate
+) -> CallRef:
     """Check the request (permissions, tenant ownership, number active, lead callable) and create the call."""
-    from voice_service.tenancy.service import check_call_permission
-
     tenant_id = principal.tenant_id
     await check_call_permission(conn, principal, number_id=data.from_number_id, voice_id=data.voice_id)
     agent = await repo.get_agent(conn, tenant_id, data.agent_id)
@@ -430,6 +417,7 @@ async def create_outbound(conn: asyncpg.Connection, principal: Principal, data: 
     phone = require_phone(to, "to")
     return await create_call(
         conn,
+        listeners=listeners,
         tenant_id=tenant_id,
         initiated_by_user_id=principal.user_id,
         agent_id=data.agent_id,
@@ -541,7 +529,8 @@ async def apply_status_event(runtime: Runtime, ev: StatusEvent) -> StatusOutcome
         if not fields and not patch:
             return StatusOutcome(applied=False, status=state["status"], became_terminal=False)
         await repo.update_call(conn, tenant_id, call_id, created_at, fields, patch)
-        await _run_hooks(
+        await _notify(
+            runtime.call_listeners,
             conn,
             tenant_id,
             call_id,
@@ -626,6 +615,7 @@ async def start_inbound_call(
             number = {"id": route["number_id"], "e164": to_e164, "provider": provider}
             ref = await create_call(
                 conn,
+                listeners=runtime.call_listeners,
                 tenant_id=tenant_id,
                 initiated_by_user_id=None,
                 agent_id=route["default_agent_id"],
@@ -679,8 +669,15 @@ async def media_connected(runtime: Runtime, ref: CallRef, *, stream_id: str | No
         patch = {"media_stream_id": stream_id} if stream_id else None
         await repo.update_call(conn, ref.tenant_id, ref.id, ref.created_at, fields, patch)
         if "status" in fields:
-            await _run_hooks(
-                conn, ref.tenant_id, ref.id, ref.created_at, progress=False, final=False, answered=True
+            await _notify(
+                runtime.call_listeners,
+                conn,
+                ref.tenant_id,
+                ref.id,
+                ref.created_at,
+                progress=False,
+                final=False,
+                answered=True,
             )
     meta = state["metadata"] or {}
     return CallInfo(
@@ -726,7 +723,8 @@ async def media_ended(
                 fields["duration_seconds"] = max(0, int((now - state["started_at"]).total_seconds()))
             patch["end_reason"] = reason
         await repo.update_call(conn, ref.tenant_id, ref.id, ref.created_at, fields, patch)
-        await _run_hooks(
+        await _notify(
+            runtime.call_listeners,
             conn,
             ref.tenant_id,
             ref.id,

@@ -1,4 +1,5 @@
-"""SQL for the conversation engine: what a call needs to start (agent, voice, lead) and its records at the end.
+"""SQL for the conversation engine: what a call needs to start (agent, voice, lead). Its records at the end
+(transcript, usage) go through the calls repository, the one writer of the call log.
 
 Runs inside a tenant transaction (RLS applies). Rows soft-deleted while a call is live are still read: the call
 was set up with them.
@@ -7,9 +8,6 @@ was set up with them.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
-from datetime import datetime
-from typing import Any
 
 import asyncpg
 
@@ -44,24 +42,3 @@ async def get_lead(
         tenant_id,
         lead_id,
     )
-
-
-async def save_conversation(
-    conn: asyncpg.Connection,
-    tenant_id: uuid.UUID,
-    call_id: uuid.UUID,
-    created_at: datetime,
-    transcripts: list[dict[str, Any]],
-    metadata_patch: Mapping[str, Any],
-) -> bool:
-    """Replace the transcript and merge `metadata_patch` (top-level keys) into the call's metadata."""
-    result = await conn.execute(
-        """UPDATE voice_call_logs SET transcripts = $4, metadata = metadata || $5::jsonb
-           WHERE tenant_id = $1 AND id = $2 AND created_at = $3""",
-        tenant_id,
-        call_id,
-        created_at,
-        transcripts,
-        dict(metadata_patch),
-    )
-    return result.endswith(" 1")

@@ -1,8 +1,10 @@
 """What a CallSession needs from the process: provider clients, the call's setup from the database, the records
 writer and call transfer.
 
-Provider clients are built once per process from settings and kept in `Runtime.extras` (one Deepgram client per
-STT model, one OpenAI client, one TTS client per provider/model), all sharing the Runtime's httpx client.
+Provider clients are built once per process from settings and kept on the Runtime (`stt_clients`: one Deepgram
+client per STT model; `conversation_llm`: one OpenAI client; `tts_clients`: one TTS client per provider/model), all
+sharing the Runtime's httpx client and closed with it. The transcript is written through the calls repository,
+the one writer of the call log.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import msgspec
 import phonenumbers
@@ -24,6 +26,7 @@ from providers.tts.base import TtsProvider
 from providers.tts.google import voice_model
 from providers.tts.registry import TTS_PROVIDERS, build_tts_provider
 from voice_service.agents.schemas import AgentConfig
+from voice_service.calls import repository as calls_repo
 from voice_service.calls.schemas import CallInfo
 from voice_service.conversation import prompts, tools
 from voice_service.conversation import repository as repo
@@ -34,6 +37,8 @@ from voice_service.telephony.providers import get_provider
 log = logging.getLogger(__name__)
 
 DEFAULT_LANGUAGE = "en-US"
+
+_Client = TypeVar("_Client")
 
 
 class EngineConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -121,56 +126,61 @@ class RuntimeServices:
 
     # --- provider clients, one per process ---
 
-    def _cached(self, key: str, build: Any) -> Any:
-        extras = self.runtime.extras
-        client = extras.get(key)
-        if client is None:
-            client = extras[key] = build()
-            close = getattr(client, "aclose", None)
-            if close is not None:
-                self.runtime.exit_stack.push_async_callback(close)
+    def _closed_with_runtime(self, client: _Client) -> _Client:
+        close = getattr(client, "aclose", None)
+        if close is not None:
+            self.runtime.exit_stack.push_async_callback(close)
         return client
 
     def stt(self, model: str | None) -> SttProvider:
         s = self.runtime.settings
         model = model or "nova-3"
-        return self._cached(  # type: ignore[no-any-return]
-            f"conversation:stt:{model}",
-            lambda: DeepgramStt(s.deepgram_api_key or "", base_url=s.deepgram_base_url, model=model),
-        )
+        clients = self.runtime.stt_clients
+        client = clients.get(model)
+        if client is None:
+            client = clients[model] = self._closed_with_runtime(
+                DeepgramStt(s.deepgram_api_key or "", base_url=s.deepgram_base_url, model=model)
+            )
+        return client
 
     def llm(self) -> LlmProvider:
         s = self.runtime.settings
-        return self._cached(  # type: ignore[no-any-return]
-            "conversation:llm",
-            lambda: OpenAiLlm(
-                s.openai_api_key or "",
-                base_url=s.openai_base_url,
-                model=s.openai_model,
-                http_client=self.runtime.http,
-            ),
-        )
+        client = self.runtime.conversation_llm
+        if client is None:
+            client = self.runtime.conversation_llm = self._closed_with_runtime(
+                OpenAiLlm(
+                    s.openai_api_key or "",
+                    base_url=s.openai_base_url,
+                    model=s.openai_model,
+                    http_client=self.runtime.http,
+                )
+            )
+        return client
 
     def tts(self, provider: str, model: str | None) -> TtsProvider:
         s = self.runtime.settings
-        return self._cached(  # type: ignore[no-any-return]
-            f"conversation:tts:{provider}:{model or ''}",
-            lambda: build_tts_provider(
-                provider,
-                http_client=self.runtime.http,
-                model=model,
-                deepgram_api_key=s.deepgram_api_key,
-                deepgram_base_url=s.deepgram_http_url,
-                openai_api_key=s.openai_api_key,
-                openai_base_url=s.openai_base_url,
-                elevenlabs_api_key=s.elevenlabs_api_key,
-                elevenlabs_base_url=s.elevenlabs_base_url,
-                cartesia_api_key=s.cartesia_api_key,
-                cartesia_base_url=s.cartesia_base_url,
-                google_tts_api_key=s.google_tts_api_key,
-                google_tts_base_url=s.google_tts_base_url,
-            ),
-        )
+        clients = self.runtime.tts_clients
+        key = (provider, model or "")
+        client = clients.get(key)
+        if client is None:
+            client = clients[key] = self._closed_with_runtime(
+                build_tts_provider(
+                    provider,
+                    http_client=self.runtime.http,
+                    model=model,
+                    deepgram_api_key=s.deepgram_api_key,
+                    deepgram_base_url=s.deepgram_http_url,
+                    openai_api_key=s.openai_api_key,
+                    openai_base_url=s.openai_base_url,
+                    elevenlabs_api_key=s.elevenlabs_api_key,
+                    elevenlabs_base_url=s.elevenlabs_base_url,
+                    cartesia_api_key=s.cartesia_api_key,
+                    cartesia_base_url=s.cartesia_base_url,
+                    google_tts_api_key=s.google_tts_api_key,
+                    google_tts_base_url=s.google_tts_base_url,
+                )
+            )
+        return client
 
     # --- per call ---
 
@@ -242,7 +252,7 @@ class RuntimeServices:
         self, call: CallInfo, transcripts: list[dict[str, Any]], metadata: Mapping[str, Any]
     ) -> None:
         async with tenant_tx(self.runtime.pool, call.tenant_id) as conn:
-            await repo.save_conversation(
+            await calls_repo.save_conversation(
                 conn, call.tenant_id, call.call_id, call.call_created_at, transcripts, metadata
             )
 

@@ -24,13 +24,13 @@ import httpx
 import msgspec
 
 from voice_service.db import tenant_tx
+from voice_service.enqueue import enqueue
 from voice_service.events import repository as repo
 from voice_service.events import signing
 from voice_service.events.secretbox import SecretBoxError, box_for
 from voice_service.events.service import secret_context
 from voice_service.events.targets import TargetRejected, check_url, guarded_client
 from voice_service.runtime import Runtime
-from voice_service.workers import enqueue
 
 log = logging.getLogger(__name__)
 
@@ -54,17 +54,15 @@ class DeliveryPolicy:
         return timedelta(seconds=base * (1 + random.uniform(-self.jitter, self.jitter)))
 
 
-DEFAULT_POLICY = DeliveryPolicy()
-POLICY_KEY = "webhook_policy"  # Runtime.extras key: tests and deployments may swap the policy
-CLIENT_KEY = "webhook_http"
+DEFAULT_POLICY = DeliveryPolicy()  # tests and deployments may set another as `runtime.webhook_policy`
 
 
 def webhook_client(runtime: Runtime) -> httpx.AsyncClient:
     """The process's client for webhook targets (see targets.guarded_client); closed with the Runtime."""
-    client: httpx.AsyncClient | None = runtime.extras.get(CLIENT_KEY)
+    client = runtime.webhook_client
     if client is None:
         client = guarded_client(allow_private=runtime.settings.webhook_allow_private_targets)
-        runtime.extras[CLIENT_KEY] = client
+        runtime.webhook_client = client
         runtime.exit_stack.push_async_callback(client.aclose)
     return client
 
@@ -94,7 +92,7 @@ def event_body(
 
 async def deliver(runtime: Runtime, tenant_id: uuid.UUID, delivery_id: uuid.UUID) -> str:
     """One attempt of one delivery; returns the delivery's status afterwards ('skipped' if nothing was done)."""
-    policy: DeliveryPolicy = runtime.extras.get(POLICY_KEY, DEFAULT_POLICY)
+    policy = runtime.webhook_policy or DEFAULT_POLICY
     settings = runtime.settings
     box = await box_for(settings)
     async with tenant_tx(runtime.pool, tenant_id) as conn:

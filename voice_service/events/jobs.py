@@ -7,10 +7,12 @@ from typing import Any
 
 from voice_service.events.delivery import deliver
 from voice_service.events.outbox import DELIVER_JOB
+from voice_service.jobs import JobSpec
 from voice_service.runtime import Runtime
-from voice_service.workers import job
 
 
-@job(DELIVER_JOB, concurrency_limit=50)
 async def deliver_job(runtime: Runtime, payload: dict[str, Any]) -> None:
     await deliver(runtime, uuid.UUID(payload["tenant_id"]), uuid.UUID(payload["delivery_id"]))
+
+
+JOBS: list[JobSpec] = [JobSpec(DELIVER_JOB, deliver_job, concurrency=50)]

@@ -12,8 +12,8 @@ from typing import Any
 
 import asyncpg
 
+from voice_service.enqueue import enqueue_many
 from voice_service.events import repository as repo
-from voice_service.workers import enqueue_many
 
 DELIVER_JOB = "events.deliver"
 

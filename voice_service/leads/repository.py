@@ -1,4 +1,7 @@
-"""SQL for leads: the plain CRUD through `Table`, the do-not-call aware update, and the bulk import upsert."""
+"""SQL for leads: the plain CRUD through `Table`, the do-not-call aware update, the bulk import upsert, and the
+writes other domains make on leads (a batch launch's upsert by phone, the analysis's do-not-call flag).
+
+The only module that writes the leads table."""
 
 from __future__ import annotations
 
@@ -140,3 +143,70 @@ async def bulk_upsert(
     row = await conn.fetchrow(_UPSERT, tenant_id)
     await conn.execute("DROP TABLE lead_import")
     return row["inserted"], row["updated"]
+
+
+# --- batch launches: leads from the batch's phone rows ---
+
+# Fields given in the batch row fill or overwrite the lead's; fields not given keep the lead's values. An
+# existing opt-out (do_not_call) is never cleared here.
+_UPSERT_BY_PHONE = """
+WITH input AS (
+    SELECT * FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
+                  AS u (phone, first_name, last_name, email, company_name, timezone)
+), written AS (
+    INSERT INTO leads AS l (tenant_id, created_by_user_id, phone, first_name, last_name, email, company_name,
+                            timezone)
+    SELECT $1, $2, phone, first_name, last_name, email, company_name, timezone FROM input
+    ON CONFLICT (tenant_id, phone) WHERE deleted_at IS NULL AND phone IS NOT NULL DO UPDATE SET
+        first_name = COALESCE(EXCLUDED.first_name, l.first_name),
+        last_name = COALESCE(EXCLUDED.last_name, l.last_name),
+        email = COALESCE(EXCLUDED.email, l.email),
+        company_name = COALESCE(EXCLUDED.company_name, l.company_name),
+        timezone = COALESCE(EXCLUDED.timezone, l.timezone)
+    -- Leads whose fields would not change are not rewritten (the common case when a list is launched again).
+    WHERE (l.first_name, l.last_name, l.email, l.company_name, l.timezone) IS DISTINCT FROM
+          (COALESCE(EXCLUDED.first_name, l.first_name), COALESCE(EXCLUDED.last_name, l.last_name),
+           COALESCE(EXCLUDED.email, l.email), COALESCE(EXCLUDED.company_name, l.company_name),
+           COALESCE(EXCLUDED.timezone, l.timezone))
+    RETURNING l.id, l.phone, l.timezone, l.do_not_call, l.first_name, l.last_name, l.email, l.company_name
+)
+SELECT * FROM written
+UNION ALL
+-- The rest existed unchanged: read as of the statement's start (the INSERT above did not touch them).
+SELECT l.id, l.phone, l.timezone, l.do_not_call, l.first_name, l.last_name, l.email, l.company_name
+FROM input i
+JOIN leads l ON l.tenant_id = $1 AND l.phone = i.phone AND l.deleted_at IS NULL
+WHERE NOT EXISTS (SELECT 1 FROM written w WHERE w.phone = i.phone)
+"""
+
+
+async def upsert_by_phone(
+    conn: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    user_id: uuid.UUID | None,
+    columns: Sequence[Sequence[str | None]],
+) -> list[asyncpg.Record]:
+    """Upsert by (tenant, phone), as a batch launch does; `columns` = phones, first_names, last_names, emails,
+    company_names, timezones (phones unique). Returns every lead's id, phone, timezone, do_not_call and name fields."""
+    if not columns[0]:
+        return []
+    return await conn.fetch(_UPSERT_BY_PHONE, tenant_id, user_id, *[list(c) for c in columns])
+
+
+# --- the call analysis: a lead who asked not to be called ---
+
+
+async def mark_do_not_call(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, lead_id: uuid.UUID, reason: str
+) -> bool:
+    """Set do_not_call (with its time and reason) unless it is set already; True when this call set it."""
+    return (
+        await conn.fetchval(
+            "UPDATE leads SET do_not_call = true, do_not_call_at = now(), do_not_call_reason = $3 "
+            "WHERE tenant_id = $1 AND id = $2 AND NOT do_not_call RETURNING true",
+            tenant_id,
+            lead_id,
+            reason,
+        )
+        is not None
+    )

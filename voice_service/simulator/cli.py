@@ -138,7 +138,7 @@ def _add_scenario_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1")
 
 
-def _configure(parser: argparse.ArgumentParser) -> None:
+def configure(parser: argparse.ArgumentParser) -> None:
     parser.description = __doc__
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     sub = parser.add_subparsers(dest="simulate_command", required=True)
@@ -161,10 +161,5 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     p.set_defaults(simulate=_call)
 
 
-def _run(args: argparse.Namespace, settings: Settings) -> int:
+def run(args: argparse.Namespace, settings: Settings) -> int:
     return int(args.simulate(args, settings))
-
-
-from voice_service import cli as _cli  # noqa: E402  (registers the sub-command)
-
-_cli.extra_commands["simulate"] = (_configure, _run)

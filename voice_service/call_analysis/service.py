@@ -1,12 +1,14 @@
-"""The post-call analysis job: LLM analysis (or a rule for calls without caller speech), billed on its own.
+"""The post-call analysis: LLM analysis (or a rule for calls without caller speech), billed on its own.
 
-Three steps: read the call and claim an attempt number (short transaction); run the LLM (no transaction open);
-store the outcome (one transaction): VOICE_CALL_ANALYSIS, the analysis's usage event
-(`voice_call_analysis:<analysis id>`, `:<attempt>` appended from the second attempt on) with its ledger debit,
-the `voice_call.analyzed` outbox event, the lead's do-not-call flag, the batch entry and batch counters. The
-store step checks that no other run stored this attempt meanwhile (optimistic: the attempt counter), so a
-duplicate or re-picked job cannot bill twice. A failed analysis leaves the call billed and is retried later
-with exponential backoff; `request_rerun` runs it again on demand.
+Scheduled when the call is billed (`schedule_analysis`, billing's `on_call_billed` listener: the pending row and
+the job, in the billing transaction). A run has three steps: read the call and claim an attempt number (short
+transaction); run the LLM (no transaction open); store the outcome (one transaction): VOICE_CALL_ANALYSIS, the
+analysis's usage event (`voice_call_analysis:<analysis id>`, `:<attempt>` appended from the second attempt on)
+with its ledger debit (billing's public `charge`), the `voice_call.analyzed` outbox event, the lead's do-not-call
+flag (leads repository) and the batch entry and batch counters (batches repository). The store step checks that
+no other run stored this attempt meanwhile (optimistic: the attempt counter), so a duplicate or re-picked job
+cannot bill twice. A failed analysis leaves the call billed and is retried later with exponential backoff;
+`request_rerun` runs it again on demand.
 """
 
 from __future__ import annotations
@@ -24,25 +26,28 @@ from analysis.categorize import categorize_without_llm
 from analysis.llm import AnalysisOutcome, analyze_call
 from analysis.pricing import CostBreakdown
 from providers.llm.base import LlmProvider
-from voice_service.billing import repository as repo
-from voice_service.billing.pipeline import (
-    ANALYSIS_JOB,
-    Checkpoint,
-    _charge,
-    _no_checkpoint,
-    call_payload,
-    price_meter,
-)
+from providers.llm.openai import OpenAiLlm
+from voice_service.auth import Principal
+from voice_service.batches import repository as batches_repo
+from voice_service.billing import repository as billing_repo
+from voice_service.billing.pipeline import Checkpoint, call_payload, no_checkpoint
+from voice_service.billing.usage import charge, price_meter
+from voice_service.call_analysis import repository as repo
+from voice_service.call_analysis.schemas import CallAnalysis
+from voice_service.calls import repository as calls_repo
 from voice_service.db import tenant_tx
+from voice_service.enqueue import enqueue
+from voice_service.errors import Conflict, NotFound
 from voice_service.events.outbox import emit
+from voice_service.leads import repository as leads_repo
 from voice_service.runtime import Runtime
-from voice_service.workers import enqueue
 
 log = logging.getLogger(__name__)
 
+# The entrypoint name queued jobs carry in the database: it keeps the `billing.` prefix it had when the analysis
+# lived in billing, so jobs queued before the move still run.
+ANALYSIS_JOB = "billing.analyze_call"
 FEATURE_KEY = "voice-agent-analysis"
-LLM_KEY = "analysis_llm"  # Runtime.extras: the LlmProvider used for analyses (built from settings if absent)
-POLICY_KEY = "analysis_policy"
 NOT_CONFIGURED = "llm_not_configured"
 
 
@@ -56,19 +61,41 @@ class AnalysisPolicy:
         return timedelta(seconds=self.base_delay_seconds * self.factor ** (failures - 1))
 
 
-def analysis_llm(runtime: Runtime) -> LlmProvider | None:
-    llm: LlmProvider | None = runtime.extras.get(LLM_KEY)
-    if llm is None and runtime.settings.openai_api_key:
-        from providers.llm.openai import OpenAiLlm
+DEFAULT_POLICY = AnalysisPolicy()
 
+
+def analysis_llm(runtime: Runtime) -> LlmProvider | None:
+    """The runtime's analysis LLM (a test may set `runtime.analysis_llm`), built from settings on first use;
+    None when no OpenAI key is configured."""
+    llm = runtime.analysis_llm
+    if llm is None and runtime.settings.openai_api_key:
         llm = OpenAiLlm(
             runtime.settings.openai_api_key,
             base_url=runtime.settings.openai_base_url,
             model=runtime.settings.analysis_model,
             http_client=runtime.http,
         )
-        runtime.extras[LLM_KEY] = llm
+        runtime.analysis_llm = llm
     return llm
+
+
+async def schedule_analysis(
+    conn: asyncpg.Connection,
+    *,
+    tenant_id: uuid.UUID,
+    call_id: uuid.UUID,
+    call_created_at: datetime,
+    lead_id: uuid.UUID | None,
+) -> None:
+    """Billing's `on_call_billed` listener: the call's pending analysis row and its job (in the caller's
+    transaction, the one that billed the call)."""
+    await repo.ensure_analysis(conn, tenant_id, call_id, call_created_at, lead_id)
+    await enqueue(
+        conn,
+        ANALYSIS_JOB,
+        call_payload(tenant_id, call_id, call_created_at),
+        dedupe_key=f"analysis:{call_id}",
+    )
 
 
 def _agent_context(agent: asyncpg.Record | None) -> tuple[dict[str, Any], dict[str, Any] | None]:
@@ -91,11 +118,11 @@ async def run_analysis(
     call_id: uuid.UUID,
     call_created_at: datetime,
     rerun: int = 0,
-    checkpoint: Checkpoint = _no_checkpoint,
+    checkpoint: Checkpoint = no_checkpoint,
 ) -> str:
     """Analyse one call; returns the stored status ('completed' / 'failed') or 'skipped'."""
     async with tenant_tx(runtime.pool, tenant_id) as conn:
-        call = await repo.get_call(conn, tenant_id, call_id, call_created_at)
+        call = await calls_repo.get_for_pipeline(conn, tenant_id, call_id, call_created_at)
         if call is None:
             return "skipped"
         current = await repo.ensure_analysis(conn, tenant_id, call_id, call_created_at, call["lead_id"])
@@ -129,7 +156,7 @@ async def run_analysis(
             )
     await checkpoint("analyzed")
 
-    policy: AnalysisPolicy = runtime.extras.get(POLICY_KEY, AnalysisPolicy())
+    policy = runtime.analysis_policy or DEFAULT_POLICY
     async with tenant_tx(runtime.pool, tenant_id) as conn:
         return await _store(conn, tenant_id, call, outcome, attempt, rerun, policy, checkpoint)
 
@@ -190,7 +217,7 @@ async def _store(
 
     if breakdown.items:
         key = f"voice_call_analysis:{current['id']}" + ("" if attempt == 1 else f":{attempt}")
-        usage_event_id = await repo.insert_usage_event(
+        usage_event_id = await billing_repo.insert_usage_event(
             conn,
             tenant_id,
             user_id=call["initiated_by_user_id"],
@@ -203,9 +230,7 @@ async def _store(
             metadata={"call_id": str(call_id), "analysis_id": str(current["id"]), "attempt": attempt},
         )
         if usage_event_id is not None:
-            await _charge(
-                conn, tenant_id, usage_event_id, breakdown.total, key, f"call analysis {call_id}", None
-            )
+            await charge(conn, tenant_id, usage_event_id, breakdown.total, key, f"call analysis {call_id}", None)
     await checkpoint("billed")
 
     if outcome.status == "completed":
@@ -232,11 +257,11 @@ async def _store(
             payload=payload,
         )
         if outcome.lead_category == "do_not_call" and call["lead_id"] is not None:
-            await repo.mark_lead_do_not_call(
+            await leads_repo.mark_do_not_call(
                 conn, tenant_id, call["lead_id"], f"asked not to be called again (call {call_id})"
             )
         if call["batch_id"] is not None and call["batch_entry_id"] is not None:
-            await repo.record_batch_outcome(
+            await batches_repo.record_analysis_outcome(
                 conn,
                 tenant_id,
                 call["batch_id"],
@@ -282,3 +307,65 @@ async def request_rerun(
         dedupe_key=f"analysis_rerun:{call_id}:{rerun}",
     )
     return row
+
+
+# --- the API ---
+
+
+def _money(value: Decimal | None) -> str | None:
+    return None if value is None else format(value, "f")
+
+
+def to_call_analysis(row: asyncpg.Record) -> CallAnalysis:
+    meta: dict[str, Any] = row["metadata"] or {}
+    return CallAnalysis(
+        id=row["id"],
+        call_id=row["call_log_id"],
+        status=row["status"],
+        summary=row["summary"],
+        sentiment=row["sentiment"],
+        lead_category=row["lead_category"],
+        lead_extraction=row["lead_extraction"],
+        success_evaluation=row["success_evaluation"],
+        error=row["error"],
+        model=row["model"],
+        cost=_money(row["cost"]),
+        attempts=int(meta.get("attempts", 0)),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+async def _locate_call(conn: asyncpg.Connection, principal: Principal, call_id: uuid.UUID) -> asyncpg.Record:
+    call = await calls_repo.locate(conn, principal.tenant_id, call_id)
+    if call is None:
+        raise NotFound("call not found")
+    return call
+
+
+async def get_call_analysis(
+    conn: asyncpg.Connection, principal: Principal, call_id: uuid.UUID
+) -> CallAnalysis:
+    await _locate_call(conn, principal, call_id)
+    row = await repo.get_analysis(conn, principal.tenant_id, call_id)
+    if row is None:
+        raise NotFound("this call has no analysis yet: it is analysed after it ends and is billed")
+    return to_call_analysis(row)
+
+
+async def rerun_call_analysis(
+    conn: asyncpg.Connection, principal: Principal, call_id: uuid.UUID
+) -> CallAnalysis:
+    call = await _locate_call(conn, principal, call_id)
+    full = await calls_repo.get_for_pipeline(conn, principal.tenant_id, call_id, call["created_at"])
+    assert full is not None
+    if full["cost"] is None:
+        raise Conflict("the call has not been finalised yet; it is analysed once it ends")
+    row = await request_rerun(
+        conn,
+        tenant_id=principal.tenant_id,
+        call_id=call_id,
+        call_created_at=call["created_at"],
+        lead_id=full["lead_id"],
+    )
+    return to_call_analysis(row)
