@@ -208,6 +208,15 @@ class OpenAiLlm:
             raise LlmError("the stream ended before a finish_reason", retryable=True)
         yield LlmDone(finish_reason=finish_reason)
 
+    def estimate_usage(
+        self, messages: list[dict], *, tools: list[dict] | None, completion: str, model: str | None = None
+    ) -> UsageEvent:
+        return UsageEvent(
+            prompt_tokens=estimate_prompt_tokens(messages, tools),
+            completion_tokens=estimate_tokens(completion),
+            model=model or self.model,
+        )
+
     async def complete_json(
         self, messages: list[dict], *, schema: dict, schema_name: str, model: str | None = None
     ) -> tuple[str, UsageEvent | None]:
