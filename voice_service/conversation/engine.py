@@ -10,12 +10,11 @@ generation and speech handles):
 * `generation.Generation` — fills an utterance: LLM stream → sentences → TTS → media session, tool calls;
 * `records.CallRecords` — transcript entries, latencies, usage and counters, and the metadata written at the end.
 
-This module is the controller: the only place the conversation's state changes. One asyncio task group per call;
+This module is the controller, the only place the conversation's state changes (one task group per call).
 `_controller` takes events one at a time from one queue — STT events, marks played, keypad digits, finished agent
-turns and commands from outside (`command()`, see `control.py`) — and applies turn-taking decisions
-(`turns.CallerTurns`: answer, barge-in, backchannel), timers (silence re-prompt and hang-up, keypad input, maximum
-call length) and the outcome of agent turns. One agent utterance at a time: barge-in interrupts it, and the
-history keeps only the sentences whose marks came back. Observers (`observe()`) see the call's audio and text.
+turns, commands from outside (`command()`, see `control.py`) — and applies turn-taking (`turns.CallerTurns`),
+timers (silence re-prompt and hang-up, keypad input, maximum call length) and the outcome of agent turns. One
+utterance at a time: barge-in interrupts it; the history keeps only the sentences whose marks came back.
 
 The session ends through `MediaSession.hangup(reason)` (end_call, silence, failures, maximum length, an `EndCall`
 command), or from the carrier's side (caller hung up, transfer completed). Either way `on_stop` then writes the
@@ -34,17 +33,12 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from msgspec import Struct
+
 from providers.stt.base import SpeechStarted, Transcript
 from providers.telephony.base import ProviderError
 from voice_service.agents.schemas import TransferTarget
-from voice_service.conversation.control import (
-    CallObserver,
-    Command,
-    EndCall,
-    Observers,
-    Say,
-    Transfer,
-)
+from voice_service.conversation.control import CallObserver, Command, EndCall, Observers, Say, Transfer
 from voice_service.conversation.generation import TRANSFER_TEXT, Generation
 from voice_service.conversation.recognition import Recognition, SttFailed, SttHeard, SttLeg
 from voice_service.conversation.records import CallRecords
@@ -58,35 +52,25 @@ __all__ = ["STT_FAILURE_TEXT", "TRANSFER_FAILED_TEXT", "TRANSFER_TEXT", "CallSes
 
 STT_FAILURE_TEXT = "I'm sorry, I can't hear you properly right now. Please call back later. Goodbye."
 TRANSFER_FAILED_TEXT = "I'm sorry, I couldn't transfer your call right now."
-CALLER_NOISE_SECONDS = (
-    10.0  # speech started but no transcript closed it: the caller is taken to be quiet after
-)
+# Speech started but no transcript closed it (noise): after this long the caller is taken to be quiet.
+CALLER_NOISE_SECONDS = 10.0
 
 
 # --- controller events (STT events come as recognition.SttHeard / SttFailed, commands as control.Command) ---
 
 
-class _Dtmf:
-    __slots__ = ("at", "digit")
-
-    def __init__(self, digit: str, at: float) -> None:
-        self.digit = digit
-        self.at = at
+class _Dtmf(Struct):
+    digit: str
+    at: float
 
 
-class _Mark:
-    __slots__ = ("name",)
-
-    def __init__(self, name: str) -> None:
-        self.name = name
+class _Mark(Struct):
+    name: str
 
 
-class _TurnDone:
-    __slots__ = ("outcome", "turn")
-
-    def __init__(self, turn: Utterance, outcome: str) -> None:
-        self.turn = turn
-        self.outcome = outcome
+class _TurnDone(Struct):
+    turn: Utterance
+    outcome: str
 
 
 class CallSession:
