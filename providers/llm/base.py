@@ -8,7 +8,7 @@ tokenizer would, roughly, so the caller can meter it as an estimate.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Protocol
 
 from msgspec import Struct
@@ -58,7 +58,9 @@ class LlmProvider(Protocol):
         model: str | None = None,
         temperature: float | None = None,
         max_tokens: int | None = None,
-    ) -> AsyncIterator[LlmEvent]: ...
+    ) -> AsyncGenerator[LlmEvent, None]:
+        """An async generator: closing it early (`aclose()`) cancels the request."""
+        ...
 
     def estimate_usage(
         self, messages: list[dict], *, tools: list[dict] | None, completion: str, model: str | None = None

@@ -20,7 +20,7 @@ path) keeps the SDK and its retries.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import httpx
@@ -122,7 +122,7 @@ class OpenAiLlm:
         model: str | None = None,
         temperature: float | None = None,
         max_tokens: int | None = None,
-    ) -> AsyncIterator[LlmEvent]:
+    ) -> AsyncGenerator[LlmEvent, None]:
         model = model or self.model
         body: dict[str, Any] = {
             "model": model,

@@ -333,13 +333,17 @@ class CallSession:
     async def _on_stt(self, item: SttHeard) -> bool:
         assert self._caller is not None
         event = item.event
-        kind = type(event)
-        if kind is SpeechStarted or (kind is Transcript and event.text.strip()):
+        if type(event) is Transcript:
+            words = event.text.strip()
+            if words and self.observers:
+                self.observers.caller_text(words, final=event.is_final)
+            active = bool(words)
+        else:
+            active = type(event) is SpeechStarted
+        if active:
             self._caller_activity_at = item.at
             self._idle_since = None
             self._reprompted = False
-            if kind is Transcript and self.observers:
-                self.observers.caller_text(event.text.strip(), final=event.is_final)
         decision = self._caller.on_event(event, agent_busy=self._agent_busy())
         if not self._caller.speaking:
             self._caller_activity_at = None

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from contextlib import aclosing
 from typing import Any
 
-from providers.llm.base import LlmDone, LlmError, TextDelta, ToolCallEvent, UsageEvent
+from providers.llm.base import LlmError, TextDelta, ToolCallEvent, UsageEvent
 from providers.tts.base import TtsError
 from voice_service.conversation import tools as tool_defs
 from voice_service.conversation.control import Observers
@@ -134,16 +134,17 @@ class Generation:
                 ):
                     async for event in events:
                         timer.reschedule(loop.time() + self.cfg.llm_stall_timeout)
-                        kind = type(event)
-                        if turn.latency.llm_first_token_ms is None and kind in (TextDelta, ToolCallEvent):
-                            turn.latency.llm_first_token_ms = (self.clock() - sent_at) * 1000
-                        if kind is TextDelta:
+                        if type(event) is TextDelta:
+                            if turn.latency.llm_first_token_ms is None:
+                                turn.latency.llm_first_token_ms = (self.clock() - sent_at) * 1000
                             text_parts.append(event.text)
                             for sentence in splitter.push(event.text):
                                 queue.put_nowait(sentence)
-                        elif kind is ToolCallEvent:
+                        elif type(event) is ToolCallEvent:
+                            if turn.latency.llm_first_token_ms is None:
+                                turn.latency.llm_first_token_ms = (self.clock() - sent_at) * 1000
                             calls.append(event)
-                        elif kind is UsageEvent:
+                        elif type(event) is UsageEvent:
                             # The last chunk before [DONE]: the reply's text is complete, speak its tail now.
                             rest = splitter.flush()
                             if rest:
@@ -152,8 +153,6 @@ class Generation:
                             self.usage.add_llm(
                                 llm.name, event.model, event.prompt_tokens, event.completion_tokens
                             )
-                        elif kind is LlmDone:
-                            pass
             except LlmError as exc:
                 raise LlmFailure(str(exc)) from exc
             except TimeoutError as exc:
