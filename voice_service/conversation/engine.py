@@ -40,7 +40,7 @@ from providers.telephony.base import ProviderError
 from voice_service.agents.schemas import TransferTarget
 from voice_service.conversation.control import CallObserver, Command, EndCall, Observers, Say, Transfer
 from voice_service.conversation.generation import TRANSFER_TEXT, Generation
-from voice_service.conversation.recognition import Recognition, SttFailed, SttHeard, SttLeg
+from voice_service.conversation.recognition import Recognition, SttFailed, SttHeard
 from voice_service.conversation.records import CallRecords
 from voice_service.conversation.services import CallSetup, EngineServices
 from voice_service.conversation.speech import MediaPort, Utterance
@@ -155,6 +155,7 @@ class CallSession:
             return
         setup = self.setup
         self._caller = CallerTurns(setup.config.interrupt_min_words)
+        self.records.endpointing_seconds = setup.config.endpointing_ms / 1000
         self.history = [{"role": "system", "content": setup.system_prompt}]
         self._generation = Generation(
             setup, self.cfg, self.media, self.records, clock=self.clock, observers=self.observers
@@ -192,7 +193,7 @@ class CallSession:
             self._settle_turn(turn, interrupted=bool(turn.pending_marks) or turn.generating, at=ended_at)
         if self._caller is not None and self._caller.text:
             caller = self._caller
-            self._record_caller(caller.text, caller.start, caller.end, self._recognition.leg)
+            self.records.caller(caller.text, caller.start, caller.end, self._recognition.leg)
         await self._recognition.close()
         try:
             async with asyncio.timeout(self.cfg.save_timeout):
@@ -207,11 +208,6 @@ class CallSession:
             log.exception("writing the conversation records failed", extra={"call": str(self.call.call_id)})
 
     # --- records of turns ---
-
-    def _record_caller(self, text: str, start: float | None, end: float | None, leg: SttLeg | None) -> None:
-        offset = leg.offset if leg is not None else None
-        trail = self.setup.config.endpointing_ms / 1000 if self.setup is not None else 0.0
-        self.records.caller(text, start, end, offset=offset, trail=trail)
 
     def _settle_turn(self, turn: Utterance, *, interrupted: bool, at: float) -> None:
         """An agent turn is over (played out, interrupted, or the call ended): history, transcript, latency."""
@@ -258,15 +254,16 @@ class CallSession:
             else:
                 if await self._handle(event):
                     return
-            if (
-                self._says
-                and not self._agent_busy()
-                and (self._turn is None or self._turn.end_action is None)
-            ):
+            if self._says and self._free_to_speak():
                 self._speak(self._says.popleft(), trigger="api")
 
     def _agent_busy(self) -> bool:
         return self._turn is not None and self._turn.busy
+
+    def _free_to_speak(self) -> bool:
+        """Nothing playing or being generated, and no hang-up or transfer waiting on the last turn."""
+        turn = self._turn
+        return turn is None or (not turn.busy and turn.end_action is None)
 
     def _next_deadline(self) -> float | None:
         assert self.setup is not None
@@ -356,11 +353,11 @@ class CallSession:
             return False
         if type(decision) is Backchannel:
             self.records.stats["backchannels"] += 1
-            self._record_caller(decision.text, decision.start, decision.end, item.leg)
+            self.records.caller(decision.text, decision.start, decision.end, item.leg)
             return False
         assert type(decision) is EndOfTurn
         self._caller_activity_at = None
-        self._record_caller(decision.text, decision.start, decision.end, item.leg)
+        self.records.caller(decision.text, decision.start, decision.end, item.leg)
         end_of_speech = None
         if item.leg.offset is not None and decision.end is not None:
             assert self.setup is not None
@@ -440,7 +437,7 @@ class CallSession:
             await self._finish(command.reason, interrupt=True)
             return True
         if type(command) is Say:
-            if not command.interrupt and self._agent_busy():
+            if not command.interrupt and (self._says or not self._free_to_speak()):
                 self._says.append(command.text)  # spoken by the controller loop once the agent is free
                 return False
             await self._stop_speaking()

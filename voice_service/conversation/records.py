@@ -24,6 +24,7 @@ from voice_service.conversation.metering import (
 from voice_service.conversation.services import CallSetup
 
 if TYPE_CHECKING:
+    from voice_service.conversation.recognition import SttLeg
     from voice_service.conversation.speech import Utterance
 
 
@@ -40,6 +41,9 @@ class CallRecords:
         self.usage = UsageMeter()
         self.transcript: list[TranscriptTurn] = []
         self.latencies: list[TurnLatency] = []
+        self.endpointing_seconds = (
+            0.0  # the STT's endpointing silence (the call's setup), inside a final's end
+        )
         self.stats: dict[str, Any] = {
             "barge_ins": 0,
             "backchannels": 0,
@@ -58,11 +62,11 @@ class CallRecords:
         if self.observers:
             self.observers.transcript(entry)
 
-    def caller(
-        self, text: str, start: float | None, end: float | None, *, offset: float | None, trail: float
-    ) -> None:
-        """A caller turn; `start`/`end` are on an STT stream's audio timeline, which starts `offset` seconds into
-        the call (end = end of the final segment, which includes the endpointing silence `trail`)."""
+    def caller(self, text: str, start: float | None, end: float | None, leg: SttLeg | None) -> None:
+        """A caller turn; `start`/`end` are on `leg`'s audio timeline (end = end of the final segment, which
+        includes the endpointing silence)."""
+        offset = leg.offset if leg is not None else None
+        trail = self.endpointing_seconds
         now_ms = self.ms(self.clock())
         start_ms = int((offset + start) * 1000) if offset is not None and start is not None else now_ms
         end_ms = int((offset + end - trail) * 1000) if offset is not None and end is not None else now_ms
