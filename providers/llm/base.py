@@ -2,12 +2,13 @@
 
 `stream_chat` yields `TextDelta`s as tokens arrive, one `ToolCallEvent` per complete (assembled) tool
 call, a `UsageEvent` when the provider reports token counts, and `LlmDone` last. A stream the caller
-cancels never reports usage: estimate it then (see `providers.llm.openai.estimate_tokens`).
+cancels (or that fails) never reports usage: `estimate_usage` then counts it the way this provider's
+tokenizer would, roughly, so the caller can meter it as an estimate.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Protocol
 
 from msgspec import Struct
@@ -57,7 +58,17 @@ class LlmProvider(Protocol):
         model: str | None = None,
         temperature: float | None = None,
         max_tokens: int | None = None,
-    ) -> AsyncIterator[LlmEvent]: ...
+    ) -> AsyncGenerator[LlmEvent, None]:
+        """An async generator: closing it early (`aclose()`) cancels the request."""
+        ...
+
+    def estimate_usage(
+        self, messages: list[dict], *, tools: list[dict] | None, completion: str, model: str | None = None
+    ) -> UsageEvent:
+        """Token counts of a request whose stream never reported usage: the prompt (`messages`, `tools`) and
+        the `completion` text (and tool-call arguments) it produced before it stopped. Good enough for
+        metering, not for context limits."""
+        ...
 
     async def complete_json(
         self, messages: list[dict], *, schema: dict, schema_name: str, model: str | None = None

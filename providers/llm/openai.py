@@ -20,7 +20,7 @@ path) keeps the SDK and its retries.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import httpx
@@ -122,7 +122,7 @@ class OpenAiLlm:
         model: str | None = None,
         temperature: float | None = None,
         max_tokens: int | None = None,
-    ) -> AsyncIterator[LlmEvent]:
+    ) -> AsyncGenerator[LlmEvent, None]:
         model = model or self.model
         body: dict[str, Any] = {
             "model": model,
@@ -207,6 +207,15 @@ class OpenAiLlm:
         if not finished:
             raise LlmError("the stream ended before a finish_reason", retryable=True)
         yield LlmDone(finish_reason=finish_reason)
+
+    def estimate_usage(
+        self, messages: list[dict], *, tools: list[dict] | None, completion: str, model: str | None = None
+    ) -> UsageEvent:
+        return UsageEvent(
+            prompt_tokens=estimate_prompt_tokens(messages, tools),
+            completion_tokens=estimate_tokens(completion),
+            model=model or self.model,
+        )
 
     async def complete_json(
         self, messages: list[dict], *, schema: dict, schema_name: str, model: str | None = None

@@ -14,7 +14,7 @@ import contextlib
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,7 +33,9 @@ from voice_service import composition
 from voice_service.agents.schemas import AgentConfig, TransferTarget
 from voice_service.calls.schemas import CallInfo
 from voice_service.calls.session import MediaSession
-from voice_service.conversation.engine import CallSession
+from voice_service.conversation.control import CallObserver, EndCall, Say, Transfer
+from voice_service.conversation.engine import TRANSFER_TEXT, CallSession
+from voice_service.conversation.metering import TranscriptTurn
 from voice_service.conversation.services import CallSetup, EngineConfig, RuntimeServices
 from voice_service.runtime import Runtime
 from voice_service.settings import load_settings
@@ -334,6 +336,7 @@ async def run_call(
     transfer_error: Exception | None = None,
     within: float = 20.0,
     config_override: AgentConfig | None = None,
+    during: Callable[[CallSession, PhoneLine], Awaitable[None]] | None = None,
 ) -> Result:
     settings = load_settings(
         env={},
@@ -365,9 +368,13 @@ async def run_call(
         async with asyncio.timeout(within), asyncio.TaskGroup() as tg:
             player = tg.create_task(line.play())
             caller = tg.create_task(line.speak())
+            # Created before the media session's own tasks, so it runs (and can attach observers) first.
+            driver = tg.create_task(during(session, line)) if during is not None else None
             await media.run(session)
             player.cancel()
             caller.cancel()
+            if driver is not None:
+                driver.cancel()
     assert len(services.saved) == 1, "the records are written exactly once"
     transcripts, metadata = services.saved[0]
     return Result(line, services, media, session, transcripts, metadata)
@@ -687,3 +694,141 @@ async def test_caller_hangup_mid_sentence_records_an_interrupted_turn() -> None:
         }
     ]
     assert r.usage["telephony"]["seconds"] == pytest.approx(1.5, abs=0.3)
+
+
+# --- live control and observers (the seams of control.py) ---------------------------------------------------
+
+
+class Watcher(CallObserver):
+    """Everything an observer is told about a call."""
+
+    def __init__(self) -> None:
+        self.caller_bytes = 0
+        self.caller_texts: list[tuple[str, bool]] = []
+        self.agent_bytes = 0
+        self.agent_texts: list[str] = []
+        self.clears = 0
+        self.entries: list[TranscriptTurn] = []
+
+    def caller_audio(self, payload: bytes) -> None:
+        self.caller_bytes += len(payload)
+
+    def caller_text(self, text: str, *, final: bool) -> None:
+        self.caller_texts.append((text, final))
+
+    def agent_audio(self, payload: bytes, at: float) -> None:
+        self.agent_bytes += len(payload)
+
+    def agent_cleared(self, at: float) -> None:
+        self.clears += 1
+
+    def agent_text(self, text: str) -> None:
+        self.agent_texts.append(text)
+
+    def transcript(self, entry: TranscriptTurn) -> None:
+        self.entries.append(entry)
+
+
+class Broken(CallObserver):
+    """An observer with a bug: it must cost the call nothing."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def caller_audio(self, payload: bytes) -> None:
+        self.calls += 1
+        raise RuntimeError("a listener's bug")
+
+
+async def at(line: PhoneLine, seconds: float) -> None:
+    """Until `seconds` into the call."""
+    await asyncio.sleep(max(0.0, line.t0 + seconds - time.monotonic()))
+
+
+async def test_say_command_interrupts_goes_into_the_history_and_end_command_hangs_up() -> None:
+    starter = (
+        "Hi there. " + "This second sentence is long enough that the operator will talk over it for sure."
+    )
+    operator_line = "This is the operator speaking."
+    audio = silence(3.6) + speech(0.6) + silence(8.0)
+    watcher, broken = Watcher(), Broken()
+    accepted: list[bool] = []
+
+    async def operator(session: CallSession, line: PhoneLine) -> None:
+        session.observe(watcher)
+        session.observe(broken)
+        await at(line, 1.0)  # the starter's second sentence is playing
+        accepted.append(session.command(Say(operator_line, interrupt=True)))
+        await at(line, 7.0)
+        accepted.append(session.command(EndCall()))
+
+    async with fakes(script=["What was that?"], replies=["Sorry about that."], seconds_per_char=0.06) as f:
+        r = await run_call(f, audio, agent_row=agent(starter), stop_after=12.0, during=operator)
+
+    assert accepted == [True, True]
+    assert r.media.end_reason == "ended_by_api" and r.media.hung_up
+    assert r.conversation["end_reason"] == "ended_by_api"
+    # The operator's line cut the agent like a barge-in does (one clear), but it is not the caller's.
+    assert len(r.line.clears) == 1 and r.conversation["barge_ins"] == 0
+    assert [(t["role"], t["text"], t["interrupted"]) for t in r.transcripts] == [
+        ("agent", "Hi there.", True),
+        ("agent", operator_line, False),
+        ("caller", "What was that?", False),
+        ("agent", "Sorry about that.", False),
+    ]
+    # The LLM knows what the caller heard: the first sentence of the starter, then the operator's line.
+    assert chat_messages(f, 0)[1:] == [
+        {"role": "assistant", "content": "Hi there."},
+        {"role": "assistant", "content": operator_line},
+        {"role": "user", "content": "What was that?"},
+    ]
+    assert session_ended(r.session)
+
+    # The observer saw the same call: every caller frame, the caller's words, each sentence as it began to
+    # play (the starter's second one began before the operator cut it), the clear, every transcript entry.
+    assert watcher.caller_bytes == r.media.inbound_bytes > 0
+    assert ("What was that?", True) in watcher.caller_texts
+    assert watcher.agent_texts == [
+        "Hi there.",
+        "This second sentence is long enough that the operator will talk over it for sure.",
+        operator_line,
+        "Sorry about that.",
+    ]
+    assert watcher.clears == 1
+    stored = sorted(watcher.entries, key=lambda t: t.start_ms)
+    assert msgspec.to_builtins(stored) == r.transcripts
+    tts_seconds = sum(u["audio_seconds"] for u in r.usage["tts"])
+    assert watcher.agent_bytes == pytest.approx(tts_seconds * 8000, abs=8)  # μ-law 8 kHz: 8000 bytes a second
+    # The broken observer was dropped after its first error; the call went on regardless.
+    assert broken.calls == 1
+
+
+def session_ended(session: CallSession) -> bool:
+    """A finished call accepts no command (the API answers 409 then)."""
+    return not session.accepting_commands and session.command(EndCall()) is False
+
+
+async def test_say_without_interrupt_waits_for_the_agent_then_transfer_command() -> None:
+    starter = "Hi there. I am calling about your booking for tonight."
+    async with fakes(seconds_per_char=0.04) as f:
+
+        async def operator(session: CallSession, line: PhoneLine) -> None:
+            await at(line, 0.5)  # the starter is playing
+            assert session.command(Say("One more thing.", interrupt=False))
+            await at(line, 5.0)
+            assert session.command(Transfer("+15550009999"))
+
+        r = await run_call(f, silence(10.0), agent_row=agent(starter), stop_after=9.0, during=operator)
+
+    assert r.line.clears == []
+    assert [(t["role"], t["text"], t["interrupted"]) for t in r.transcripts] == [
+        ("agent", starter, False),
+        ("agent", "One more thing.", False),
+        ("agent", TRANSFER_TEXT, False),
+    ]
+    assert r.transcripts[1]["start_ms"] >= r.transcripts[0]["end_ms"]  # after the starter, not over it
+    assert r.services.transfers == ["+15550009999"]
+    # This line does not stop the stream on a transfer: the session ends without hanging up the caller.
+    assert r.media.end_reason == "transferred" and not r.media.hung_up
+    assert r.conversation["transferred_to"] == "+15550009999"
+    assert session_ended(r.session)

@@ -11,7 +11,15 @@ import httpx
 import msgspec
 import pytest
 
-from providers.llm.base import LlmDone, LlmError, LlmEvent, TextDelta, ToolCallEvent, UsageEvent
+from providers.llm.base import (
+    LlmDone,
+    LlmError,
+    LlmEvent,
+    LlmProvider,
+    TextDelta,
+    ToolCallEvent,
+    UsageEvent,
+)
 from providers.llm.openai import OpenAiLlm, estimate_prompt_tokens, estimate_tokens
 from tests.fakes.openai import FakeOpenAI, Text, ToolCall, ToolCalls
 from tests.fakes.server import Fault, LocalServer, end_stream, read_body, send_chunk, start_stream
@@ -107,6 +115,23 @@ async def test_cancelled_stream_reports_no_usage_and_the_caller_estimates() -> N
     assert fake.chat_requests()[0].disconnected is True
     assert estimate_tokens(spoken) == 4 and estimate_tokens("") == 0
     assert 20 <= estimate_prompt_tokens(MESSAGES) <= 40
+
+
+async def test_the_estimate_is_the_providers_own() -> None:
+    """The neutral engine meters a cancelled stream through `LlmProvider.estimate_usage`: OpenAI's estimate."""
+    llm: LlmProvider = OpenAiLlm("test-key", base_url="http://127.0.0.1:9/v1", model="gpt-4o-mini")
+    try:
+        usage = llm.estimate_usage(MESSAGES, tools=[BOOK_TOOL], completion="one two three", model="gpt-4o")
+        default = llm.estimate_usage(MESSAGES, tools=None, completion="")
+    finally:
+        await llm.aclose()
+    assert usage == UsageEvent(
+        prompt_tokens=estimate_prompt_tokens(MESSAGES, [BOOK_TOOL]),
+        completion_tokens=estimate_tokens("one two three"),
+        model="gpt-4o",
+    )
+    assert usage.prompt_tokens > default.prompt_tokens  # the tools' schemas are part of the prompt
+    assert default.completion_tokens == 0 and default.model == "gpt-4o-mini"
 
 
 @pytest.mark.parametrize(
