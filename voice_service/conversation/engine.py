@@ -46,6 +46,7 @@ from voice_service.conversation.metering import (
     TranscriptTurn,
     TurnLatency,
     latency_summary,
+    record_llm_usage,
     transcripts_builtins,
 )
 from voice_service.conversation.sentences import SentenceSplitter, split_text
@@ -883,9 +884,7 @@ class CallSession:
                             if rest:
                                 queue.put_nowait(rest)
                             usage_seen = True
-                            self.usage.add_llm(
-                                setup.llm.name, event.model, event.prompt_tokens, event.completion_tokens
-                            )
+                            record_llm_usage(self.usage, setup.llm.name, event)
                         elif kind is LlmDone:
                             pass
             except LlmError as exc:
