@@ -15,19 +15,16 @@ from analysis import catalog_default
 from analysis.pricing import price_usage
 from analysis.usage import UsageMeter
 from tests.fakes.openai import Text, ToolCall, ToolCalls
+from tests.integration import test_pipeline_analysis
 from tests.integration.test_conversation_engine import agent, fakes, run_call, silence, speech
-from tests.integration.test_pipeline_analysis import (  # noqa: F401 - fixtures used by name
-    _no_leftover_jobs,
-    analysis_row,
-    analysis_usage,
-    answer,
-    billed_call,
-    openai,
-    runtime,
-)
+from tests.integration.test_pipeline_analysis import analysis_row, analysis_usage, answer, billed_call
 from tests.integration.test_pipeline_support import credit
 from voice_service.billing.analysis import run_analysis
 from voice_service.runtime import Runtime
+
+# The analysis tests' fixtures: a Runtime whose analysis LLM is OpenAI at a respx-mocked URL, and job cleanup.
+runtime, openai = test_pipeline_analysis.runtime, test_pipeline_analysis.openai
+_no_leftover_jobs = test_pipeline_analysis._no_leftover_jobs
 
 # Long enough (over 1,024 tokens) for OpenAI to cache the prompt's prefix from the second turn on.
 LONG_INSTRUCTIONS = "You book tables for {{product}}. " + "Answer in one short sentence, politely. " * 130
@@ -87,7 +84,7 @@ def cached_completion(content: str, prompt: int, cached: int, completion_tokens:
 
 
 async def test_the_analysis_call_bills_cached_prompt_tokens_at_the_cached_price(
-    tenant: Any, runtime: Runtime, openai: Any, admin_conn: asyncpg.Connection  # noqa: F811
+    tenant: Any, runtime: Runtime, openai: Any, admin_conn: asyncpg.Connection
 ) -> None:
     await credit(runtime, tenant.id, "5")
     call_id, created_at = await billed_call(admin_conn, runtime, tenant)
