@@ -104,5 +104,5 @@ async def delete(conn: asyncpg.Connection, principal: Principal, agent_id: int) 
 
 async def list_(conn: asyncpg.Connection, principal: Principal, limit: int, cursor: str | None) -> Page[Agent]:
     rows = await agents.page(conn, principal.tenant_id, limit=check_limit(limit),
-                             after=decode_cursor(cursor) if cursor else None)
+                             after=decode_cursor(cursor, id_kind="int") if cursor else None)
     return page_from_rows(rows, limit, to_agent)

@@ -505,13 +505,8 @@ async def list_entries(
         raise NotFound("batch not found")
     after: int | None = None
     if cursor:
-        _, position = decode_cursor(cursor)
-        try:
-            after = int(position)
-        except ValueError:
-            raise BadRequest(
-                "cursor is not valid; pass back `next_cursor` from a previous page", field="cursor"
-            ) from None
+        _, position = decode_cursor(cursor, id_kind="int")
+        after = int(position)
     rows = await repo.list_entries(
         conn, principal.tenant_id, batch_id, limit=limit, after_position=after, status=status
     )
