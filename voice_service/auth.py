@@ -101,7 +101,8 @@ async def resolve_api_key(pool: asyncpg.Pool, cache: KeyCache, key: str) -> Prin
         )
         cache.put(digest, principal)
     if principal.expires_at is not None and principal.expires_at <= datetime.now(UTC):
-        cache.evict_key(principal.key_id)  # type: ignore[arg-type]
+        if principal.key_id is not None:
+            cache.evict_key(principal.key_id)
         raise Unauthorized("this API key has expired")
     return principal
 
