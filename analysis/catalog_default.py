@@ -4,11 +4,13 @@ Prices are providers' published pay-as-you-go list prices as the author knew the
 fetched from the build environment, so every description names its source page and says which figures are
 approximate. Tenants override any row with their own (negotiated) prices.
 
-Three migrations carry these rows, each generated from this module and kept in sync by a unit test:
+Four migrations carry these rows, each generated from this module and kept in sync by a unit test:
 
     .venv/bin/python -m analysis.catalog_default > sql/0030_default_pricing.sql        (INITIAL_PRICES)
     .venv/bin/python -m analysis.catalog_default 0034 > sql/0034_google_tts_pricing.sql (GOOGLE_TTS_PRICES)
     .venv/bin/python -m analysis.catalog_default 0035 > sql/0035_verified_pricing.sql   (VERIFICATIONS)
+    .venv/bin/python -m analysis.catalog_default 0036 > sql/0036_openai_cached_input_pricing.sql
+                                                                                     (CACHED_INPUT_PRICES)
 
 0030 and 0034 are applied, so their rows stay as first inserted; what a later check against a stored copy of the
 provider's price page found lives in VERIFICATIONS, and DEFAULT_PRICES is the 0030 rows with those findings
@@ -293,6 +295,38 @@ GOOGLE_TTS_PRICES: tuple[PriceRow, ...] = (
 )
 
 
+# Added after 0030 and 0035 were applied: sql/0036_openai_cached_input_pricing.sql (generated with
+# `python -m analysis.catalog_default 0036`). OpenAI bills prompt tokens served from its automatic prompt cache
+# (usage.prompt_tokens_details.cached_tokens) at a discount; these rows price them. They start with the catalog
+# (EFFECTIVE_FROM): OpenAI's cached-input prices date from its prompt-caching launch (2024-10), and no call billed
+# before this migration carries a cached-input line, so no past bill changes.
+_OPENAI_PRICING = "https://developers.openai.com/api/docs/pricing"
+_OPENAI_CACHING = "https://platform.openai.com/docs/guides/prompt-caching"
+
+
+def _cached_input(model: str, per_1m: str, input_per_1m: str) -> PriceRow:
+    return _row(
+        "llm",
+        "openai",
+        model,
+        "token",
+        Decimal(per_1m) / _PER_1M,
+        f"OpenAI {model} cached input tokens (prompt tokens served from the prompt cache, reported in "
+        f"usage.prompt_tokens_details.cached_tokens; {_OPENAI_CACHING}): ${per_1m} per 1M tokens against "
+        f"${input_per_1m} for uncached input (standard tier; {_OPENAI_PRICING}, also {_OPENAI}). No stored copy "
+        "of OpenAI's own price page states this figure; approximate, verify.",
+        direction="cached_input",
+    )
+
+
+CACHED_INPUT_PRICES: tuple[PriceRow, ...] = (
+    _cached_input("gpt-4o-mini", "0.075", "0.15"),
+    _cached_input("gpt-4.1-mini", "0.10", "0.40"),
+    _cached_input("gpt-4o", "1.25", "2.50"),
+    _cached_input("gpt-4.1", "0.50", "2.00"),
+)
+
+
 # --- verification against the providers' published prices -------------------------------------------------------
 
 
@@ -424,6 +458,21 @@ def render_google_tts_sql() -> str:
     return "\n".join(lines) + "\n" + _values_sql(GOOGLE_TTS_PRICES)
 
 
+def render_cached_input_sql() -> str:
+    """The 0036 migration file's exact contents."""
+    lines = [
+        "-- OpenAI cached-input token prices of the default GLOBAL price catalog. GENERATED from",
+        "-- analysis/catalog_default.py (CACHED_INPUT_PRICES):",
+        "--   .venv/bin/python -m analysis.catalog_default 0036 > sql/0036_openai_cached_input_pricing.sql",
+        "-- Do not edit by hand; tests/unit/test_pricing.py checks the two match.",
+        "INSERT INTO billing_pricing_catalog",
+        "    (id, tenant_id, category, provider, model, unit, unit_price, description, effective_from, effective_to,",
+        "     is_active, metadata)",
+        "VALUES",
+    ]
+    return "\n".join(lines) + "\n" + _values_sql(CACHED_INPUT_PRICES)
+
+
 def _values_sql(rows: tuple[PriceRow, ...]) -> str:
     values = []
     for r in rows:
@@ -481,5 +530,5 @@ def render_verified_sql(
 if __name__ == "__main__":
     import sys
 
-    renderers = {"0034": render_google_tts_sql, "0035": render_verified_sql}
+    renderers = {"0034": render_google_tts_sql, "0035": render_verified_sql, "0036": render_cached_input_sql}
     print(renderers.get(sys.argv[1] if sys.argv[1:] else "", render_sql)(), end="")

@@ -40,7 +40,14 @@ class AnalysisOutcome(msgspec.Struct, kw_only=True):
         """The outcome's LLM usage as a meter, ready for :func:`analysis.pricing.price_usage`."""
         meter = UsageMeter()
         for u in self.usage:
-            meter.add_llm(u.provider, u.model, u.prompt_tokens, u.completion_tokens, estimated=u.estimated)
+            meter.add_llm(
+                u.provider,
+                u.model,
+                u.prompt_tokens,
+                u.completion_tokens,
+                estimated=u.estimated,
+                cached_prompt_tokens=u.cached_prompt_tokens,
+            )
         return meter
 
 
@@ -141,7 +148,11 @@ async def analyze_call(
             used_model = reported.model or used_model
             usage.append(
                 LlmUsage(
-                    llm.name, used_model or "unknown", reported.prompt_tokens, reported.completion_tokens
+                    llm.name,
+                    used_model or "unknown",
+                    reported.prompt_tokens,
+                    reported.completion_tokens,
+                    cached_prompt_tokens=reported.cached_prompt_tokens,
                 )
             )
         else:

@@ -19,7 +19,10 @@ Units:
 - llm: ``token``; prompt and completion tokens are two lines, priced by two rows told apart by
   ``metadata.direction`` = ``input`` | ``output`` (a row without a direction prices both). This keeps the unit
   vocabulary of the catalog (record, token, second, minute, character, message) and lets a tenant override only
-  one side.
+  one side. Prompt tokens the provider served from its prompt cache are a third line, ``cached_input``, priced by
+  the ``direction: cached_input`` row (OpenAI bills them at a discount); the ``input`` line then holds only the
+  uncached rest. A model with no cached-input row has its cached tokens priced by its input row: never below the
+  input price, never dropped.
 - tts: ``character`` (rows quoted per 1,000 characters store the price per character), or ``minute`` /
   ``second`` of synthesized audio for models billed by audio length.
 
@@ -47,6 +50,10 @@ MONEY_QUANTUM = Decimal("0.000001")
 QUANTITY_QUANTUM = Decimal("0.000001")
 _MS = Decimal("0.001")
 _SIXTY = Decimal(60)
+
+CACHED_INPUT = "cached_input"  # llm direction of the prompt tokens served from the provider's prompt cache
+# A line whose direction has no price falls back to this direction's price (cached input costs at most the input).
+_FALLBACK_DIRECTION = {CACHED_INPUT: "input"}
 
 NO_PRICE = "no_price"
 MISSING_QUANTITY = "missing_quantity"  # the matched row's unit needs a quantity the meter did not record
@@ -183,6 +190,7 @@ def _lines(meter: UsageMeter) -> list[_Line]:
     for s in meter.stt:
         lines.append(_Line("stt", s.provider, s.model, None, None, seconds=_seconds(s.seconds)))
     for u in meter.llm:
+        cached = min(max(u.cached_prompt_tokens, 0), u.prompt_tokens)
         lines.append(
             _Line(
                 "llm",
@@ -190,10 +198,16 @@ def _lines(meter: UsageMeter) -> list[_Line]:
                 u.model,
                 "input",
                 None,
-                count=Decimal(u.prompt_tokens),
+                count=Decimal(u.prompt_tokens - cached),
                 estimated=u.estimated,
             )
         )
+        if cached:
+            lines.append(
+                _Line(
+                    "llm", u.provider, u.model, CACHED_INPUT, None, count=Decimal(cached), estimated=u.estimated
+                )
+            )
         lines.append(
             _Line(
                 "llm",
@@ -379,6 +393,30 @@ def _total(items: Sequence[CostItem]) -> Decimal:
     return sum((i.cost for i in items), Decimal(0)).quantize(MONEY_QUANTUM)
 
 
+def _row_for(
+    line: _Line, catalog: Sequence[PriceRow], at: datetime, tenant_id: str | uuid.UUID | None, currency: str
+) -> PriceRow | None:
+    directions = [line.direction]
+    fallback = _FALLBACK_DIRECTION.get(line.direction) if line.direction is not None else None
+    if fallback is not None:
+        directions.append(fallback)
+    for direction in directions:
+        row = select_price(
+            catalog,
+            category=line.category,
+            provider=line.provider,
+            model=line.model,
+            at=at,
+            tenant_id=tenant_id,
+            direction=direction,
+            country=line.country,
+            currency=currency,
+        )
+        if row is not None:
+            return row
+    return None
+
+
 def price_usage(
     meter: UsageMeter,
     catalog: Sequence[PriceRow],
@@ -388,23 +426,7 @@ def price_usage(
     currency: str = "USD",
 ) -> CostBreakdown:
     """Price every usage line of ``meter`` at instant ``at`` (timezone-aware) for ``tenant_id``."""
-    items = [
-        _price_line(
-            line,
-            select_price(
-                catalog,
-                category=line.category,
-                provider=line.provider,
-                model=line.model,
-                at=at,
-                tenant_id=tenant_id,
-                direction=line.direction,
-                country=line.country,
-                currency=currency,
-            ),
-        )
-        for line in _lines(meter)
-    ]
+    items = [_price_line(line, _row_for(line, catalog, at, tenant_id, currency)) for line in _lines(meter)]
     return CostBreakdown(items=items, total=_total(items), currency=currency)
 
 

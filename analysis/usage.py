@@ -33,6 +33,10 @@ class LlmUsage(msgspec.Struct, frozen=True):
     # True when a cancelled stream gave no usage and we counted the tokens ourselves. Estimated and reported
     # counts are kept in separate entries so a bill can say which part is an estimate.
     estimated: bool = False
+    # The part of prompt_tokens the provider served from its prompt cache and bills at a discount (OpenAI:
+    # usage.prompt_tokens_details.cached_tokens). A voice agent resends its system prompt and the growing history
+    # every turn, so after the first turns most of the prompt is cached.
+    cached_prompt_tokens: int = 0
 
 
 class TtsUsage(msgspec.Struct, frozen=True):
@@ -75,7 +79,9 @@ class UsageMeter(msgspec.Struct, omit_defaults=True):
         completion_tokens: int = 0,
         *,
         estimated: bool = False,
+        cached_prompt_tokens: int = 0,
     ) -> None:
+        """`prompt_tokens` counts every prompt token; `cached_prompt_tokens` says how many of them were cached."""
         for i, u in enumerate(self.llm):
             if u.provider == provider and u.model == model and u.estimated == estimated:
                 self.llm[i] = LlmUsage(
@@ -84,9 +90,12 @@ class UsageMeter(msgspec.Struct, omit_defaults=True):
                     u.prompt_tokens + prompt_tokens,
                     u.completion_tokens + completion_tokens,
                     estimated,
+                    u.cached_prompt_tokens + cached_prompt_tokens,
                 )
                 return
-        self.llm.append(LlmUsage(provider, model, prompt_tokens, completion_tokens, estimated))
+        self.llm.append(
+            LlmUsage(provider, model, prompt_tokens, completion_tokens, estimated, cached_prompt_tokens)
+        )
 
     def add_tts(self, provider: str, model: str, characters: int, audio_seconds: float = 0) -> None:
         for i, u in enumerate(self.tts):
@@ -109,7 +118,14 @@ class UsageMeter(msgspec.Struct, omit_defaults=True):
         for s in other.stt:
             self.add_stt(s.provider, s.model, s.seconds)
         for u in other.llm:
-            self.add_llm(u.provider, u.model, u.prompt_tokens, u.completion_tokens, estimated=u.estimated)
+            self.add_llm(
+                u.provider,
+                u.model,
+                u.prompt_tokens,
+                u.completion_tokens,
+                estimated=u.estimated,
+                cached_prompt_tokens=u.cached_prompt_tokens,
+            )
         for t in other.tts:
             self.add_tts(t.provider, t.model, t.characters, t.audio_seconds)
 

@@ -35,6 +35,7 @@ from voice_service.events.routes import route_handlers as event_routes
 from voice_service.leads.routes import route_handlers as lead_routes
 from voice_service.numbers.routes import route_handlers as number_routes
 from voice_service.observability import Metrics, RequestContextMiddleware, configure_logging
+from voice_service.schemas import BODY_MAX_BYTES
 from voice_service.settings import Settings, load_settings
 from voice_service.telephony.routes import route_handlers as telephony_routes
 from voice_service.tenancy.routes import route_handlers as tenancy_routes
@@ -127,7 +128,7 @@ def create_app(settings: Settings | None = None, *, bootstrap: bool = True) -> L
         lifespan=[_lifespan],
         openapi_config=openapi,
         state=state,
-        request_max_body_size=64 * 1024 * 1024,
+        request_max_body_size=BODY_MAX_BYTES,  # routes that take more (batches, lead imports) set their own
         logging_config=None,  # configure_logging owns the root logger (JSON lines with request/tenant/call ids)
         debug=False,
     )

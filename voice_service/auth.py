@@ -12,6 +12,7 @@ import hashlib
 import secrets
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -28,7 +29,8 @@ from voice_service.settings import Settings
 ROLES = ("viewer", "member", "admin", "owner")
 ROLE_RANK = {r: i for i, r in enumerate(ROLES)}
 KEY_PREFIX = "vsk_"
-_CACHE_TTL = 5.0  # seconds a resolved key is trusted in this process; revocation here evicts at once
+_CACHE_TTL = 5.0  # seconds a resolved key is trusted in this process; revocation here evicts at once, and
+# expiry is checked on every request (a cached key stops working the instant it expires)
 
 
 class Principal(msgspec.Struct, frozen=True):
@@ -37,6 +39,7 @@ class Principal(msgspec.Struct, frozen=True):
     user_id: uuid.UUID | None = None
     key_id: uuid.UUID | None = None
     kind: str = "api_key"
+    expires_at: datetime | None = None
 
     def at_least(self, role: str) -> bool:
         return ROLE_RANK[self.role] >= ROLE_RANK[role]
@@ -80,17 +83,27 @@ class KeyCache:
 
 
 async def resolve_api_key(pool: asyncpg.Pool, cache: KeyCache, key: str) -> Principal:
+    """The key's principal: its role capped by its user's membership role (see auth_api_key in sql/0037)."""
     digest = hash_key(key)
-    cached = cache.get(digest)
-    if cached is not None:
-        return cached
-    row = await pool.fetchrow("SELECT key_id, tenant_id, user_id, role FROM auth_api_key($1)", digest)
-    if row is None:
-        raise Unauthorized("invalid or revoked API key")
-    principal = Principal(
-        tenant_id=row["tenant_id"], role=row["role"], user_id=row["user_id"], key_id=row["key_id"]
-    )
-    cache.put(digest, principal)
+    principal = cache.get(digest)
+    if principal is None:
+        row = await pool.fetchrow(
+            "SELECT key_id, tenant_id, user_id, role, expires_at FROM auth_api_key($1)", digest
+        )
+        if row is None:
+            raise Unauthorized("invalid or revoked API key")
+        principal = Principal(
+            tenant_id=row["tenant_id"],
+            role=row["role"],
+            user_id=row["user_id"],
+            key_id=row["key_id"],
+            expires_at=row["expires_at"],
+        )
+        cache.put(digest, principal)
+    if principal.expires_at is not None and principal.expires_at <= datetime.now(UTC):
+        if principal.key_id is not None:
+            cache.evict_key(principal.key_id)
+        raise Unauthorized("this API key has expired")
     return principal
 
 

@@ -132,7 +132,15 @@ def _http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
              413: "Payload too large", 415: "Unsupported media type"}.get(status, "Error")
     if status >= 500:
         log.error("http error", extra={"status": status, "detail": exc.detail})
-    return problem(status, title, exc.detail, request, headers=exc.headers)
+    detail = exc.detail
+    if status == 413:
+        limit = request.route_handler.resolve_request_max_body_size()
+        detail = f"the request body is over this endpoint's limit of {_mib(limit)}" if limit else detail
+    return problem(status, title, detail, request, headers=exc.headers)
+
+
+def _mib(size: int) -> str:
+    return f"{size / 1024 / 1024:g} MiB ({size:,} bytes)"
 
 
 _PG_DETAIL_KEY = re.compile(r"Key \(([^)]+)\)")
@@ -196,3 +204,20 @@ exception_handlers: dict[Any, Any] = {
     asyncpg.exceptions._base.DataError: _client_data,
     Exception: _unexpected,
 }
+
+
+def status_of(exc: BaseException) -> int:
+    """The status `exception_handlers` answer `exc` with: for request metrics counted by a middleware the
+    exception passes through before it is handled (a 401 from the auth middleware is a 401, not a 500)."""
+    if isinstance(exc, AppError):
+        return exc.status
+    if isinstance(exc, HTTPException):
+        return exc.status_code
+    if isinstance(exc, RecursionError):
+        return 400
+    if isinstance(exc, asyncpg.PostgresError):
+        mapped = pg_error_to_app(exc)
+        return 500 if mapped is None else mapped.status
+    if isinstance(exc, asyncpg.exceptions._base.DataError):
+        return 422
+    return 500

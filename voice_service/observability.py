@@ -18,6 +18,8 @@ from typing import Any
 import msgspec
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from voice_service.errors import status_of
+
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 tenant_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("tenant_id", default=None)
 call_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("call_id", default=None)
@@ -132,6 +134,12 @@ class RequestContextMiddleware:
             scope["state"]["asgi_send"] = send
         try:
             await self.app(scope, receive, send_wrapper if scope["type"] == "http" else send)
+        except BaseException as exc:
+            # Raised before a response was sent (the auth middleware's 401, a guard's 403): the app's exception
+            # handlers answer it outside this middleware, so count it as the status they will send.
+            if status_holder[0] == 500 and isinstance(exc, Exception):
+                status_holder[0] = status_of(exc)
+            raise
         finally:
             if scope["type"] == "http":
                 metrics: Metrics | None = getattr(scope.get("app").state, "metrics", None) if scope.get("app") else None

@@ -25,9 +25,12 @@ class ToolCallEvent(Struct, frozen=True):
 
 
 class UsageEvent(Struct, frozen=True):
-    prompt_tokens: int
+    prompt_tokens: int  # every prompt token, the cached ones included (as OpenAI reports `prompt_tokens`)
     completion_tokens: int
     model: str
+    # The part of `prompt_tokens` served from the provider's prompt cache, billed at a discount
+    # (OpenAI: `usage.prompt_tokens_details.cached_tokens`).
+    cached_prompt_tokens: int = 0
 
 
 class LlmDone(Struct, frozen=True):

@@ -195,10 +195,12 @@ class OpenAiLlm:
                                 for event in _complete_calls(calls):
                                     yield event
                         if chunk.usage is not None:
+                            details = chunk.usage.prompt_tokens_details
                             yield UsageEvent(
                                 prompt_tokens=chunk.usage.prompt_tokens,
                                 completion_tokens=chunk.usage.completion_tokens,
                                 model=chunk.model or model,
+                                cached_prompt_tokens=(details.cached_tokens or 0) if details is not None else 0,
                             )
         except httpx.TimeoutException as exc:
             raise LlmError(f"openai timed out: {exc!r}", retryable=True) from exc
@@ -235,15 +237,15 @@ class OpenAiLlm:
         if not response.choices:
             raise LlmError("the completion has no choices", retryable=True)
         choice = response.choices[0]
-        usage = (
-            UsageEvent(
+        usage = None
+        if response.usage is not None:
+            details = response.usage.prompt_tokens_details
+            usage = UsageEvent(
                 prompt_tokens=response.usage.prompt_tokens,
                 completion_tokens=response.usage.completion_tokens,
                 model=response.model or model,
+                cached_prompt_tokens=(details.cached_tokens or 0) if details is not None else 0,
             )
-            if response.usage is not None
-            else None
-        )
         if choice.message.refusal:
             raise LlmError(f"the model refused: {choice.message.refusal}", retryable=False)
         if choice.finish_reason == "length":
@@ -305,9 +307,15 @@ class _Choice(msgspec.Struct):
     finish_reason: str | None = None
 
 
+class _PromptDetails(msgspec.Struct):
+    # The part of prompt_tokens served from the prompt cache (billed at a discount); null on some compatible servers.
+    cached_tokens: int | None = None
+
+
 class _Usage(msgspec.Struct):
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    prompt_tokens_details: _PromptDetails | None = None
 
 
 class _Chunk(msgspec.Struct):

@@ -8,6 +8,10 @@ Why `websockets` and not `deepgram-sdk` 7.x here: the SDK's async `listen.v1.con
 every message through pydantic models, silently dropping the ones it does not know. It takes a custom
 URL, but not this message loop. We speak the same protocol against the same URL and headers
 (`Authorization: Token <key>`, identical query parameters), with msgspec decoding.
+
+Languages: an agent carries a BCP-47 tag (de-DE, en-US, es-MX), but each Deepgram model accepts its own set of
+codes in `language` (nova-3: de, de-CH, fr, fr-CA, es, es-419, en-US, en-GB, ...; no de-DE, fr-FR or es-ES) and
+refuses the stream for any other. `deepgram_language` maps a tag to the code the model takes (`MODEL_LANGUAGES`).
 """
 
 from __future__ import annotations
@@ -30,6 +34,84 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "wss://api.deepgram.com"
+DEFAULT_MODEL = "nova-3"
+
+# The `language` codes each model accepts, from Deepgram's Models & Languages Overview
+# (https://developers.deepgram.com/docs/models-languages-overview) and the changelog entries that added them to
+# nova-3 (https://developers.deepgram.com/changelog: 2025-08-15 de nl sv da; 2025-09-02 es es-419 fr fr-CA pt pt-BR
+# pt-PT; 2025-09-16 it tr no id; 2025-11-04 bg cs fi hi hu ja ko pl ru uk vi; 2025-11-24 ca et nl-BE de-CH el lv lt
+# ms ro sk; 2026-01-21 be bn bs hr kn mk mr sr sl ta tl te; 2026-03-17 zh-HK th; 2026-03-31 zh zh-CN zh-Hans zh-TW
+# zh-Hant; 2026-08-04 gu gu-IN) and to nova-2 (2024-05-14: 36 languages; 2024-09-12: zh-HK).
+
+
+def _codes(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+_NOVA_3 = _codes(
+    "multi en en-US en-AU en-GB en-IN en-NZ de de-CH nl nl-BE sv sv-SE da da-DK es es-419 fr fr-CA pt pt-BR "
+    "pt-PT it tr no id bg cs fi hi hu ja ko ko-KR pl ru uk vi ca et el lv lt ms ro sk be bn bs hr kn mk mr sr "
+    "sl ta tl te zh zh-CN zh-Hans zh-TW zh-Hant zh-HK th th-TH gu gu-IN"
+)
+_NOVA_2 = _codes(
+    "multi en en-US en-AU en-GB en-IN en-NZ bg ca zh zh-CN zh-Hans zh-TW zh-Hant zh-HK cs da da-DK nl nl-BE et "
+    "fi fr fr-CA de de-CH el hi hu id it ja ko ko-KR lv lt ms no pl pt pt-BR pt-PT ro ru sk es es-419 sv sv-SE "
+    "th th-TH tr uk vi"
+)
+_ENGLISH = frozenset({"en", "en-US"})  # nova-2's use-case variants (phonecall, meeting, ...) are English only
+MODEL_LANGUAGES: dict[str, frozenset[str]] = {
+    "nova-3": _NOVA_3,
+    "nova-3-general": _NOVA_3,
+    "nova-2": _NOVA_2,
+    "nova-2-general": _NOVA_2,
+    **{
+        f"nova-2-{variant}": _ENGLISH
+        for variant in (
+            "phonecall", "meeting", "finance", "conversationalai", "voicemail", "video", "medical", "drivethru",
+            "automotive", "atc",
+        )
+    },
+}
+# Tags whose language subtag Deepgram spells otherwise (Norwegian Bokmål/Nynorsk, Filipino, old ISO codes).
+_LANGUAGE_ALIASES = {"nb": "no", "nn": "no", "fil": "tl", "in": "id", "iw": "he"}
+# Spanish of the Americas (and the US) is Deepgram's Latin American Spanish, es-419.
+_LATAM = _codes("419 AR BO CL CO CR CU DO EC GT HN MX NI PA PE PR PY SV US UY VE")
+
+
+class UnsupportedLanguage(ValueError):
+    """The Deepgram model has no code for this language."""
+
+
+def deepgram_language(model: str, tag: str) -> str:
+    """The code `model` accepts for the BCP-47 `tag`: the tag itself when the model takes it, else its language
+    with region (es-MX → es-419), with script (zh-Hant-TW → zh-TW) or alone (de-DE → de). A model missing from
+    `MODEL_LANGUAGES` (self-hosted, newer) gets the tag unchanged; raises UnsupportedLanguage when a known model
+    takes none of them."""
+    accepted = MODEL_LANGUAGES.get(model)
+    if accepted is None:
+        return tag
+    parts = tag.split("-")
+    language = _LANGUAGE_ALIASES.get(parts[0].lower(), parts[0].lower())
+    script = next((p.title() for p in parts[1:] if len(p) == 4 and p.isalpha()), None)
+    region = next((p.upper() for p in parts[1:] if len(p) == 2 or (len(p) == 3 and p.isdigit())), None)
+    candidates = [tag]
+    if region is not None:
+        candidates.append(f"{language}-{region}")
+        if language == "es" and region in _LATAM:
+            candidates.append("es-419")
+        if language == "zh" and script is None:
+            candidates.append("zh-Hant" if region in ("TW", "HK", "MO") else "zh-Hans")
+    if script is not None:
+        candidates.append(f"{language}-{script}")
+        if language == "zh":
+            candidates.append("zh-TW" if script == "Hant" else "zh-CN")
+    candidates.append(language)
+    for code in candidates:
+        if code in accepted:
+            return code
+    raise UnsupportedLanguage(
+        f"Deepgram {model} cannot transcribe {tag!r}; it accepts {', '.join(sorted(accepted - {'multi'}))}"
+    )
 
 _ENCODINGS = {"mulaw": "mulaw", "l16": "linear16"}
 _BYTES_PER_SAMPLE = {"mulaw": 1, "l16": 2}
@@ -98,7 +180,7 @@ class DeepgramStt:
         api_key: str,
         *,
         base_url: str = DEFAULT_BASE_URL,
-        model: str = "nova-3",
+        model: str = DEFAULT_MODEL,
         smart_format: bool = True,
         interim_results: bool = True,
         open_timeout: float = 5.0,
@@ -119,9 +201,13 @@ class DeepgramStt:
             encoding = _ENCODINGS[fmt.encoding]
         except KeyError:
             raise SttError(f"deepgram: unsupported encoding {fmt.encoding!r}") from None
+        try:
+            code = deepgram_language(self.model, language)
+        except UnsupportedLanguage as exc:
+            raise SttError(f"deepgram: {exc}") from None
         params = {
             "model": self.model,
-            "language": language,
+            "language": code,
             "encoding": encoding,
             "sample_rate": fmt.sample_rate,
             "channels": fmt.channels,

@@ -2,8 +2,9 @@
 
 It follows the real protocol closely enough for adapters, call sessions and benchmarks:
 
-* the handshake checks `Authorization: Token <key>` (401 otherwise) and `encoding` / `sample_rate`
-  (400 otherwise);
+* the handshake checks `Authorization: Token <key>` (401 otherwise), `encoding` / `sample_rate`
+  (400 otherwise) and, for nova-3, that `language` is one of the codes the model accepts (400 "No such
+  model/language/tier combination found." otherwise, as Deepgram answers `language=de-DE`);
 * binary frames are decoded (mulaw, alaw, linear16) and run through a simple energy VAD in 20 ms steps,
   so the caller audio a test or the telephony simulator streams really drives the transcripts;
 * on speech: `SpeechStarted` (with `vad_events=true`), interim `Results` while it continues (with
@@ -187,7 +188,20 @@ class FakeDeepgram:
                 self._changed.notify_all()
 
 
+# What Deepgram's nova-3 accepts in `language` (its Models & Languages Overview and changelog): base codes and a
+# few regional ones; de-DE, fr-FR, es-ES and the like are refused.
+NOVA_3_LANGUAGES = frozenset(
+    str.split(
+        "multi en en-US en-AU en-GB en-IN en-NZ de de-CH nl nl-BE sv sv-SE da da-DK es es-419 fr fr-CA pt "
+        "pt-BR pt-PT it tr no id bg cs fi hi hu ja ko ko-KR pl ru uk vi ca et el lv lt ms ro sk be bn bs hr kn mk mr "
+        "sr sl ta tl te zh zh-CN zh-Hans zh-TW zh-Hant zh-HK th th-TH gu gu-IN"
+    )
+)
+
+
 def _check_query(query: dict[str, str]) -> str | None:
+    if query.get("model", "nova-3") == "nova-3" and query.get("language", "en") not in NOVA_3_LANGUAGES:
+        return "No such model/language/tier combination found."
     encoding = query.get("encoding")
     if encoding not in ("linear16", "mulaw", "alaw"):
         return f"unsupported or missing encoding {encoding!r} (this fake accepts raw audio only)"

@@ -11,6 +11,10 @@ and the usage; then `data: [DONE]`. Timing: `first_token_delay` before the first
 mono tone whose length is proportional to the input's characters, streamed in odd-sized chunks (as
 real HTTP chunking splits samples). Every request is recorded in `requests`.
 
+With `prompt_caching`, usage reports `prompt_tokens_details.cached_tokens` the way OpenAI's automatic prompt
+caching does: the longest prefix (tools, then messages) this request shares with an earlier one, counted only
+from 1,024 tokens on and in steps of 128 tokens; each reported figure is kept in `cached_reported`.
+
 Usage::
 
     fake = FakeOpenAI(replies=["Sure, what time?", ToolCalls([ToolCall("book", {"time": "20:00"})])])
@@ -52,6 +56,7 @@ _encoder = msgspec.json.Encoder()
 _TOKEN = re.compile(r"\s*\S+|\s+")
 
 SPEECH_RATE = 24000
+CACHE_MIN_TOKENS = 1024  # OpenAI caches prompts from 1,024 tokens on, hits counted in 128-token steps
 
 
 @dataclass(frozen=True)
@@ -102,7 +107,10 @@ class FakeOpenAI:
     speech_chunk_bytes: int = 4801  # odd on purpose: real chunk boundaries split samples
     speech_first_byte_delay: float = 0.0
     speech_faults: Iterable[Fault] = ()
+    prompt_caching: bool = False
     requests: list[RecordedRequest] = field(default_factory=list)
+    cached_reported: list[int] = field(default_factory=list)
+    _seen_prompts: list[tuple[Any, list[Any]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.replies = deque(self.replies)
@@ -110,6 +118,26 @@ class FakeOpenAI:
 
     def chat_requests(self) -> list[RecordedRequest]:
         return [r for r in self.requests if r.path == "/v1/chat/completions"]
+
+    def usage(self, body: dict[str, Any], completion: int) -> dict[str, Any]:
+        prompt = prompt_tokens(body)
+        cached = 0
+        if self.prompt_caching:
+            tools, messages = body.get("tools"), body.get("messages", [])
+            shared = 0
+            for seen_tools, seen_messages in self._seen_prompts:
+                if seen_tools != tools:
+                    continue
+                n = 0
+                while n < min(len(messages), len(seen_messages)) and messages[n] == seen_messages[n]:
+                    n += 1
+                shared = max(shared, n)
+            self._seen_prompts.append((tools, messages))
+            prefix = prompt_tokens({"tools": tools, "messages": messages[:shared]}) if shared else 0
+            if prefix >= CACHE_MIN_TOKENS:
+                cached = min(prompt, CACHE_MIN_TOKENS + (prefix - CACHE_MIN_TOKENS) // 128 * 128)
+            self.cached_reported.append(cached)
+        return _usage(prompt, completion, cached)
 
     def next_reply(self, body: dict[str, Any]) -> Reply:
         assert isinstance(self.replies, deque)
@@ -204,7 +232,7 @@ class FakeOpenAI:
                 "choices": [
                     {"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}
                 ],
-                "usage": _usage(prompt_tokens(body), completion),
+                "usage": self.usage(body, completion),
                 "service_tier": "default",
                 "system_fingerprint": "fp_fake",
             },
@@ -280,7 +308,7 @@ class FakeOpenAI:
         if include_usage and fault is None:
             usage_chunk = chunk(None)
             usage_payload = msgspec.json.decode(usage_chunk[6:])
-            usage_payload["usage"] = _usage(prompt_tokens(body), completion)
+            usage_payload["usage"] = self.usage(body, completion)
             events.append(b"data: " + _encoder.encode(usage_payload) + b"\n\n")
         if fault is None:
             events.append(b"data: [DONE]\n\n")
@@ -364,12 +392,12 @@ def prompt_tokens(body: dict[str, Any]) -> int:
     return total
 
 
-def _usage(prompt: int, completion: int) -> dict[str, Any]:
+def _usage(prompt: int, completion: int, cached: int = 0) -> dict[str, Any]:
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
         "completion_tokens_details": {
             "reasoning_tokens": 0,
             "audio_tokens": 0,

@@ -290,6 +290,7 @@ async def test_whole_conversation(
             "completion_tokens": len(tokens("Sure. For how many people?"))
             + len(tokens("Perfect, see you then. Goodbye!"))
             + 2,
+            "cached_prompt_tokens": 0,  # short prompts: OpenAI caches from 1,024 tokens on
         }
     ]
     # The LLM got the system prompt with the call's facts, the starter and the caller's words.

@@ -293,3 +293,51 @@ async def test_consecutive_turns_reuse_one_connection() -> None:
         for _ in range(3):
             assert (await drain(llm.stream_chat(MESSAGES)))[-1] == LlmDone(finish_reason="stop")
     assert len(clients) == 3 and len(set(clients)) == 1
+
+
+LONG_SYSTEM = {"role": "system", "content": "You are a booking assistant. " + "Keep every answer short. " * 220}
+
+
+async def test_streamed_usage_reports_the_cached_part_of_the_prompt() -> None:
+    # OpenAI bills prompt tokens served from its prompt cache at a discount and reports them in
+    # usage.prompt_tokens_details.cached_tokens (a part of prompt_tokens). A voice agent resends the same system
+    # prompt and history every turn, so from the second turn on most of the prompt is cached.
+    fake = FakeOpenAI(replies=["Sure.", "Done."], prompt_caching=True)
+    first = [LONG_SYSTEM, {"role": "user", "content": "Book a table."}]
+    second = [*first, {"role": "assistant", "content": "Sure."}, {"role": "user", "content": "For two."}]
+    async with serve(fake) as llm:
+        turn1 = [e for e in await drain(llm.stream_chat(first)) if isinstance(e, UsageEvent)]
+        turn2 = [e for e in await drain(llm.stream_chat(second)) if isinstance(e, UsageEvent)]
+    assert fake.cached_reported[0] == 0 and fake.cached_reported[1] >= 1024
+    assert turn1[0].cached_prompt_tokens == 0
+    assert turn2[0].cached_prompt_tokens == fake.cached_reported[1] < turn2[0].prompt_tokens
+
+
+async def test_json_completion_usage_reports_the_cached_part_of_the_prompt() -> None:
+    fake = FakeOpenAI(replies=[Text('{"ok": true}'), Text('{"ok": true}')], prompt_caching=True)
+    messages = [LONG_SYSTEM, {"role": "user", "content": "Summarise the call."}]
+    async with serve(fake) as llm:
+        _, first = await llm.complete_json(messages, schema={"type": "object"}, schema_name="x")
+        _, again = await llm.complete_json(messages, schema={"type": "object"}, schema_name="x")
+    assert first is not None and first.cached_prompt_tokens == 0
+    assert again is not None and again.cached_prompt_tokens == fake.cached_reported[1] >= 1024
+
+
+@pytest.mark.parametrize("details", [None, {"cached_tokens": None}, {}])
+async def test_usage_without_prompt_details_counts_nothing_cached(details: dict | None) -> None:
+    # OpenAI-compatible servers (vLLM, llama.cpp) may send no prompt_tokens_details at all, or nulls in it.
+    body = b"".join(
+        [
+            b"data: " + msgspec.json.encode(chunk({"content": "Hi."}, "stop")) + b"\n\n",
+            b"data: "
+            + msgspec.json.encode(
+                chunk(None, usage={"prompt_tokens": 9, "completion_tokens": 2, "prompt_tokens_details": details})
+            )
+            + b"\n\n",
+            b"data: [DONE]\n\n",
+        ]
+    )
+    async with LocalServer(sse_server([body])) as srv, httpx.AsyncClient() as http:
+        llm = OpenAiLlm("k", base_url=f"{srv.http_url}/v1", http_client=http)
+        events = await drain(llm.stream_chat(MESSAGES))
+    assert UsageEvent(prompt_tokens=9, completion_tokens=2, model="gpt-4o-mini-2024") in events

@@ -384,3 +384,78 @@ def test_a_price_correction_closes_the_old_row_so_earlier_calls_keep_their_price
     )
     with pytest.raises(ValueError, match="no migration inserted"):
         catalog_default.render_verified_sql({"00000000-0000-0000-0000-000000000000": fix[TWILIO_OUT]})
+
+
+# --- cached prompt tokens ----------------------------------------------------------------------------------------
+
+CACHED_SQL_FILE = Path(__file__).resolve().parents[2] / "sql" / "0036_openai_cached_input_pricing.sql"
+
+
+def test_cached_prompt_tokens_are_priced_at_the_cached_input_rate() -> None:
+    # OpenAI's prompt_tokens include the cached ones; only the rest is billed at the full input price.
+    m = UsageMeter()
+    m.add_llm("openai", "gpt-4o-mini-2024-07-18", 6000, 300, cached_prompt_tokens=4096)
+    m.add_llm("openai", "gpt-4o-mini-2024-07-18", 4000, 200, cached_prompt_tokens=3904)
+    assert m.llm == [LlmUsage("openai", "gpt-4o-mini-2024-07-18", 10000, 500, cached_prompt_tokens=8000)]
+    catalog = [*CATALOG, row("oa-cached", "llm", "openai", "gpt-4o-mini", "token", "0.000000075",
+                             direction="cached_input")]
+    b = price_usage(m, catalog, at=AT, tenant_id=None)
+    got = [(i.direction, str(i.quantity), format(i.unit_price, "f"), str(i.cost), i.price_id) for i in b.items]
+    assert got == [
+        ("input", "2000", "0.00000015", "0.000300", "oa-in"),
+        ("cached_input", "8000", "0.000000075", "0.000600", "oa-cached"),
+        ("output", "500", "0.0000006", "0.000300", "oa-out"),
+    ]
+    assert b.total == Decimal("0.001200")  # 0.001800 if the cached tokens were billed as input
+
+
+def test_cached_prompt_tokens_without_a_cached_price_are_billed_as_input() -> None:
+    # A model with no cached-input row (a self-hosted model, a tenant's own price list): never billed below the
+    # input price, and never dropped.
+    m = UsageMeter()
+    m.add_llm("openai", "gpt-4o-mini", 1000, 10, cached_prompt_tokens=600)
+    b = price_usage(m, CATALOG, at=AT, tenant_id=None)
+    assert [(i.direction, str(i.quantity), i.price_id, str(i.cost)) for i in b.items] == [
+        ("input", "400", "oa-in", "0.000060"),
+        ("cached_input", "600", "oa-in", "0.000090"),
+        ("output", "10", "oa-out", "0.000006"),
+    ]
+
+
+def test_a_meter_without_cached_tokens_keeps_its_two_llm_lines() -> None:
+    m = UsageMeter()
+    m.add_llm("openai", "gpt-4o-mini", 1000, 10)
+    assert [i.direction for i in price_usage(m, CATALOG, at=AT, tenant_id=None).items] == ["input", "output"]
+    assert UsageMeter.from_builtins({"llm": [{"provider": "openai", "model": "x"}]}).llm[0].cached_prompt_tokens == 0
+
+
+def test_merge_keeps_cached_tokens() -> None:
+    m, other = UsageMeter(), UsageMeter()
+    other.add_llm("openai", "gpt-4o", 3000, 20, cached_prompt_tokens=2048)
+    m.merge(other)
+    assert m.llm == [LlmUsage("openai", "gpt-4o", 3000, 20, cached_prompt_tokens=2048)]
+
+
+def test_default_catalog_has_a_cached_input_price_for_every_openai_model() -> None:
+    rows = catalog_default.CACHED_INPUT_PRICES
+    models = {r.model for r in catalog_default.DEFAULT_PRICES if r.category == "llm"}
+    assert {r.model for r in rows} == models
+    inputs = {r.model: r.unit_price for r in catalog_default.DEFAULT_PRICES if r.metadata.get("direction") == "input"}
+    for r in rows:
+        assert r.metadata == {"direction": "cached_input"} and r.unit == "token" and r.tenant_id is None
+        assert 0 < r.unit_price < inputs[r.model], r  # a discount on the model's input price
+        assert "https://" in (r.description or "") and "cached" in (r.description or "")
+    m = UsageMeter()
+    m.add_llm("openai", "gpt-4.1-mini-2025-04-14", 1_000_000, 0, cached_prompt_tokens=800_000)
+    b = price_usage(m, [*catalog_default.DEFAULT_PRICES, *rows], at=AT, tenant_id=None)
+    assert [str(i.cost) for i in b.items] == [
+        "0.080000",  # 200k uncached × $0.40/1M
+        "0.080000",  # 800k cached × $0.10/1M
+        "0.000000",
+    ]
+
+
+def test_cached_input_sql_file_is_generated_from_the_python_catalog() -> None:
+    assert CACHED_SQL_FILE.read_text() == catalog_default.render_cached_input_sql(), (
+        "regenerate: .venv/bin/python -m analysis.catalog_default 0036 > sql/0036_openai_cached_input_pricing.sql"
+    )

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from providers.stt.base import SpeechStarted, SttClosed, SttError, SttEvent, Transcript, UtteranceEnd
-from providers.stt.deepgram import DeepgramStt, DeepgramSttStream
+from providers.stt.deepgram import DeepgramStt, DeepgramSttStream, UnsupportedLanguage, deepgram_language
 from providers.telephony.base import MediaFormat
 from tests.fakes.deepgram import FakeDeepgram
 from tests.fakes.server import (
@@ -197,3 +197,46 @@ async def test_processing_delay_holds_each_message_back() -> None:
 
     assert event.text == "Hi."
     assert 0.2 <= waited < 1.0
+
+
+@pytest.mark.parametrize(
+    ("tag", "sent"),
+    [
+        ("de-DE", "de"),
+        ("fr-FR", "fr"),
+        ("es-ES", "es"),
+        ("de-CH", "de-CH"),
+        ("fr-CA", "fr-CA"),
+        ("es-MX", "es-419"),
+        ("en-US", "en-US"),
+        ("en-GB", "en-GB"),
+        ("en-ZA", "en"),
+        ("pt-BR", "pt-BR"),
+        ("nb-NO", "no"),
+        ("zh-Hant-TW", "zh-TW"),
+        ("DE-de", "de"),
+    ],
+)
+async def test_the_agents_language_tag_becomes_a_code_the_model_accepts(tag: str, sent: str) -> None:
+    # The fake refuses what nova-3 refuses (de-DE, fr-FR, es-ES: 400 at the handshake), as Deepgram does.
+    fake = FakeDeepgram(script=["Hallo."])
+    async with LocalServer(fake) as srv:
+        stream = await DeepgramStt("test-key", base_url=srv.ws_url).connect(MULAW_8K, tag)
+        await stream.close()
+        session = await fake.wait_for_session()
+    assert session.query["language"] == sent
+
+
+def test_each_model_maps_tags_to_its_own_codes() -> None:
+    assert deepgram_language("nova-2", "it-IT") == "it"
+    assert deepgram_language("nova-2-phonecall", "en-GB") == "en"  # the English-only variants
+    assert deepgram_language("a-self-hosted-model", "de-DE") == "de-DE"  # unknown models get the tag as is
+
+
+@pytest.mark.parametrize(("model", "tag"), [("nova-3", "ar-SA"), ("nova-3", "xx"), ("nova-2-phonecall", "de-DE")])
+async def test_a_language_the_model_cannot_take_fails_before_connecting(model: str, tag: str) -> None:
+    with pytest.raises(UnsupportedLanguage) as info:
+        deepgram_language(model, tag)
+    assert tag in str(info.value) and model in str(info.value)
+    with pytest.raises(SttError):
+        DeepgramStt("test-key", base_url="ws://127.0.0.1:9", model=model).listen_url(MULAW_8K, tag)

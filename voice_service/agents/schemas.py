@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
-from voice_service.schemas import E164, Language, LongText, Name
+from voice_service.schemas import E164, FreeJson, Language, LongText, Name, check_free_json
 
 Gender = Literal["female", "male", "neutral"]
 
@@ -68,7 +68,10 @@ class AgentCreate(msgspec.Struct, forbid_unknown_fields=True):
     language: Language = "en-US"
     analysis_schema: dict[str, Any] | None = None
     config: AgentConfig = msgspec.field(default_factory=AgentConfig)
-    metadata: dict[str, Any] = {}
+    metadata: FreeJson = {}
+
+    def __post_init__(self) -> None:
+        check_free_json({"metadata": self.metadata})
 
 
 class AgentUpdate(msgspec.Struct, forbid_unknown_fields=True):
@@ -82,4 +85,7 @@ class AgentUpdate(msgspec.Struct, forbid_unknown_fields=True):
     language: Language | UnsetType = UNSET
     analysis_schema: dict[str, Any] | None | UnsetType = UNSET
     config: AgentConfig | UnsetType = UNSET
-    metadata: dict[str, Any] | UnsetType = UNSET
+    metadata: FreeJson | UnsetType = UNSET
+
+    def __post_init__(self) -> None:
+        check_free_json({"metadata": self.metadata})

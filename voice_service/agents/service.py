@@ -1,4 +1,5 @@
-"""Rules for agents: references stay inside the tenant, analysis_schema must be a valid JSON Schema."""
+"""Rules for agents: references stay inside the tenant, analysis_schema must be a valid JSON Schema, and the
+language must be one the agent's speech-to-text model can take."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from typing import Any
 import asyncpg
 
 from analysis.prompt import validate_json_schema
+from providers.stt.deepgram import DEFAULT_MODEL as DEFAULT_STT_MODEL
+from providers.stt.deepgram import UnsupportedLanguage, deepgram_language
 from voice_service.agents.repository import agents
 from voice_service.agents.schemas import Agent, AgentCreate, AgentUpdate
 from voice_service.auth import Principal
@@ -37,6 +40,16 @@ def _check_schema(schema: dict[str, Any] | None) -> None:
                                errors=[{"field": "analysis_schema", "message": p} for p in problems])
 
 
+def _check_language(language: str, config: dict[str, Any] | None) -> None:
+    """Deepgram refuses a stream whose language its model does not take: every call of such an agent would end
+    stt_failed, so the agent is refused instead (calls use config.stt_model, else Deepgram's default model)."""
+    model = (config or {}).get("stt_model") or DEFAULT_STT_MODEL
+    try:
+        deepgram_language(model, language)
+    except UnsupportedLanguage as exc:
+        raise ValidationFailed(f"language: {exc}", field="language") from None
+
+
 async def _check_voice(conn: asyncpg.Connection, principal: Principal, voice_id: Any) -> None:
     if voice_id is not None and not await voices.exists(conn, principal.tenant_id, voice_id):
         raise ValidationFailed("no voice with this id in your tenant", field="voice_id")
@@ -46,6 +59,7 @@ async def create(conn: asyncpg.Connection, principal: Principal, data: AgentCrea
     _check_schema(data.analysis_schema)
     await _check_voice(conn, principal, data.voice_id)
     fields = fields_of(data, not_null=("name", "language", "config", "metadata"))
+    _check_language(fields["language"], fields["config"])
     return to_agent(await agents.insert(conn, principal.tenant_id, _store(fields)))
 
 
@@ -70,6 +84,12 @@ async def update(conn: asyncpg.Connection, principal: Principal, agent_id: int, 
     fields = fields_of(data, not_null=("name", "language", "config", "metadata"))
     _check_schema(fields.get("analysis_schema"))
     await _check_voice(conn, principal, fields.get("voice_id"))
+    if "language" in fields or "config" in fields:
+        current = await agents.get(conn, principal.tenant_id, agent_id)
+        if current is None:
+            raise NotFound("agent not found")
+        language = fields.get("language", current["language"]) or "en-US"  # a NULL language calls in en-US
+        _check_language(language, fields.get("config", current["config"]))
     row = await agents.update(conn, principal.tenant_id, agent_id, _store(fields))
     if row is None:
         raise NotFound("agent not found")
@@ -84,5 +104,5 @@ async def delete(conn: asyncpg.Connection, principal: Principal, agent_id: int) 
 
 async def list_(conn: asyncpg.Connection, principal: Principal, limit: int, cursor: str | None) -> Page[Agent]:
     rows = await agents.page(conn, principal.tenant_id, limit=check_limit(limit),
-                             after=decode_cursor(cursor) if cursor else None)
+                             after=decode_cursor(cursor, id_kind="int") if cursor else None)
     return page_from_rows(rows, limit, to_agent)

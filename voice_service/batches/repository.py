@@ -281,6 +281,12 @@ async def update_pacing(conn: asyncpg.Connection, slots: dict[str, datetime]) ->
 
 # --- dispatch: claiming ---
 
+# An entry is not called when its lead opted out, nor when any live lead with the number it dials did (the entry's
+# lead may have moved to another number since the batch was made, and the number's new lead opted out).
+_DO_NOT_CALL = """(COALESCE(l.do_not_call, false) OR EXISTS (
+    SELECT 1 FROM leads d WHERE d.tenant_id = e.tenant_id AND d.phone = e.phone AND d.deleted_at IS NULL
+      AND d.do_not_call))"""
+
 
 async def claim_entries(
     conn: asyncpg.Connection,
@@ -294,7 +300,7 @@ async def claim_entries(
     """Due entries in order, locked (SKIP LOCKED: concurrent dispatchers take different ones); `zones` None = any
     time zone."""
     return await conn.fetch(
-        """SELECT e.id, e.lead_id, e.phone, e.variables, e.attempts, COALESCE(l.do_not_call, false) AS do_not_call
+        """SELECT e.id, e.lead_id, e.phone, e.variables, e.attempts, """ + _DO_NOT_CALL + """ AS do_not_call
            FROM voice_call_batch_entries e
            LEFT JOIN leads l ON l.tenant_id = e.tenant_id AND l.id = e.lead_id
            WHERE e.tenant_id = $1 AND e.batch_id = $2 AND e.status IN ('queued', 'retrying')
@@ -457,7 +463,7 @@ async def lock_entry(
 ) -> asyncpg.Record | None:
     return await conn.fetchrow(
         """SELECT e.id, e.batch_id, e.status, e.attempts, e.last_call_id, e.lead_id,
-                  COALESCE(l.do_not_call, false) AS do_not_call
+                  """ + _DO_NOT_CALL + """ AS do_not_call
            FROM voice_call_batch_entries e
            LEFT JOIN leads l ON l.tenant_id = e.tenant_id AND l.id = e.lead_id
            WHERE e.tenant_id = $1 AND e.id = $2

@@ -23,12 +23,14 @@ from voice_service.batches.schemas import (
 from voice_service.deps import Caller, Conn
 from voice_service.pagination import Page
 from voice_service.params import Cursor, Limit
+from voice_service.schemas import BATCH_BODY_MAX_BYTES
 
 
 class BatchController(Controller):
     path = "/v1/batches"
     tags = ["batches"]
     guards = [writes_need("member")]
+    request_max_body_size = BATCH_BODY_MAX_BYTES
 
     @get("/", operation_id="listBatches", summary="List batches, newest first")
     async def list_batches(

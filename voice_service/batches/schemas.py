@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-from voice_service.schemas import Name
+from voice_service.schemas import FreeJson, Name, check_free_json
 
 MAX_ENTRIES = 10_000
 
@@ -57,7 +57,7 @@ class EntryIn(msgspec.Struct, forbid_unknown_fields=True):
     email: Annotated[str, Meta(max_length=320)] | None = None
     company_name: Annotated[str, Meta(max_length=200)] | None = None
     timezone: TimeZone | None = None
-    variables: dict[str, Any] = {}
+    variables: FreeJson = {}
 
 
 Entries = Annotated[
@@ -82,12 +82,19 @@ class BatchCreate(msgspec.Struct, forbid_unknown_fields=True):
     # Per from-number; null = the provider's default (Twilio 1).
     calls_per_second: Annotated[float, Meta(gt=0, le=100)] | None = None
     retry: RetryPolicy = msgspec.field(default_factory=RetryPolicy)
-    variables: dict[str, Any] = {}
-    metadata: dict[str, Any] = {}
+    variables: FreeJson = {}
+    metadata: FreeJson = {}
+
+    def __post_init__(self) -> None:
+        check_free_json({"variables": self.variables, "metadata": self.metadata})
+        check_free_json({f"entries[{i}].variables": e.variables for i, e in enumerate(self.entries) if e.variables})
 
 
 class EntriesAdd(msgspec.Struct, forbid_unknown_fields=True):
     entries: Entries
+
+    def __post_init__(self) -> None:
+        check_free_json({f"entries[{i}].variables": e.variables for i, e in enumerate(self.entries) if e.variables})
 
 
 class BatchCounts(msgspec.Struct):

@@ -278,8 +278,10 @@ async def prepare_entries(
 
 
 async def _check_numbers(
-    conn: asyncpg.Connection, principal: Principal, data: BatchCreate
+    conn: asyncpg.Connection, principal: Principal, data: BatchCreate, voice_id: uuid.UUID | None
 ) -> list[uuid.UUID]:
+    """The batch's numbers, each active and allowed to the caller together with `voice_id`, the voice the calls
+    will use (the batch's, else the agent's default)."""
     ids: list[uuid.UUID] = []
     fields: dict[uuid.UUID, str] = {}
     if data.from_number_id is not None:
@@ -302,7 +304,7 @@ async def _check_numbers(
             raise ValidationFailed(
                 f"number {row['e164']} is {row['status']}; only active numbers can call", field=fields[n]
             )
-        await check_call_permission(conn, principal, number_id=n, voice_id=data.voice_id)
+        await check_call_permission(conn, principal, number_id=n, voice_id=voice_id)
     return ids
 
 
@@ -330,11 +332,12 @@ async def create(
     conn: asyncpg.Connection, principal: Principal, data: BatchCreate, *, settings: Any
 ) -> Batch:
     tenant_id = principal.tenant_id
-    if not await agents.exists(conn, tenant_id, data.agent_id):
+    agent = await agents.get(conn, tenant_id, data.agent_id)
+    if agent is None:
         raise ValidationFailed("no agent with this id in your tenant", field="agent_id")
     if data.voice_id is not None and not await voices.exists(conn, tenant_id, data.voice_id):
         raise ValidationFailed("no voice with this id in your tenant", field="voice_id")
-    number_ids = await _check_numbers(conn, principal, data)
+    number_ids = await _check_numbers(conn, principal, data, data.voice_id or agent["voice_id"])
     if policy.zone(data.timezone) is None:
         raise ValidationFailed(
             f"{data.timezone!r} is not an IANA time zone (e.g. America/New_York)", field="timezone"
@@ -498,13 +501,8 @@ async def list_entries(
         raise NotFound("batch not found")
     after: int | None = None
     if cursor:
-        _, position = decode_cursor(cursor)
-        try:
-            after = int(position)
-        except ValueError:
-            raise BadRequest(
-                "cursor is not valid; pass back `next_cursor` from a previous page", field="cursor"
-            ) from None
+        _, position = decode_cursor(cursor, id_kind="int")
+        after = int(position)
     rows = await repo.list_entries(
         conn, principal.tenant_id, batch_id, limit=limit, after_position=after, status=status
     )

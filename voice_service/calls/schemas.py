@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from voice_service.schemas import E164
+from voice_service.schemas import E164, FreeJson, check_free_json
 
 CallStatusName = Literal["pending", "ringing", "ongoing", "ended", "declined", "cancelled", "failed"]
 Direction = Literal["inbound", "outbound"]
@@ -62,7 +62,10 @@ class CallCreate(msgspec.Struct, forbid_unknown_fields=True):
     to: E164 | None = None
     lead_id: uuid.UUID | None = None
     voice_id: uuid.UUID | None = None
-    variables: dict[str, Any] = {}
+    variables: FreeJson = {}
+
+    def __post_init__(self) -> None:
+        check_free_json({"variables": self.variables})
 
 
 class CallInfo(msgspec.Struct, frozen=True, kw_only=True):

@@ -42,6 +42,7 @@ from voice_service.calls.listeners import CallListeners
 from voice_service.calls.schemas import Call, CallCreate, CallInfo, CallRef
 from voice_service.db import system_tx, tenant_tx
 from voice_service.errors import Forbidden, NotFound, ValidationFailed
+from voice_service.leads.repository import phone_opted_out
 from voice_service.pagination import Page, check_limit, decode_cursor, page_from_rows
 from voice_service.phones import parse_phone, require_phone
 from voice_service.runtime import Runtime
@@ -391,12 +392,16 @@ async def hangup_call(runtime: Runtime, tenant_id: uuid.UUID, call_id: uuid.UUID
 async def create_outbound(
     conn: asyncpg.Connection, listeners: CallListeners, principal: Principal, data: CallCreate
 ) -> CallRef:
-    """Check the request (permissions, tenant ownership, number active, lead callable) and create the call."""
+    """Check the request (permissions on the number and the voice the call will use, tenant ownership, number
+    active, the number dialled not opted out) and create the call."""
     tenant_id = principal.tenant_id
     await check_call_permission(conn, principal, number_id=data.from_number_id, voice_id=data.voice_id)
     agent = await repo.get_agent(conn, tenant_id, data.agent_id)
     if agent is None:
         raise ValidationFailed(f"agent {data.agent_id} does not exist", field="agent_id")
+    voice_id = data.voice_id or agent["voice_id"]
+    if voice_id != data.voice_id:  # the agent's default voice: the one the call speaks with
+        await check_call_permission(conn, principal, number_id=None, voice_id=voice_id)
     number = await repo.get_number(conn, tenant_id, data.from_number_id)
     if number is None:
         raise ValidationFailed(f"number {data.from_number_id} does not exist", field="from_number_id")
@@ -415,6 +420,8 @@ async def create_outbound(
     if to is None:
         raise ValidationFailed("give `to` (E.164) or a `lead_id` with a phone", field="to")
     phone = require_phone(to, "to")
+    if await phone_opted_out(conn, tenant_id, phone.e164):
+        raise Forbidden("the lead with this number asked not to be called (do_not_call)", field="to")
     return await create_call(
         conn,
         listeners=listeners,
@@ -424,7 +431,7 @@ async def create_outbound(
         from_number=number,
         to_e164=phone.e164,
         lead_id=data.lead_id,
-        voice_id=data.voice_id or agent["voice_id"],
+        voice_id=voice_id,
         variables=data.variables,
         agent_config=agent["config"] or {},
     )

@@ -24,6 +24,7 @@ from providers.llm.base import LlmError, TextDelta, ToolCallEvent, UsageEvent
 from providers.tts.base import TtsError
 from voice_service.conversation import tools as tool_defs
 from voice_service.conversation.control import Observers
+from voice_service.conversation.metering import record_llm_usage
 from voice_service.conversation.records import CallRecords
 from voice_service.conversation.sentences import SentenceSplitter, split_text
 from voice_service.conversation.services import CallSetup, EngineConfig
@@ -150,9 +151,7 @@ class Generation:
                             if rest:
                                 queue.put_nowait(rest)
                             usage_seen = True
-                            self.usage.add_llm(
-                                llm.name, event.model, event.prompt_tokens, event.completion_tokens
-                            )
+                            record_llm_usage(self.usage, llm.name, event)
             except LlmError as exc:
                 raise LlmFailure(str(exc)) from exc
             except TimeoutError as exc:

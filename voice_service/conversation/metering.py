@@ -1,4 +1,5 @@
-"""Per-call records the engine keeps: transcript turns, per-turn latencies and their p50/p90 summary.
+"""Per-call records the engine keeps: transcript turns, per-turn latencies and their p50/p90 summary, and the
+LLM usage each turn reports.
 
 Latencies of one agent turn (milliseconds, `None` when a stage did not happen):
 
@@ -19,6 +20,9 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import msgspec
+
+from analysis.usage import UsageMeter
+from providers.llm.base import UsageEvent
 
 LATENCY_FIELDS = ("stt_final_ms", "llm_first_token_ms", "tts_first_byte_ms", "response_ms", "first_audio_ms")
 
@@ -82,3 +86,15 @@ def _rounded(turn: TurnLatency) -> TurnLatency:
 
 def transcripts_builtins(turns: Iterable[TranscriptTurn]) -> list[dict[str, Any]]:
     return [msgspec.to_builtins(t) for t in turns]
+
+
+def record_llm_usage(meter: UsageMeter, provider: str, event: UsageEvent) -> None:
+    """Add one turn's reported LLM usage to the call's meter, the cached part of the prompt apart (billed at the
+    provider's cached-input price)."""
+    meter.add_llm(
+        provider,
+        event.model,
+        event.prompt_tokens,
+        event.completion_tokens,
+        cached_prompt_tokens=event.cached_prompt_tokens,
+    )

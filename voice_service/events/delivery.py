@@ -6,7 +6,8 @@ back off exponentially (with jitter); an endpoint that fails `disable_after` att
 pending deliveries abandoned (the pull API still has every event).
 
 Targets are guarded (targets.py): a URL that fails the registration checks, or a host resolving to a disallowed
-address, is a failed attempt like any other ("target refused: …"), and redirects are never followed. The signing
+address, is a failed attempt like any other ("target refused: …"), and redirects are never followed. A URL that can
+never be called (not a valid URL or host, e.g. stored before hosts were normalised) fails the delivery at once. The signing
 secret is decrypted from the endpoint row (secretbox.py); a plaintext one from before 0033 is encrypted on use.
 """
 
@@ -29,7 +30,7 @@ from voice_service.events import repository as repo
 from voice_service.events import signing
 from voice_service.events.secretbox import SecretBoxError, box_for
 from voice_service.events.service import secret_context
-from voice_service.events.targets import TargetRejected, check_url, guarded_client
+from voice_service.events.targets import InvalidTarget, TargetRejected, check_url, guarded_client
 from voice_service.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -129,15 +130,18 @@ async def deliver(runtime: Runtime, tenant_id: uuid.UUID, delivery_id: uuid.UUID
         row["aggregate_id"],
         row["payload"],
     )
+    url = row["url"]
+    unusable = False  # the URL can never be called: the delivery fails now rather than retrying for days
     if error is None:
         try:
-            check_url(
+            url = check_url(
                 row["url"],
                 allow_insecure=settings.webhook_allow_insecure_targets,
                 allow_private=settings.webhook_allow_private_targets,
             )
         except TargetRejected as exc:
             error = f"target refused: url {exc}"
+            unusable = isinstance(exc, InvalidTarget)
     status_code: int | None = None
     excerpt: str | None = None
     started = time.monotonic()
@@ -147,7 +151,7 @@ async def deliver(runtime: Runtime, tenant_id: uuid.UUID, delivery_id: uuid.UUID
         try:
             # The guarded client re-resolves the host at connect time and refuses disallowed addresses.
             response = await webhook_client(runtime).post(
-                row["url"],
+                url,
                 content=body,
                 headers=headers,
                 timeout=policy.timeout_seconds,
@@ -159,6 +163,8 @@ async def deliver(runtime: Runtime, tenant_id: uuid.UUID, delivery_id: uuid.UUID
                 error = f"HTTP {status_code}"
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"[:500]
+        except httpx.InvalidURL as exc:  # not an HTTPError: it would escape the job and leave no attempt
+            error, unusable = f"target refused: url {exc}"[:500], True
     duration_ms = int((time.monotonic() - started) * 1000)
     ok = error is None
 
@@ -210,7 +216,7 @@ async def deliver(runtime: Runtime, tenant_id: uuid.UUID, delivery_id: uuid.UUID
             await repo.abandon_pending(conn, tenant_id, row["endpoint_id"], "endpoint disabled")
             log.warning("webhook endpoint disabled", extra={"endpoint_id": str(row["endpoint_id"])})
             return "abandoned"
-        if attempt >= policy.max_attempts:
+        if attempt >= policy.max_attempts or unusable:
             await repo.mark_delivery(
                 conn,
                 tenant_id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -31,11 +32,16 @@ def encode_event_cursor(txid: str, seq: int) -> str:
     return f"{txid}.{seq}"
 
 
+# `<txid>.<seq>`: txid is an xid8 (unsigned 64-bit), seq a bigint; ASCII digits only (str.isdigit also takes
+# full-width and superscript digits, which int() then reads or refuses).
+_EVENT_CURSOR = re.compile(r"([0-9]{1,20})\.([0-9]{1,19})")
+
+
 def decode_event_cursor(cursor: str) -> tuple[int, int]:
-    txid, _, seq = cursor.partition(".")
-    if not (txid.isdigit() and seq.isdigit()) or len(cursor) > 60:
+    m = _EVENT_CURSOR.fullmatch(cursor)
+    if m is None or int(m[1]) >= 2**64 or int(m[2]) >= 2**63:
         raise BadRequest("cursor is not valid; pass back `next_cursor` from a previous page", field="after")
-    return int(txid), int(seq)
+    return int(m[1]), int(m[2])
 
 
 def _event(row: asyncpg.Record) -> Event:
@@ -75,9 +81,10 @@ def secret_context(tenant_id: uuid.UUID, endpoint_id: uuid.UUID) -> str:
     return f"webhook_endpoint:{tenant_id}:{endpoint_id}"
 
 
-def check_target(settings: Settings, url: str) -> None:
+def check_target(settings: Settings, url: str) -> str:
+    """The URL the endpoint will be called at (its host normalised), or a 422 naming `url`."""
     try:
-        check_url(
+        return check_url(
             url,
             allow_insecure=settings.webhook_allow_insecure_targets,
             allow_private=settings.webhook_allow_private_targets,
@@ -89,7 +96,7 @@ def check_target(settings: Settings, url: str) -> None:
 async def create_endpoint(
     conn: asyncpg.Connection, principal: Principal, data: WebhookEndpointCreate, settings: Settings
 ) -> WebhookEndpointCreated:
-    check_target(settings, data.url)
+    url = check_target(settings, data.url)
     secret = generate_secret()
     endpoint_id = uuid.uuid4()
     box = await box_for(settings)
@@ -97,7 +104,7 @@ async def create_endpoint(
         conn,
         principal.tenant_id,
         endpoint_id=endpoint_id,
-        url=data.url,
+        url=url,
         description=data.description,
         event_types=sorted(set(data.event_types)),
         secret_ciphertext=box.encrypt(secret, secret_context(principal.tenant_id, endpoint_id)),

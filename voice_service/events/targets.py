@@ -1,5 +1,10 @@
 """Which webhook target URLs the service may call (server-side request forgery guard).
 
+Hosts are normalised first (:func:`normalize_url`): a host that is not plain ASCII is folded with the UTS #46 mapping
+(Unicode compatibility forms such as full-width digits and dots become ASCII, so `https://１２７.０.０.１/` is
+127.0.0.1) and IDNA-encoded, the way the HTTP client would send it; a host that cannot be encoded is refused. The
+checks below then apply to the host that will really be called, and the endpoint stores that URL.
+
 Two checks. When an endpoint is registered, :func:`check_url` refuses non-https URLs (http only when
 `webhook_allow_insecure_targets`), URLs with credentials, and hosts that are IP literals in a private, loopback,
 link-local, multicast, reserved or unspecified range (IPv4 and IPv6, IPv4-mapped/embedded IPv6 included). At
@@ -16,10 +21,11 @@ import ipaddress
 import re
 import socket
 import typing
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import httpcore
 import httpx
+import idna
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -29,8 +35,17 @@ _CGNAT = ipaddress.IPv4Network("100.64.0.0/10")
 _NUMERIC_HOST = re.compile(r"^(0x[0-9a-f]+|[0-9]+)(\.(0x[0-9a-f]+|[0-9]+)){0,3}\.?$", re.IGNORECASE)
 
 
+# DNS labels of letters, digits, hyphens (and underscores, which resolvers accept), 63 characters at most.
+_LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
+_HOST_NAME = re.compile(rf"^(?=.{{1,253}}\.?$){_LABEL}(?:\.{_LABEL})*\.?$", re.IGNORECASE)
+
+
 class TargetRejected(ValueError):
     """The URL or one of the addresses its host resolves to may not be called."""
+
+
+class InvalidTarget(TargetRejected):
+    """The URL cannot be called at all (not a URL, a host no resolver could be asked for): retrying never helps."""
 
 
 def _embedded_v4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
@@ -78,13 +93,36 @@ def host_literal(host: str) -> IPAddress | None:
     return None
 
 
-def check_url(url: str, *, allow_insecure: bool, allow_private: bool) -> None:
-    """Raise TargetRejected (with the reason) for a URL no webhook may be sent to."""
+def normalize_url(url: str) -> str:
+    """`url` with its host as it goes on the wire: unchanged when the host is ASCII, else folded and IDNA-encoded
+    (UTS #46, as the HTTP client encodes it). Raises InvalidTarget when there is no such host."""
     try:
         parts = urlsplit(url)
-        _ = parts.port  # raises ValueError for a port out of range or not a number
+        port = parts.port  # raises ValueError for a port out of range or not a number
     except ValueError as exc:
-        raise TargetRejected(f"not a valid URL: {exc}") from None
+        raise InvalidTarget(f"not a valid URL: {exc}") from None
+    host = parts.hostname or ""
+    if not host.isascii():
+        try:
+            host = idna.encode(host, uts46=True).decode("ascii")
+        except idna.IDNAError as exc:
+            raise InvalidTarget(f"host {parts.hostname!r} is not a valid host name: {exc}") from None
+        netloc = host if port is None else f"{host}:{port}"
+        url = urlunsplit(parts._replace(netloc=netloc))
+    elif host and ":" not in host and not _HOST_NAME.match(host):  # ":" only in an IPv6 literal
+        raise InvalidTarget(f"host {host!r} is not a valid host name")
+    try:
+        httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise InvalidTarget(f"not a valid URL: {exc}") from None
+    return url
+
+
+def check_url(url: str, *, allow_insecure: bool, allow_private: bool) -> str:
+    """The URL a webhook will be sent to (see normalize_url); raise TargetRejected (with the reason) for a URL no
+    webhook may be sent to."""
+    url = normalize_url(url)
+    parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme != "https" and not (scheme == "http" and allow_insecure):
         raise TargetRejected("must be an https:// URL")
@@ -92,14 +130,15 @@ def check_url(url: str, *, allow_insecure: bool, allow_private: bool) -> None:
         raise TargetRejected("must not contain credentials (user:password@)")
     host = parts.hostname
     if not host:
-        raise TargetRejected("has no host")
+        raise InvalidTarget("has no host")
     if allow_private:
-        return
+        return url
     literal = host_literal(host)
     if literal is not None:
         reason = disallowed_reason(literal)
         if reason is not None:
             raise TargetRejected(f"host {literal} is a {reason} address")
+    return url
 
 
 async def resolve_allowed(host: str, port: int) -> list[str]:

@@ -37,6 +37,7 @@ from voice_service.leads.schemas import (
     ImportRowError,
 )
 from voice_service.leads.service import amount_problem, is_time_zone, normalize_phone
+from voice_service.schemas import FREE_JSON_MAX_BYTES
 
 MAX_ROWS = 100_000
 MAX_ERRORS = 1_000
@@ -231,6 +232,8 @@ class Parsed:
             encoded = _json_out.encode(custom)
             if b"\\u0000" in encoded:
                 problems.append(("custom_fields", "contains a NUL character"))
+            if len(encoded) > FREE_JSON_MAX_BYTES:
+                problems.append(("custom_fields", f"is {len(encoded):,} bytes of JSON; at most {FREE_JSON_MAX_BYTES:,}"))
             out[_CUSTOM_AT] = encoded.decode()
         if phone is not None and not problems:
             first = self.seen.get(phone)

@@ -41,6 +41,18 @@ leads = Table(
 )
 
 
+async def phone_opted_out(conn: asyncpg.Connection, tenant_id: uuid.UUID, e164: str) -> bool:
+    """Whether a live lead of the tenant with this number asked not to be called (leads are unique by phone)."""
+    return bool(
+        await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM leads WHERE tenant_id = $1 AND phone = $2 AND deleted_at IS NULL "
+            "AND do_not_call)",
+            tenant_id,
+            e164,
+        )
+    )
+
+
 async def update(
     conn: asyncpg.Connection, tenant_id: uuid.UUID, lead_id: uuid.UUID, fields: Mapping[str, Any]
 ) -> asyncpg.Record | None:

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
-from voice_service.schemas import LongText, ShortText, Text
+from voice_service.schemas import FreeJson, LongText, ShortText, Text, check_free_json
 
 # Shared with the importer, which applies the same limits to CSV cells and JSON values.
 MAX_LENGTHS = {
@@ -81,11 +81,14 @@ class LeadCreate(msgspec.Struct, forbid_unknown_fields=True):
     priority: Priority | None = None
     estimated_value: Amount | None = None
     currency: Currency | None = None
-    custom_fields: dict[str, Any] = {}
+    custom_fields: FreeJson = {}
     notes: LongText | None = None
     timezone: TimeZone | None = None
     do_not_call: bool = False
     do_not_call_reason: Text | None = None
+
+    def __post_init__(self) -> None:
+        check_free_json({"custom_fields": self.custom_fields})
 
 
 class LeadUpdate(msgspec.Struct, forbid_unknown_fields=True):
@@ -101,11 +104,14 @@ class LeadUpdate(msgspec.Struct, forbid_unknown_fields=True):
     priority: Priority | None | UnsetType = UNSET
     estimated_value: Amount | None | UnsetType = UNSET
     currency: Currency | None | UnsetType = UNSET
-    custom_fields: dict[str, Any] | UnsetType = UNSET
+    custom_fields: FreeJson | UnsetType = UNSET
     notes: LongText | None | UnsetType = UNSET
     timezone: TimeZone | None | UnsetType = UNSET
     do_not_call: bool | UnsetType = UNSET
     do_not_call_reason: Text | None | UnsetType = UNSET
+
+    def __post_init__(self) -> None:
+        check_free_json({"custom_fields": self.custom_fields})
 
 
 class ImportRowError(msgspec.Struct):

@@ -9,7 +9,7 @@ from typing import Any, Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from voice_service.schemas import E164
+from voice_service.schemas import E164, FreeJson, check_free_json
 
 ProviderName = Literal["twilio", "vonage", "simulator"]
 NumberStatus = Literal["active", "inactive", "suspended"]
@@ -33,11 +33,17 @@ class NumberCreate(msgspec.Struct, forbid_unknown_fields=True):
     provider: ProviderName
     status: NumberStatus = "active"
     default_agent_id: int | None = None
-    metadata: dict[str, Any] = {}
+    metadata: FreeJson = {}
+
+    def __post_init__(self) -> None:
+        check_free_json({"metadata": self.metadata})
 
 
 class NumberUpdate(msgspec.Struct, forbid_unknown_fields=True):
     provider: ProviderName | UnsetType = UNSET
     status: NumberStatus | UnsetType = UNSET
     default_agent_id: int | None | UnsetType = UNSET
-    metadata: dict[str, Any] | UnsetType = UNSET
+    metadata: FreeJson | UnsetType = UNSET
+
+    def __post_init__(self) -> None:
+        check_free_json({"metadata": self.metadata})

@@ -26,14 +26,10 @@ async def tenant_exists(admin: asyncpg.Connection, tenant_id: uuid.UUID) -> bool
 
 
 # --- users and memberships -------------------------------------------------------------------------------
-async def find_user_by_email(conn: asyncpg.Connection, email: str) -> asyncpg.Record | None:
-    return await conn.fetchrow("SELECT id FROM users WHERE lower(email) = lower($1) AND deleted_at IS NULL", email)
-
-
-async def insert_user(conn: asyncpg.Connection, email: str, tenant_id: uuid.UUID) -> uuid.UUID:
-    return await conn.fetchval(  # type: ignore[no-any-return]
-        "INSERT INTO users (email, primary_tenant_id) VALUES ($1, $2) RETURNING id", email, tenant_id
-    )
+async def user_for_email(conn: asyncpg.Connection, email: str) -> uuid.UUID:
+    """The user with this email, whichever tenants it belongs to, created if there is none (sql/0037): the
+    caller cannot tell the two apart."""
+    return await conn.fetchval("SELECT user_for_email($1)", email)  # type: ignore[no-any-return]
 
 
 async def membership_role(conn: asyncpg.Connection, user_id: uuid.UUID) -> str | None:
@@ -73,6 +69,14 @@ async def list_api_keys(conn: asyncpg.Connection, tenant_id: uuid.UUID, *, limit
         f"""SELECT {_KEY_COLS} FROM api_keys WHERE tenant_id = $1 AND deleted_at IS NULL {cond}
             ORDER BY created_at DESC, id DESC LIMIT $2""",
         *args,
+    )
+
+
+async def api_key_role(conn: asyncpg.Connection, tenant_id: uuid.UUID, key_id: uuid.UUID) -> str | None:
+    """The role of a live key of the tenant, locked until the transaction ends (None: no such key)."""
+    return await conn.fetchval(  # type: ignore[no-any-return]
+        "SELECT role FROM api_keys WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL FOR UPDATE",
+        tenant_id, key_id,
     )
 
 

@@ -9,6 +9,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
+from voice_service.schemas import FreeJson, check_free_json
+
 Role = Literal["owner", "admin", "member", "viewer"]
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
 Email = Annotated[str, Meta(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
@@ -54,7 +56,10 @@ class VoicePermissionCreate(msgspec.Struct, forbid_unknown_fields=True):
     number_id: uuid.UUID | None = None
     voice_id: uuid.UUID | None = None
     is_active: bool = True
-    metadata: dict[str, Any] = {}
+    metadata: FreeJson = {}
+
+    def __post_init__(self) -> None:
+        check_free_json({"metadata": self.metadata})
 
 
 class VoiceProfile(msgspec.Struct):
@@ -69,8 +74,11 @@ class VoiceProfile(msgspec.Struct):
 class VoiceProfileUpdate(msgspec.Struct, forbid_unknown_fields=True):
     default_agent_id: int | None | UnsetType = UNSET
     default_number_id: uuid.UUID | None | UnsetType = UNSET
-    preferences: dict[str, Any] | UnsetType = UNSET
-    metadata: dict[str, Any] | UnsetType = UNSET
+    preferences: FreeJson | UnsetType = UNSET
+    metadata: FreeJson | UnsetType = UNSET
+
+    def __post_init__(self) -> None:
+        check_free_json({"preferences": self.preferences, "metadata": self.metadata})
 
 
 class TenantCreated(msgspec.Struct):

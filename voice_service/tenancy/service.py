@@ -49,12 +49,17 @@ async def create_api_key(conn: asyncpg.Connection, principal: Principal, data: A
     if data.user_id and data.user_email:
         raise ValidationFailed("give user_id or user_email, not both", field="user_email")
     if data.user_email:
-        found = await repo.find_user_by_email(conn, data.user_email)
-        user_id = found["id"] if found else await repo.insert_user(conn, data.user_email, principal.tenant_id)
-        if await repo.membership_role(conn, user_id) is None:
+        # Users are global: an email another tenant already knows is the same person, who joins this tenant
+        # with the key's role. The answer is the same whether or not the email was known, so it says nothing
+        # about other tenants' users.
+        user_id = await repo.user_for_email(conn, data.user_email)
+        role = await repo.membership_role(conn, user_id)
+        if role is None:
             if data.role == "owner":
                 raise ValidationFailed("a tenant has one owner; create the key with another role", field="role")
             await repo.insert_membership(conn, principal.tenant_id, user_id, data.role)
+        elif ROLE_RANK[data.role] > ROLE_RANK[role]:
+            raise ValidationFailed(f"the user's membership role is {role}; a key cannot exceed it", field="role")
     elif user_id is not None:
         role = await repo.membership_role(conn, user_id)
         if role is None:
@@ -76,8 +81,13 @@ async def list_api_keys(conn: asyncpg.Connection, principal: Principal, limit: i
 
 
 async def revoke_api_key(conn: asyncpg.Connection, principal: Principal, key_id: uuid.UUID) -> None:
-    if not await repo.revoke_api_key(conn, principal.tenant_id, key_id):
+    """A key revokes keys of at most its own role (an admin cannot lock the owner out)."""
+    role = await repo.api_key_role(conn, principal.tenant_id, key_id)
+    if role is None:
         raise NotFound("API key not found")
+    if ROLE_RANK[role] > ROLE_RANK[principal.role]:
+        raise Forbidden(f"a {principal.role} cannot revoke a key with the {role} role")
+    await repo.revoke_api_key(conn, principal.tenant_id, key_id)
 
 
 def _perm(row: asyncpg.Record) -> VoicePermission:

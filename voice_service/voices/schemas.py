@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
-from voice_service.schemas import Language, Name, ShortText, Text
+from voice_service.schemas import FreeJson, Language, Name, ShortText, Text, check_free_json
 
 TtsProviderName = Literal["openai", "elevenlabs", "cartesia", "deepgram", "google"]
 Url = Annotated[str, Meta(max_length=2000, pattern=r"^https?://")]
@@ -39,7 +39,10 @@ class VoiceCreate(msgspec.Struct, forbid_unknown_fields=True):
     accent: ShortText | None = None
     language: Language | None = None
     voice_sample_url: Url | None = None
-    metadata: dict[str, Any] = {}
+    metadata: FreeJson = {}
+
+    def __post_init__(self) -> None:
+        check_free_json({"metadata": self.metadata})
 
 
 class VoiceUpdate(msgspec.Struct, forbid_unknown_fields=True):
@@ -51,4 +54,7 @@ class VoiceUpdate(msgspec.Struct, forbid_unknown_fields=True):
     accent: ShortText | None | UnsetType = UNSET
     language: Language | None | UnsetType = UNSET
     voice_sample_url: Url | None | UnsetType = UNSET
-    metadata: dict[str, Any] | UnsetType = UNSET
+    metadata: FreeJson | UnsetType = UNSET
+
+    def __post_init__(self) -> None:
+        check_free_json({"metadata": self.metadata})
