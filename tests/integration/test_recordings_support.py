@@ -9,6 +9,7 @@ import io
 import warnings
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import av
 import numpy as np
@@ -67,6 +68,42 @@ def wire(pcm: np.ndarray, encoding: str) -> bytes:
 
 def frames(data: bytes, frame_bytes: int) -> list[bytes]:
     return [data[i : i + frame_bytes] for i in range(0, len(data), frame_bytes)]
+
+
+LEAD = 0.1  # the media sender keeps this much unplayed audio at the carrier
+REPLY_AT, CLEAR_AFTER, SECOND_AT = 1.0, 2.5, 6.0  # seconds from the media's start
+
+
+def agent_burst(cap: Any, audio: bytes, frame_bytes: int, start: float, clear_after: float | None) -> float | None:
+    """Feed frames as the media sender does: frame k plays at start + k·20 ms and is handed over `LEAD` earlier.
+    With `clear_after` (seconds into the burst) a barge-in happens then: frames already handed over stay (the
+    carrier had them), the rest is never sent. Returns the clear's time."""
+    for k, frame in enumerate(frames(audio, frame_bytes)):
+        play_at = start + k * 0.02
+        if clear_after is not None and play_at - LEAD > start + clear_after:
+            at = start + clear_after
+            cap.clear(at)
+            return at
+        cap.agent(frame, play_at)
+    return None
+
+
+async def feed_synthetic_call(cap: Any, encoding: str, rate: int, t0: float, seconds: float = 12.0) -> float:
+    """A call as the media session would feed it: caller 440 Hz throughout; agent 1 kHz from 1.0 s, a 4 s
+    reply cleared (barge-in) 2.5 s in; agent again from 6.0 s for 2 s. Returns the clear's offset (s)."""
+    width = 1 if encoding == "mulaw" else 2
+    frame_bytes = rate // 50 * width
+    reply = wire(tone(1000, 4.0, rate), encoding)
+    second = wire(tone(1000, 2.0, rate), encoding)
+    cut_at = None
+    for i, frame in enumerate(frames(wire(tone(440, seconds, rate), encoding), frame_bytes)):
+        cap.caller(frame)  # caller frames arrive while agent frames go out
+        if i == int(REPLY_AT * 50):
+            cut_at = agent_burst(cap, reply, frame_bytes, t0 + REPLY_AT, clear_after=CLEAR_AFTER)
+        if i == int(SECOND_AT * 50):
+            agent_burst(cap, second, frame_bytes, t0 + SECOND_AT, clear_after=None)
+    assert cut_at is not None
+    return cut_at - t0
 
 
 @dataclass(frozen=True)

@@ -13,50 +13,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.integration.test_recordings_support import decode, frames, tone, wire
+from tests.integration.test_recordings_support import decode, feed_synthetic_call, frames, tone, wire
 from voice_service.recordings.capture import FLUSH_BYTES, CallCapture
 from voice_service.recordings.encoder import EmptyRecording, encode_spool, render
 from voice_service.recordings.spool import HEADER, MAGIC, SpoolError, read_index
 
 T0 = 5000.0  # the media session's start on the loop clock (any value: only differences matter)
-LEAD = 0.1  # the media sender keeps this much unplayed audio at the carrier
-
-
-async def _agent_burst(cap: CallCapture, audio: bytes, frame_bytes: int, start: float, clear_after: float | None):
-    """Feed frames as the sender does: frame k plays at start + k·20 ms and is handed over `LEAD` earlier.
-    With `clear_after` (seconds into the burst), a barge-in happens then: frames already handed over stay (the
-    carrier had them), the rest is never sent; returns the clear's time."""
-    for k, frame in enumerate(frames(audio, frame_bytes)):
-        play_at = start + k * 0.02
-        if clear_after is not None and play_at - LEAD > start + clear_after:
-            at = start + clear_after
-            cap.clear(at)
-            return at
-        cap.agent(frame, play_at)
-    return None
 
 
 async def _call(tmp: Path, encoding: str, rate: int, *, seconds: float = 12.0) -> tuple[Path, dict]:
-    """A call: caller 440 Hz throughout; agent 1 kHz from 1.0 s, cleared at 3.5 s (a 4 s reply); agent again
-    from 6.0 s for 2 s. Returns the spool and the facts to check."""
-    width = 1 if encoding == "mulaw" else 2
-    frame_bytes = rate // 50 * width
+    """A synthetic call (see feed_synthetic_call): returns the spool and the facts to check."""
     cap = await CallCapture.open(tmp / "call.spool", encoding=encoding, sample_rate=rate, t0=T0)
-    caller = wire(tone(440, seconds, rate), encoding)
-    reply = wire(tone(1000, 4.0, rate), encoding)
-    second = wire(tone(1000, 2.0, rate), encoding)
-    caller_frames = frames(caller, frame_bytes)
-    # Interleave as on a live call: caller frames arrive while agent frames go out.
-    cut_at = None
-    for i, frame in enumerate(caller_frames):
-        cap.caller(frame)
-        if i == 50:
-            cut_at = await _agent_burst(cap, reply, frame_bytes, T0 + 1.0, clear_after=2.5)
-        if i == 300:
-            await _agent_burst(cap, second, frame_bytes, T0 + 6.0, clear_after=None)
+    clear = await feed_synthetic_call(cap, encoding, rate, T0, seconds)
     result = await cap.close(T0 + seconds)
     assert result.error is None
-    return result.path, {"clear": cut_at - T0, "seconds": seconds, "rate": rate, "result": result}
+    return result.path, {"clear": clear, "seconds": seconds, "rate": rate, "result": result}
 
 
 @pytest.mark.parametrize(("encoding", "rate"), [("mulaw", 8000), ("l16", 16000)])

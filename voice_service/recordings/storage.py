@@ -32,6 +32,7 @@ from voice_service.settings import Settings
 __all__ = [
     "FolderStorage",
     "ObjectNotFound",
+    "STORAGE_KEY",
     "RecordingStorage",
     "S3Storage",
     "StorageError",
@@ -43,7 +44,7 @@ __all__ = [
 CHUNK = 256 * 1024
 _MULTIPART_THRESHOLD = 64 * 1024 * 1024
 _PART_SIZE = 16 * 1024 * 1024  # S3 parts are at least 5 MiB (all but the last)
-_RUNTIME_KEY = "recordings:storage"
+STORAGE_KEY = "recordings:storage"  # Runtime.extras: the process's RecordingStorage
 _LOCK_KEY = "recordings:storage-lock"
 
 
@@ -170,8 +171,12 @@ class S3Storage:
         region: str | None = None,
         access_key_id: str | None = None,
         secret_access_key: str | None = None,
+        multipart_threshold: int = _MULTIPART_THRESHOLD,
+        part_size: int = _PART_SIZE,
     ) -> None:
         self.bucket = bucket
+        self.multipart_threshold = multipart_threshold
+        self.part_size = max(part_size, 5 * 1024 * 1024)
         self.prefix = prefix.strip("/")
         self._client_args: dict[str, Any] = {
             "endpoint_url": endpoint_url,
@@ -226,7 +231,7 @@ class S3Storage:
         full = self._key(key)
         try:
             size = (await asyncio.to_thread(source.stat)).st_size
-            if size <= _MULTIPART_THRESHOLD:
+            if size <= self.multipart_threshold:
                 body = await asyncio.to_thread(source.read_bytes)
                 await client.put_object(Bucket=self.bucket, Key=full, Body=body, ContentType=content_type)
                 return size
@@ -245,7 +250,7 @@ class S3Storage:
             handle = await asyncio.to_thread(source.open, "rb")
             try:
                 number = 1
-                while data := await asyncio.to_thread(handle.read, _PART_SIZE):
+                while data := await asyncio.to_thread(handle.read, self.part_size):
                     part = await client.upload_part(
                         Bucket=self.bucket, Key=full, UploadId=upload_id, PartNumber=number, Body=data
                     )
@@ -334,16 +339,16 @@ def storage_from_settings(settings: Settings) -> RecordingStorage:
 
 async def get_storage(runtime: Runtime) -> RecordingStorage:
     """The process's recordings storage (built on first use, closed with the Runtime)."""
-    storage = runtime.extras.get(_RUNTIME_KEY)
+    storage = runtime.extras.get(STORAGE_KEY)
     if storage is not None:
         return storage  # type: ignore[no-any-return]
     lock = runtime.extras.setdefault(_LOCK_KEY, asyncio.Lock())
     async with lock:
-        storage = runtime.extras.get(_RUNTIME_KEY)
+        storage = runtime.extras.get(STORAGE_KEY)
         if storage is None:
             storage = storage_from_settings(runtime.settings)
             runtime.exit_stack.push_async_callback(storage.aclose)
-            runtime.extras[_RUNTIME_KEY] = storage
+            runtime.extras[STORAGE_KEY] = storage
     return storage  # type: ignore[no-any-return]
 
 
