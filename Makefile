@@ -36,7 +36,7 @@ lint: $(VENV)/.installed ## ruff, and the import contracts (layers, no cycles: [
 format: $(VENV)/.installed
 	$(VENV)/bin/ruff format voice_service providers analysis tests bench
 
-bench-api bench-media bench-import bench-batches bench-pipeline bench-conversation: $(VENV)/.installed ## benchmarks: print figures (not part of `make test`)
+bench-api bench-media bench-import bench-batches bench-pipeline bench-conversation bench-recording: $(VENV)/.installed ## benchmarks: print figures (not part of `make test`)
 	$(VENV)/bin/python -m bench.$(subst -,_,$@)
 
 clean:

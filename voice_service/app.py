@@ -35,6 +35,7 @@ from voice_service.events.routes import route_handlers as event_routes
 from voice_service.leads.routes import route_handlers as lead_routes
 from voice_service.numbers.routes import route_handlers as number_routes
 from voice_service.observability import Metrics, RequestContextMiddleware, configure_logging
+from voice_service.recordings.routes import route_handlers as recording_routes
 from voice_service.schemas import BODY_MAX_BYTES
 from voice_service.settings import Settings, load_settings
 from voice_service.telephony.routes import route_handlers as telephony_routes
@@ -120,7 +121,7 @@ def create_app(settings: Settings | None = None, *, bootstrap: bool = True) -> L
     return Litestar(
         route_handlers=[health, metrics, *tenancy_routes, *agent_routes, *number_routes, *voice_routes, *lead_routes,
                         *batch_routes, *call_routes, *call_analysis_routes, *billing_routes, *event_routes,
-                        *telephony_routes],
+                        *telephony_routes, *recording_routes],
         dependencies=dependencies,
         exception_handlers=exception_handlers,
         middleware=[RequestContextMiddleware,

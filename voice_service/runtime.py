@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from voice_service.calls.listeners import CallListeners
     from voice_service.calls.live import LiveCalls
     from voice_service.events.delivery import DeliveryPolicy
+    from voice_service.recordings.service import RecordingPolicy
+    from voice_service.recordings.storage import RecordingStorage
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,8 @@ class Runtime:
     webhook_policy: DeliveryPolicy | None = None  # webhook retry/backoff (default: events.delivery.DEFAULT_POLICY)
     analysis_policy: AnalysisPolicy | None = None  # analysis retry/backoff (default: AnalysisPolicy())
     analysis_llm: LlmProvider | None = None  # the analyses' LLM (default: built from settings on first use)
+    recording_policy: RecordingPolicy | None = None  # upload/encode retries (default: RecordingPolicy())
+    recording_storage: RecordingStorage | None = None  # default: built from RECORDINGS_URL on first use
 
     # Per-process clients and state, built on first use and closed with the Runtime.
     webhook_client: httpx.AsyncClient | None = None  # events.delivery.webhook_client
@@ -63,6 +67,7 @@ class Runtime:
     conversation_llm: LlmProvider | None = None  # conversation: the turn LLM
     tts_clients: dict[tuple[str, str], TtsProvider] = field(default_factory=dict)  # conversation: (provider, model)
     live_calls: LiveCalls | None = None  # calls.live.registry_of: this app's media sessions
+    recording_storage_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     # Transitional: only telephony/providers.py still keys its provider clients by name here, until the provider
     # seam gives them a typed home. Nothing else may use it.

@@ -81,6 +81,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     webhook_allow_insecure_targets: bool = False
     webhook_allow_private_targets: bool = False
 
+    # Call recordings: unset → the folder DATA_DIR/recordings; a path or file:///path; or s3://bucket/prefix
+    # with the S3_* settings (any S3-compatible store; S3_ENDPOINT_URL unset → AWS).
+    recordings_url: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
+    s3_region: str = "us-east-1"
+
     @property
     def resolved_data_dir(self) -> Path:
         return Path(self.data_dir).expanduser().resolve()

@@ -26,12 +26,13 @@ from voice_service.composition import open_runtime
 from voice_service.enqueue import decode_payload
 from voice_service.events import jobs as event_jobs
 from voice_service.jobs import Handler, JobSpec
+from voice_service.recordings import jobs as recording_jobs
 from voice_service.runtime import Runtime
 from voice_service.settings import Settings
 
 log = logging.getLogger(__name__)
 
-JOB_MODULES = (batch_jobs, billing_jobs, call_analysis_jobs, event_jobs)
+JOB_MODULES = (batch_jobs, billing_jobs, call_analysis_jobs, event_jobs, recording_jobs)
 
 
 def job_registry() -> dict[str, JobSpec]:

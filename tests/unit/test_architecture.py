@@ -120,6 +120,7 @@ OWNERS = {
     "billing_wallet_reservations": "billing",
     "billing_usage_events": "billing",
     "voice_call_analysis": "call_analysis",
+    "recording_settings": "recordings",
     "domain_events": "events",
     "webhook_endpoints": "events",
     "webhook_deliveries": "events",

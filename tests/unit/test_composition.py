@@ -14,6 +14,8 @@ from voice_service.billing.listeners import BillingListeners
 from voice_service.call_analysis.service import ANALYSIS_JOB
 from voice_service.calls.listeners import CallListeners
 from voice_service.events.outbox import DELIVER_JOB
+from voice_service.recordings.purge import PURGE_JOB
+from voice_service.recordings.service import ENCODE_JOB
 
 
 @pytest.mark.parametrize("listeners", [CallListeners, BillingListeners])
@@ -41,7 +43,8 @@ def test_each_listener_is_the_reacting_domains_function() -> None:
 
 def test_the_runner_serves_every_job_the_domains_enqueue() -> None:
     registry = workers.job_registry()
-    enqueued = {dispatcher.JOB, pipeline.POST_CALL_JOB, pipeline.RECONCILE_JOB, ANALYSIS_JOB, DELIVER_JOB}
+    enqueued = {dispatcher.JOB, pipeline.POST_CALL_JOB, pipeline.RECONCILE_JOB, ANALYSIS_JOB, DELIVER_JOB,
+                ENCODE_JOB, PURGE_JOB}
     assert set(registry) == enqueued
     # Names stored with queued jobs in the database: a rename would strand the jobs already queued.
     assert ANALYSIS_JOB == "billing.analyze_call"
@@ -51,4 +54,6 @@ def test_the_runner_serves_every_job_the_domains_enqueue() -> None:
         "billing.reconcile": 8,
         "billing.analyze_call": 32,
         "events.deliver": 50,
+        "recordings.encode": 2,
+        "recordings.purge": 1,
     }

@@ -38,6 +38,10 @@ class AgentConfig(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=Fals
     fallback_text: Annotated[str, Meta(max_length=500)] = "Sorry, I'm having trouble right now. Could you say that again?"
     max_call_seconds: Annotated[int, Meta(ge=10, le=7200)] = 900
     transfer_targets: Annotated[list[TransferTarget], Meta(max_length=20)] = []
+    # Calls are recorded (two channels, stored after the call) unless this is false.
+    recording_enabled: bool = True
+    # Spoken at the start of a recorded call, for consent rules ("This call is recorded."); empty: none.
+    recording_notice: Annotated[str, Meta(max_length=300)] = ""
 
 
 class Agent(msgspec.Struct):

@@ -13,7 +13,7 @@ tenant transaction like everything else.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -51,6 +51,7 @@ COLUMNS = (
     "currency",
     "initiated_by_user_id",
     "metadata",
+    "recording_url",
     "created_at",
     "updated_at",
 )
@@ -370,6 +371,76 @@ async def prune_jtis(conn: asyncpg.Connection, older_than_seconds: int) -> None:
     await conn.execute(
         "DELETE FROM webhook_replay_guard WHERE seen_at < now() - make_interval(secs => $1)",
         older_than_seconds,
+    )
+
+
+# --- recordings (voice_service/recordings keeps the files; the call row says where and why not) ---
+
+
+async def recording_state(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, call_id: uuid.UUID, *, for_update: bool = False
+) -> asyncpg.Record | None:
+    """What the recordings domain needs of a call (by id alone), optionally locked."""
+    lock = " FOR UPDATE" if for_update else ""
+    return await conn.fetchrow(
+        "SELECT id, created_at, status, agent_id, provider, recording_url, metadata "
+        f"FROM voice_call_logs WHERE {_BY_ID_ONLY}{lock}",
+        tenant_id,
+        call_id,
+    )
+
+
+async def set_recording(
+    conn: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    call_id: uuid.UUID,
+    created_at: datetime,
+    recording_url: str | None,
+    metadata_patch: Mapping[str, Any] | None = None,
+    remove_keys: Sequence[str] = (),
+) -> None:
+    """Set (or clear, with None) recording_url; merge `metadata_patch` and drop `remove_keys` from metadata."""
+    await conn.execute(
+        "UPDATE voice_call_logs SET recording_url = $4, metadata = (metadata - $5::text[]) || $6::jsonb "
+        f"WHERE {_BY_ID}",
+        tenant_id,
+        call_id,
+        created_at,
+        recording_url,
+        list(remove_keys),
+        dict(metadata_patch or {}),
+    )
+
+
+async def patch_metadata(
+    conn: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    call_id: uuid.UUID,
+    created_at: datetime,
+    patch: Mapping[str, Any] | None = None,
+    remove_keys: Sequence[str] = (),
+) -> None:
+    """Merge `patch` into metadata (top-level keys) and drop `remove_keys`."""
+    await conn.execute(
+        f"UPDATE voice_call_logs SET metadata = (metadata - $4::text[]) || $5::jsonb WHERE {_BY_ID}",
+        tenant_id,
+        call_id,
+        created_at,
+        list(remove_keys),
+        dict(patch or {}),
+    )
+
+
+async def calls_with_recording_before(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, before: datetime, limit: int
+) -> list[asyncpg.Record]:
+    """Calls created before `before` that still have a recording, oldest first."""
+    return await conn.fetch(
+        "SELECT id, created_at FROM voice_call_logs "
+        "WHERE tenant_id = $1 AND recording_url IS NOT NULL AND created_at < $2 ORDER BY created_at LIMIT $3",
+        tenant_id,
+        before,
+        limit,
     )
 
 

@@ -51,6 +51,9 @@ class Call(msgspec.Struct):
     metadata: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+    # `/v1/calls/{id}/recording` once the call's recording is stored; null while there is none (recording off,
+    # not encoded yet, failed: see metadata.recording_error, or deleted).
+    recording_url: str | None = None
 
 
 class CallCreate(msgspec.Struct, forbid_unknown_fields=True):

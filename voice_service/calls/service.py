@@ -729,6 +729,10 @@ async def media_ended(
             if state["started_at"] is not None:
                 fields["duration_seconds"] = max(0, int((now - state["started_at"]).total_seconds()))
             patch["end_reason"] = reason
+        elif hang_up and "end_reason" not in (state["metadata"] or {}):
+            # We ended the call, but the provider's final status (which our hang-up or socket close prompted)
+            # was applied first and named no reason: the call still ended for ours.
+            patch["end_reason"] = reason
         await repo.update_call(conn, ref.tenant_id, ref.id, ref.created_at, fields, patch)
         await _notify(
             runtime.call_listeners,
