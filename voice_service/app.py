@@ -22,6 +22,7 @@ from voice_service.auth import AuthMiddleware, KeyCache
 from voice_service.batches.routes import route_handlers as batch_routes
 from voice_service.billing.routes import route_handlers as billing_routes
 from voice_service.calls.routes import route_handlers as call_routes
+from voice_service.console import ConsolePlugin
 from voice_service.conversation import running as conversation_engine
 from voice_service.deps import dependencies
 from voice_service.errors import ServiceUnavailable, exception_handlers
@@ -120,6 +121,7 @@ def create_app(settings: Settings | None = None, *, bootstrap: bool = True) -> L
                     DefineMiddleware(AuthMiddleware, exclude=PUBLIC_PATHS)],
         lifespan=[_lifespan],
         openapi_config=openapi,
+        plugins=[ConsolePlugin()],  # the operator console at /console: routes, templates, live views
         state=state,
         request_max_body_size=64 * 1024 * 1024,
         logging_config=None,  # configure_logging owns the root logger (JSON lines with request/tenant/call ids)

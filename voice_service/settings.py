@@ -81,6 +81,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     webhook_allow_insecure_targets: bool = False
     webhook_allow_private_targets: bool = False
 
+    # Operator console (/console): a session ends after this long without a request, and in any case this long
+    # after sign-in; live views recompute their figures this often (once per tenant, shared by every viewer).
+    console_session_idle_minutes: int = 60
+    console_session_max_hours: int = 12
+    console_live_interval_seconds: float = 5.0
+
     @property
     def resolved_data_dir(self) -> Path:
         return Path(self.data_dir).expanduser().resolve()

@@ -284,3 +284,8 @@ async def rerun_call_analysis(
         lead_id=full["lead_id"],
     )
     return _analysis(row)
+
+
+async def spend_since(conn: asyncpg.Connection, principal: Principal, since: datetime) -> dict[str, Decimal]:
+    """Usage cost since `since` (the console's "spend today"), per currency."""
+    return {r["currency"]: r["total"] for r in await repo.spend_since(conn, principal.tenant_id, since)}
