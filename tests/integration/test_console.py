@@ -509,3 +509,18 @@ async def test_overview_figures(console: Any, tenant: Any, admin_conn: asyncpg.C
     wallet = (await client.get("/v1/billing/wallet", headers=tenant.headers)).json()
     assert figure("balance") == f"{float(wallet['available_balance']):,.2f} {wallet['currency']}"
     assert "provider_unavailable" in html and "+14155550999" in html and "busy" not in html
+
+
+async def test_live_overview_stream_sends_the_figures_and_ends_by_itself(
+    console: Any, tenant: Any, app: Any, admin_conn: asyncpg.Connection, monkeypatch: Any
+) -> None:
+    await _insert_call(admin_conn, tenant.id, status="ongoing")
+    monkeypatch.setattr(app.state.console_hub, "max_stream_seconds", 0.5)
+    c = await console()
+    await c.sign_in(tenant.key)
+    r = await c.http.get("/console/live/overview")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+    assert r.headers["cache-control"] == "no-store"
+    events = [e for e in r.text.split("\r\n\r\n") if e.strip()]
+    assert events and events[0].startswith("event: overview")
+    assert re.search(r'data-figure="live">1<', events[0].replace("\r\ndata: ", "\n"))

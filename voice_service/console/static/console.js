@@ -52,8 +52,11 @@
     showMessage("The console could not reach the server. Check your connection and try again.");
   });
 
-  document.addEventListener("htmx:afterSwap", function (event) {
-    var summary = event.detail.target.querySelector("[data-error-summary]");
+  document.addEventListener("htmx:afterSettle", function (event) {
+    // Only a refused form (422) moves the focus: other swaps (live updates, added rows) leave it where it is.
+    var xhr = event.detail && event.detail.xhr;
+    if (!xhr || xhr.status !== 422) { return; }
+    var summary = document.querySelector("[data-error-summary]");
     if (summary) { summary.focus(); }
   });
 
