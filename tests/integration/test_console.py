@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 import asyncpg
 import httpx
@@ -524,3 +525,71 @@ async def test_live_overview_stream_sends_the_figures_and_ends_by_itself(
     events = [e for e in r.text.split("\r\n\r\n") if e.strip()]
     assert events and events[0].startswith("event: overview")
     assert re.search(r'data-figure="live">1<', events[0].replace("\r\ndata: ", "\n"))
+
+
+@pytest.fixture
+def statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every SQL statement the app sends (asyncpg's query methods, wrapped)."""
+    seen: list[str] = []
+    for name in ("execute", "fetch", "fetchrow", "fetchval"):
+        original = getattr(asyncpg.connection.Connection, name)
+
+        def make(orig: Any) -> Any:
+            async def counted(self: Any, query: str, *args: Any, **kwargs: Any) -> Any:
+                seen.append(query)
+                return await orig(self, query, *args, **kwargs)
+            return counted
+
+        monkeypatch.setattr(asyncpg.connection.Connection, name, make(original))
+    return seen
+
+
+async def test_pages_cost_a_few_queries_whatever_the_rows(
+    console: Any, make_tenant: Any, client: Any, admin_conn: asyncpg.Connection, statements: list[str]
+) -> None:
+    """No N+1: a page with 25 rows sends the same statements as a page with one."""
+
+    async def seed(tenant: Any, n: int) -> None:
+        for i in range(n):
+            agent = (await client.post("/v1/agents", json={"name": f"A{i}"}, headers=tenant.headers)).json()
+            await client.post("/v1/numbers", json={"phone_number": f"+1415555{uuid.uuid4().int % 10000:04d}",
+                                                   "provider": "twilio", "default_agent_id": agent["id"]},
+                              headers=tenant.headers)
+            await _insert_call(admin_conn, tenant.id, status="failed", agent_id=agent["id"], end_reason="x")
+
+    counts: dict[int, dict[str, int]] = {}
+    for n in (1, 25):
+        tenant = await make_tenant()
+        await seed(tenant, n)
+        c = await console()
+        await c.sign_in(tenant.key)
+        counts[n] = {}
+        for path in ("/console", "/console/agents", "/console/calls", "/console/numbers"):
+            statements.clear()
+            assert (await c.http.get(path)).status_code == 200
+            counts[n][path] = len(statements)
+    assert counts[1] == counts[25], counts
+    # Session check, BEGIN+tenant, the page's reads (calls: agents and batches for the filters), COMMIT.
+    assert max(counts[25].values()) <= 8, counts
+
+
+async def test_hostile_addresses_and_forms_are_never_a_500(console: Any, tenant: Any) -> None:
+    c = await console()
+    await c.sign_in(tenant.key)
+    nasty = ["x", "-1", "0", "99999999999999999999", "9999-12-31", "0001-01-01", "%00", "\u0000", "'; --", "ä" * 300]
+    for value in nasty:
+        for path in ("/console/calls/{}", "/console/agents/{}"):
+            r = await c.http.get(path.format(quote(value, safe="")))
+            assert r.status_code == 404 and r.headers["content-type"].startswith("text/html"), (path, value)
+        for name in ("status", "direction", "agent_id", "batch_id", "date", "cursor"):
+            r = await c.http.get("/console/calls", params={name: value})
+            assert r.status_code < 500 and r.headers["content-type"].startswith("text/html"), (name, value, r.text)
+        for path in ("/console/agents", "/console/numbers"):
+            r = await c.http.get(path, params={"cursor": value})
+            assert r.status_code < 500, (path, value)
+        r = await c.post("/console/agents/new", {"name": value, "language": value, "voice_id": value,
+                                                 "gender": value, "tt-0-phone": value, "analysis_schema": value})
+        assert r.status_code == 422, (value, r.text[:300])
+    r = await c.http.post("/console/agents/new", content=b"\xff\xfe\x00", headers={
+        "content-type": "application/x-www-form-urlencoded", "X-CSRF-Token": c.csrf})
+    assert r.status_code == 422

@@ -25,7 +25,7 @@ from voice_service.console import forms
 from voice_service.console.templating import page
 from voice_service.db import tenant_tx
 from voice_service.deps import Caller, Conn
-from voice_service.errors import AppError, ValidationFailed
+from voice_service.errors import AppError, NotFound, ValidationFailed
 from voice_service.voices import service as voices
 
 PAGE_SIZE = 25
@@ -143,6 +143,13 @@ def parse(form: AgentForm, base_config: dict[str, Any]) -> tuple[dict[str, Any],
     return values, errors
 
 
+def _agent_id(text: str) -> int:
+    """A str path parameter, parsed here: a malformed id is this console's 404 page, behind the session check."""
+    if not (text.isdigit() and len(text) <= 19):
+        raise NotFound("agent not found")
+    return int(text)
+
+
 def _service_errors(exc: AppError) -> dict[str, str]:
     """A service's refusal, keyed by input: every message it gives for a field, or one for the whole form."""
     out: dict[str, str] = {}
@@ -191,35 +198,35 @@ class AgentPages(Controller):
             return self._form(request, form, errors, voice_list, agent=None, status_code=422)
         return self._saved(request, agent.id)
 
-    @get("/{agent_id:int}", name="console:agent")
+    @get("/{agent_id:str}", name="console:agent")
     async def show_agent(self, request: Request[Any, Any, Any], conn: Conn, principal: Caller,
-                         agent_id: int, saved: bool = QueryParameter(name="saved", default=False)) -> Template:
-        agent = await agents.get(conn, principal, agent_id)
+                         agent_id: str, saved: bool = QueryParameter(name="saved", default=False)) -> Template:
+        agent = await agents.get(conn, principal, _agent_id(agent_id))
         voice_list = await self._voices(conn, principal)
         if not principal.at_least("admin"):
             voice = next((v for v in voice_list if v.id == agent.voice_id), None)
             return page(request, "console/agents/view.html", nav="agents", agent=agent, voice=voice, saved=saved)
         return self._form(request, form_from_agent(agent), {}, voice_list, agent=agent, saved=saved)
 
-    @post("/{agent_id:int}", name="console:agent-update", status_code=303)
-    async def update_agent(self, request: Request[Any, Any, Any], principal: Caller,
-                           agent_id: int) -> Response[Any]:
+    @post("/{agent_id:str}", name="console:agent-update", status_code=303)
+    async def update_agent(self, request: Request[Any, Any, Any], principal: Caller, agent_id: str) -> Response[Any]:
+        number = _agent_id(agent_id)
         form = form_from_request(await request.form())
         pool = request.app.state.pool
         errors: dict[str, str] = {}
         try:
             async with tenant_tx(pool, principal.tenant_id) as conn:
-                current = await agents.get(conn, principal, agent_id)
+                current = await agents.get(conn, principal, number)
                 values, errors = parse(form, current.config)
                 if not errors:
-                    await agents.update(conn, principal, agent_id, msgspec.convert(values, AgentUpdate))
+                    await agents.update(conn, principal, number, msgspec.convert(values, AgentUpdate))
         except ValidationFailed as exc:
             errors = _service_errors(exc)
         if errors:
             async with tenant_tx(pool, principal.tenant_id) as conn:
                 voice_list = await self._voices(conn, principal)
             return self._form(request, form, errors, voice_list, agent=current, status_code=422)
-        return self._saved(request, agent_id)
+        return self._saved(request, number)
 
     @get("/transfer-target-row", name="console:agent-transfer-row")
     async def transfer_target_row(self, request: Request[Any, Any, Any]) -> Template | Response[Any]:

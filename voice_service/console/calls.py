@@ -31,6 +31,7 @@ STATUSES = ("pending", "ringing", "ongoing", "ended", "declined", "cancelled", "
 DIRECTIONS = ("outbound", "inbound")
 _LAST_ID = "ffffffff-ffff-ffff-ffff-ffffffffffff"  # sorts after every id at the same instant
 _Q = {"default": None, "max_length": 200}
+_FIRST_DAY, _LAST_DAY = date(2000, 1, 1), date(2999, 12, 31)
 
 
 class CallFilters(msgspec.Struct, kw_only=True):
@@ -67,9 +68,10 @@ def _checked(f: CallFilters) -> tuple[dict[str, Any], date | None, dict[str, str
         else:
             errors["direction"] = "Direction: choose inbound or outbound"
     if f.agent_id:
-        try:
-            filters["agent_id"] = int(f.agent_id)
-        except ValueError:
+        agent_id = int(f.agent_id) if f.agent_id.isdigit() and len(f.agent_id) <= 19 else 0
+        if 0 < agent_id < 2**63:
+            filters["agent_id"] = agent_id
+        else:
             errors["agent_id"] = "Agent: choose one of your agents"
     if f.batch_id:
         try:
@@ -81,6 +83,10 @@ def _checked(f: CallFilters) -> tuple[dict[str, Any], date | None, dict[str, str
             day = date.fromisoformat(f.date)
         except ValueError:
             errors["date"] = "Date: enter a day as YYYY-MM-DD"
+        else:
+            if not _FIRST_DAY <= day <= _LAST_DAY:
+                day = None
+                errors["date"] = f"Date: enter a day between {_FIRST_DAY} and {_LAST_DAY}"
     return filters, day, errors
 
 
@@ -124,10 +130,15 @@ class CallPages(Controller):
                     paged=cursor is not None, filters=f, errors=errors, statuses=STATUSES, directions=DIRECTIONS,
                     agents=agent_list, agent_names={a.id: a.name for a in agent_list}, batches=batch_list)
 
-    @get("/{call_id:uuid}", name="console:call")
+    @get("/{call_id:str}", name="console:call")
     async def show_call(self, request: Request[Any, Any, Any], conn: Conn, principal: Caller,
-                        call_id: uuid.UUID) -> Template:
-        call = await calls.get_call(conn, principal.tenant_id, call_id)
+                        call_id: str) -> Template:
+        # A str parameter, parsed here: a malformed id is this console's 404 page, behind the session check.
+        try:
+            parsed = uuid.UUID(call_id)
+        except ValueError:
+            raise NotFound("there is no call with this id") from None
+        call = await calls.get_call(conn, principal.tenant_id, parsed)
         agent = None
         if call.agent_id is not None:
             try:
