@@ -103,8 +103,7 @@ async def sign_in(pool: asyncpg.Pool, settings: Settings, key_cache: KeyCache, c
             user_id=principal.user_id, expires_at=expires_at,
             user_agent=(user_agent or "")[:500] or None,
         )
-    label = principal.role
-    return token, ConsoleSession(principal=principal, label=label, expires_at=expires_at,
+    return token, ConsoleSession(principal=principal, label=principal.role, expires_at=expires_at,
                                  csrf_token=csrf_token_for(token))
 
 

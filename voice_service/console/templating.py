@@ -17,6 +17,7 @@ import msgspec
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, pass_context
 from jinja2.runtime import Context
 from litestar import Request
+from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Template
 from litestar.template.config import TemplateConfig
 from markupsafe import Markup
@@ -104,8 +105,6 @@ environment = make_environment()
 
 
 def template_config() -> TemplateConfig[Any]:
-    from litestar.plugins.jinja import JinjaTemplateEngine
-
     return TemplateConfig(instance=JinjaTemplateEngine.from_environment(environment))
 
 
