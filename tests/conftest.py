@@ -129,3 +129,30 @@ async def make_tenant(admin_conn: asyncpg.Connection) -> Any:
 @pytest.fixture
 async def tenant(make_tenant: Any) -> Tenant:
     return await make_tenant()  # type: ignore[no-any-return]
+
+
+# --- browser tests: say loudly when they did not run -------------------------------------------------------------
+_browser_skips: list[str] = []
+_browser_runs: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if "browser" not in report.keywords:
+        return
+    if report.skipped:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        _browser_skips.append(reason.removeprefix("Skipped: "))
+    elif report.when == "call":
+        _browser_runs.append(report.nodeid)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _browser_skips:
+        terminalreporter.write_sep("!", "BROWSER TESTS SKIPPED", red=True, bold=True)
+        terminalreporter.write_line(f"{len(_browser_skips)} browser test(s) of the console did NOT run: "
+                                    f"{sorted(set(_browser_skips))[0]}", red=True, bold=True)
+        terminalreporter.write_line("The console is untested in a browser on this machine.", red=True, bold=True)
+        terminalreporter.write_sep("!", red=True, bold=True)
+    elif _browser_runs:
+        terminalreporter.write_line(f"browser tests: {len(_browser_runs)} ran in Chromium "
+                                    f"(screenshots in .artifacts/screenshots)")

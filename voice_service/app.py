@@ -28,6 +28,7 @@ from voice_service.billing.routes import route_handlers as billing_routes
 from voice_service.call_analysis.routes import route_handlers as call_analysis_routes
 from voice_service.calls.routes import route_handlers as call_routes
 from voice_service.composition import AFTER_BOOTSTRAP, open_runtime
+from voice_service.console import ConsolePlugin
 from voice_service.conversation import running as conversation_engine
 from voice_service.deps import dependencies
 from voice_service.errors import ServiceUnavailable, exception_handlers
@@ -128,6 +129,7 @@ def create_app(settings: Settings | None = None, *, bootstrap: bool = True) -> L
                     DefineMiddleware(AuthMiddleware, exclude=PUBLIC_PATHS)],
         lifespan=[_lifespan],
         openapi_config=openapi,
+        plugins=[ConsolePlugin()],  # the operator console at /console: routes, templates, live views
         state=state,
         request_max_body_size=BODY_MAX_BYTES,  # routes that take more (batches, lead imports) set their own
         logging_config=None,  # configure_logging owns the root logger (JSON lines with request/tenant/call ids)

@@ -88,6 +88,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     s3_access_key_id: str | None = None
     s3_secret_access_key: str | None = None
     s3_region: str = "us-east-1"
+    # Operator console (/console): a session ends after this long without a request, and in any case this long
+    # after sign-in; live views recompute their figures this often (once per tenant, shared by every viewer).
+    console_session_idle_minutes: int = 60
+    console_session_max_hours: int = 12
+    console_live_interval_seconds: float = 5.0
 
     @property
     def resolved_data_dir(self) -> Path:

@@ -121,6 +121,7 @@ OWNERS = {
     "billing_usage_events": "billing",
     "voice_call_analysis": "call_analysis",
     "recording_settings": "recordings",
+    "console_sessions": "tenancy",
     "domain_events": "events",
     "webhook_endpoints": "events",
     "webhook_deliveries": "events",

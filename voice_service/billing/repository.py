@@ -347,3 +347,14 @@ async def page_usage_events(
         f"ORDER BY created_at DESC, id DESC LIMIT $2",
         *args,
     )
+
+
+async def spend_since(conn: asyncpg.Connection, tenant_id: uuid.UUID, since: datetime) -> list[asyncpg.Record]:
+    """What the tenant's usage since `since` cost, per currency (usage events that are not voided or failed)."""
+    return await conn.fetch(
+        """SELECT currency, sum(total_cost) AS total FROM billing_usage_events
+           WHERE tenant_id = $1 AND created_at >= $2 AND status IN ('pending', 'charged')
+           GROUP BY currency ORDER BY currency""",
+        tenant_id,
+        since,
+    )

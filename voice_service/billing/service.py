@@ -226,3 +226,8 @@ async def admin_topup(conn: asyncpg.Connection, data: TopupCreate) -> Topup:
         created=posting.created,
         current_balance=format(current["current_balance"], "f"),
     )
+
+
+async def spend_since(conn: asyncpg.Connection, principal: Principal, since: datetime) -> dict[str, Decimal]:
+    """Usage cost since `since` (the console's "spend today"), per currency."""
+    return {r["currency"]: r["total"] for r in await repo.spend_since(conn, principal.tenant_id, since)}

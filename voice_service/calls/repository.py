@@ -486,3 +486,27 @@ async def get_lead(
         tenant_id,
         lead_id,
     )
+
+
+# --- figures for the operator console's overview (one indexed range scan on (tenant_id, created_at)) ---
+
+
+async def stats_since(conn: asyncpg.Connection, tenant_id: uuid.UUID, since: datetime) -> asyncpg.Record:
+    """Counts over the calls created since `since`, and the calls live now. A live call is at most a few hours
+    old (agents' max_call_seconds ≤ 2 h, plus ringing), so the scan starts a day back at the earliest."""
+    row = await conn.fetchrow(
+        """SELECT
+             count(*) FILTER (WHERE status IN ('ringing', 'ongoing')) AS live,
+             count(*) FILTER (WHERE created_at >= $2) AS total,
+             count(*) FILTER (WHERE created_at >= $2 AND started_at IS NOT NULL
+                              AND status IN ('ended', 'declined', 'cancelled', 'failed')) AS answered,
+             count(*) FILTER (WHERE created_at >= $2 AND started_at IS NULL AND status = 'declined') AS unanswered,
+             avg(duration_seconds) FILTER (WHERE created_at >= $2 AND started_at IS NOT NULL
+                                           AND status = 'ended') AS avg_duration
+           FROM voice_call_logs
+           WHERE tenant_id = $1 AND created_at >= least($2, now() - interval '1 day')""",
+        tenant_id,
+        since,
+    )
+    assert row is not None
+    return row

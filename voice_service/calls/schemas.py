@@ -92,3 +92,20 @@ class CallInfo(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def ref(self) -> CallRef:
         return CallRef(id=self.call_id, created_at=self.call_created_at, tenant_id=self.tenant_id)
+
+
+class CallStats(msgspec.Struct, frozen=True):
+    """Figures over the calls created since a moment (the console's "today"), and the calls live now."""
+
+    live: int
+    total: int
+    answered: int  # over, after being answered (they reached `ongoing`)
+    unanswered: int  # over without an answer: declined (busy, no answer, rejected)
+    avg_duration_seconds: float | None  # over answered calls that ended
+
+    @property
+    def answer_rate(self) -> float | None:
+        """Answered among the calls that rang; calls that could not be placed (failed) or were cancelled before
+        an answer are neither."""
+        rang = self.answered + self.unanswered
+        return self.answered / rang if rang else None

@@ -39,7 +39,7 @@ from voice_service.auth import Principal
 from voice_service.calls import live
 from voice_service.calls import repository as repo
 from voice_service.calls.listeners import CallListeners
-from voice_service.calls.schemas import Call, CallCreate, CallInfo, CallRef
+from voice_service.calls.schemas import Call, CallCreate, CallInfo, CallRef, CallStats
 from voice_service.db import system_tx, tenant_tx
 from voice_service.errors import Forbidden, NotFound, ValidationFailed
 from voice_service.leads.repository import phone_opted_out
@@ -754,3 +754,13 @@ async def media_ended(
                 extra={"call": str(ref.id), "code": exc.code, "detail": exc.message[:300]},
             )
     return became_terminal
+
+
+# --- figures (the operator console's overview) ---
+
+
+async def stats_since(conn: asyncpg.Connection, tenant_id: uuid.UUID, since: datetime) -> CallStats:
+    row = await repo.stats_since(conn, tenant_id, since)
+    avg = row["avg_duration"]
+    return CallStats(live=row["live"], total=row["total"], answered=row["answered"], unanswered=row["unanswered"],
+                     avg_duration_seconds=None if avg is None else float(avg))

@@ -1,4 +1,4 @@
-"""SQL for tenants, users, memberships, API keys, voice permissions and voice profiles."""
+"""SQL for tenants, users, memberships, API keys, voice permissions, voice profiles and console sessions."""
 
 from __future__ import annotations
 
@@ -176,3 +176,37 @@ async def create_tenant_with_key(admin: asyncpg.Connection, *, tenant_id: uuid.U
         await insert_tenant(admin, tenant_id, name, slug)
         await insert_api_key(admin, tenant_id, name="bootstrap owner key", role=role, key_hash=key_hash,
                              prefix=prefix, user_id=None, expires_at=None, created_by=None)
+
+
+# --- console sessions (the operator console's server-side sessions; rules in voice_service/console/sessions.py) ---
+_SESSION_COLS = "session_id, tenant_id, kind, role, user_id, key_id, label, expires_at"
+
+
+async def resolve_console_session(pool: asyncpg.Pool, token_hash: bytes, idle_seconds: int) -> asyncpg.Record | None:
+    """Before the tenant is known: through the SECURITY DEFINER function (see sql/0060)."""
+    return await pool.fetchrow(
+        f"SELECT {_SESSION_COLS} FROM console_session_resolve($1, $2)", token_hash, idle_seconds
+    )
+
+
+async def insert_console_session(conn: asyncpg.Connection, tenant_id: uuid.UUID, *, token_hash: bytes, kind: str,
+                                 api_key_id: uuid.UUID | None, user_id: uuid.UUID | None, expires_at: datetime,
+                                 user_agent: str | None) -> None:
+    await conn.execute(
+        """INSERT INTO console_sessions (tenant_id, token_hash, kind, api_key_id, user_id, expires_at, user_agent)
+           VALUES ($1, $2, $3, $4, $5, $6, $7)""",
+        tenant_id, token_hash, kind, api_key_id, user_id, expires_at, user_agent,
+    )
+
+
+async def purge_console_sessions(conn: asyncpg.Connection, tenant_id: uuid.UUID, idle_seconds: int) -> None:
+    """The tenant's sessions that can no longer be used (either end passed)."""
+    await conn.execute(
+        """DELETE FROM console_sessions WHERE tenant_id = $1
+           AND (expires_at <= now() OR last_seen_at <= now() - make_interval(secs => $2))""",
+        tenant_id, idle_seconds,
+    )
+
+
+async def end_console_session(pool: asyncpg.Pool, token_hash: bytes) -> None:
+    await pool.execute("SELECT console_session_end($1)", token_hash)
