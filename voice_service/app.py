@@ -31,7 +31,7 @@ from voice_service.numbers.routes import route_handlers as number_routes
 from voice_service.observability import Metrics, RequestContextMiddleware, configure_logging
 from voice_service.runtime import open_runtime
 from voice_service.settings import Settings, load_settings
-from voice_service.telephony.routes import route_handlers as telephony_routes
+from voice_service.telephony.routes import telephony_route_handlers
 from voice_service.tenancy.routes import route_handlers as tenancy_routes
 from voice_service.voices.routes import route_handlers as voice_routes
 from voice_service.workers import running_workers
@@ -113,7 +113,7 @@ def create_app(settings: Settings | None = None, *, bootstrap: bool = True) -> L
     )
     return Litestar(
         route_handlers=[health, metrics, *tenancy_routes, *agent_routes, *number_routes, *voice_routes, *lead_routes,
-                        *batch_routes, *call_routes, *billing_routes, *event_routes, *telephony_routes],
+                        *batch_routes, *call_routes, *billing_routes, *event_routes, *telephony_route_handlers()],
         dependencies=dependencies,
         exception_handlers=exception_handlers,
         middleware=[RequestContextMiddleware,

@@ -16,7 +16,7 @@ import hashlib
 import hmac
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -29,6 +29,7 @@ from providers.audio import frame_bytes
 from providers.telephony.base import (
     TERMINAL_STATUSES,
     CallStatus,
+    InboundCall,
     MediaAudio,
     MediaCleared,
     MediaDtmf,
@@ -44,10 +45,10 @@ from providers.telephony.base import (
     ProviderErrorCode,
     StatusEvent,
     WebhookRequest,
-    query_param,
 )
+from providers.telephony.carrier import Carrier, CarrierConfig, CarrierRoutes, MediaRoute, WebhookRoute
 
-__all__ = ["VONAGE_API_BASE", "VONAGE_CONTENT_TYPE", "VonageCodec", "VonageProvider"]
+__all__ = ["CARRIER", "ROUTES", "VONAGE_API_BASE", "VONAGE_CONTENT_TYPE", "VonageCodec", "VonageProvider"]
 
 VONAGE_API_BASE = "https://api.nexmo.com"
 # 16 kHz gives STT more to work with than 8 kHz; Vonage also offers 8000 and 24000.
@@ -66,7 +67,6 @@ class _Connected(msgspec.Struct, tag="websocket:connected", tag_field="event"):
 
 class _Dtmf(msgspec.Struct, tag="websocket:dtmf", tag_field="event"):
     digit: str
-    duration: int | None = None
 
 
 class _Cleared(msgspec.Struct, tag="websocket:cleared", tag_field="event"):
@@ -202,20 +202,17 @@ class VonageCodec:
 # --- event webhooks ---
 
 
+# Only the fields the service reads are declared (msgspec skips the rest): a field Vonage adds or changes that we
+# do not use never makes an event unreadable.
 class _Event(msgspec.Struct):
     status: str | None = None
     uuid: str | None = None
     call_uuid: str | None = None  # human/machine events name the call this way
-    conversation_uuid: str | None = None
-    direction: str | None = None
     timestamp: datetime | None = None
     duration: str | int | None = None
     price: Decimal | None = None
-    rate: Decimal | None = None
-    start_time: datetime | None = None
     end_time: datetime | None = None
     detail: str | None = None
-    sub_state: str | None = None
 
 
 _EVENT_DECODER = msgspec.json.Decoder(_Event)
@@ -240,6 +237,15 @@ _AMD_STATUSES = {"human", "machine"}
 def _e164_digits(number: str) -> str:
     """Vonage wants E.164 digits without the leading '+'."""
     return number.removeprefix("+")
+
+
+def _plus(number: str) -> str:
+    """Vonage sends E.164 digits without the '+'; anything else (a withheld caller's word) is left as it is."""
+    return f"+{number}" if number.isdigit() else number
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 def _ncco_connect(media_url: str, call_id: str, token: str, from_: str | None = None) -> list[dict[str, Any]]:
@@ -472,8 +478,31 @@ class VonageProvider:
             price=event.price,
             price_currency=self._price_currency if event.price is not None else None,
             is_final=status in TERMINAL_STATUSES,
-            call_id=query_param(req.url, "call_id"),
+            # The signed token covers the body, not the URL: the ?call_id= of the event URL is nobody's word, so
+            # the call is found by the body's uuid alone.
+            call_id=None,
         )
+
+    def owns_webhook(self, req: WebhookRequest) -> bool:
+        return True  # one application per deployment; verify_webhook checks the token's application_id
+
+    def parse_inbound(self, req: WebhookRequest) -> InboundCall:
+        """The answer webhook's to / from / uuid. A POST's come from its JSON body, which the token's payload_hash
+        signs; its query string is ignored (unsigned). A GET (Vonage's default answer method) has only its query
+        string, which no signature covers: the replay guard binds the token to that exact URL, and POST
+        (answer_method) is the way to have the numbers signed."""
+        fields: Mapping[str, Any]
+        if req.method.upper() == "POST":
+            try:
+                fields = _DICT_DECODER.decode(req.body)
+            except msgspec.DecodeError as exc:
+                raise ProtocolError(f"answer webhook body is not a JSON object: {exc}") from None
+        else:
+            fields = req.form
+        to, from_, call_uuid = (_text(fields.get(key)) for key in ("to", "from", "uuid"))
+        if not to or not call_uuid:
+            raise ProtocolError("inbound call webhook without the called number or call id")
+        return InboundCall(to=_plus(to), from_=_plus(from_) if from_ else None, provider_call_id=call_uuid)
 
     def answer_stream(self, media_url: str, call_id: str, token: str) -> tuple[str, bytes]:
         return "application/json", msgspec.json.encode(_ncco_connect(media_url, call_id, token))
@@ -537,3 +566,53 @@ def _map_http_error(response: httpx.Response) -> ProviderError:
     if 400 <= status < 500:
         return ProviderError("rejected", message, status=status)
     return ProviderError("unknown", message, status=status)
+
+
+# --- what the service mounts and how it builds the client ---
+
+ROUTES = CarrierRoutes(
+    segment="vonage",
+    webhooks=(
+        WebhookRoute(
+            kind="answer",
+            path="answer",
+            operation_id="vonageAnswerWebhook",
+            summary="Vonage inbound call → NCCO",
+            methods=("GET", "POST"),
+            form_from_body=False,
+            # A jti has to be remembered while its iat is still accepted (either side of now).
+            replay_window_seconds=2 * WEBHOOK_MAX_SKEW_SECONDS,
+        ),
+        WebhookRoute(
+            kind="status",
+            path="events",
+            operation_id="vonageEventWebhook",
+            summary="Vonage call event webhook",
+            form_from_body=False,
+            replay_window_seconds=2 * WEBHOOK_MAX_SKEW_SECONDS,
+        ),
+    ),
+    # Vonage does not sign the upgrade (the one-time token is the check) and ends a call by closing with 1000.
+    media=MediaRoute(codec=VonageCodec, clean_close_codes=(1000,)),
+)
+
+
+def _build(config: CarrierConfig) -> VonageProvider:
+    # Without a private key the provider still verifies webhooks and answers calls; placing a call fails with a
+    # clear error from the JWT signer.
+    return VonageProvider(
+        application_id=config["vonage_application_id"] or "",
+        private_key_pem=config["vonage_private_key"] or "",
+        signature_secret=config["vonage_signature_secret"] or "",
+        base_url=config["vonage_base_url"] or VONAGE_API_BASE,
+    )
+
+
+CARRIER = Carrier(
+    name="vonage",
+    title="Vonage",
+    routes=ROUTES,
+    build=_build,
+    settings=("vonage_application_id", "vonage_private_key", "vonage_signature_secret", "vonage_base_url"),
+    required=("vonage_application_id", "vonage_signature_secret"),
+)

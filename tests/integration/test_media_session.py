@@ -6,8 +6,8 @@ The transport is a pair of queues standing in for uvicorn's ASGI receive/send, s
 from __future__ import annotations
 
 import asyncio
-import itertools
 import base64
+import itertools
 import time
 import uuid
 from datetime import UTC, datetime

@@ -10,7 +10,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from voice_service.calls.service import media_url
+from voice_service.telephony.urls import media_url
 from voice_service.settings import Settings
 from voice_service.simulator.harness import RunningService, running_service
 from voice_service.simulator.signing import twilio_signature

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
-from msgspec import UNSET, UnsetType
+from msgspec import UNSET, Meta, UnsetType
 
 from voice_service.schemas import E164
 
-ProviderName = Literal["twilio", "vonage", "simulator"]
+# One of the registered telephony carriers (providers/telephony/registry.py); the service checks which.
+ProviderName = Annotated[
+    str, Meta(min_length=1, max_length=50, description="a telephony carrier: twilio, vonage, simulator, …")
+]
 NumberStatus = Literal["active", "inactive", "suspended"]
 
 

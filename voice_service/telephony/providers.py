@@ -1,78 +1,97 @@
-"""The process's telephony provider clients, built from settings on first use and closed with the Runtime.
+"""The process's telephony provider clients, built from the carriers' declared settings on first use and closed
+with the Runtime.
 
-Twilio-format webhooks come from two "accounts": Twilio itself and the local simulator. Which auth token checks
-a request is chosen by the AccountSid it names; naming the other account's sid does not help a forger, because
-the HMAC must still verify with that account's token.
+A carrier declares the setting names it reads (providers/telephony/carrier.py); this module looks each one up
+(a Settings field of that name, or else the environment variable of the upper-cased name, so that a carrier a
+deployment adds needs no Settings field) and hands the carrier's `build` a plain mapping. A carrier without its
+required settings is unavailable: ServiceUnavailable names the environment variables to set.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import os
+import weakref
+from contextlib import AsyncExitStack
 
-from providers.telephony.base import TelephonyProvider
-from providers.telephony.registry import build_provider
+import msgspec
+
+from providers.telephony.base import TelephonyProvider, WebhookRequest
+from providers.telephony.carrier import Carrier, CarrierConfig
+from providers.telephony.registry import carrier
 from voice_service.errors import ServiceUnavailable
 from voice_service.runtime import Runtime
 from voice_service.settings import Settings
 
-__all__ = ["get_provider", "provider_for_twilio_account", "twilio_format_provider_name"]
+__all__ = ["carrier_config", "get_provider", "webhook_provider"]
 
-_KEY = "telephony:{}"
-_LOCK_KEY = "telephony:lock"
+_SETTING_NAMES = frozenset(field.name for field in msgspec.structs.fields(Settings))
 
 
-def _kwargs(name: str, settings: Settings) -> dict[str, object]:
-    if name == "twilio":
-        if not (settings.twilio_account_sid and settings.twilio_auth_token):
-            raise ServiceUnavailable("Twilio is not configured (TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN)")
-        return {
-            "account_sid": settings.twilio_account_sid,
-            "auth_token": settings.twilio_auth_token,
-            "base_url": settings.twilio_base_url,
-        }
-    if name == "simulator":
-        return {
-            "account_sid": settings.simulator_account_sid,
-            "auth_token": settings.simulator_auth_token,
-            "base_url": settings.simulator_base_url,
-        }
-    if name == "vonage":
-        if not (settings.vonage_application_id and settings.vonage_signature_secret):
-            raise ServiceUnavailable(
-                "Vonage is not configured (VONAGE_APPLICATION_ID, VONAGE_SIGNATURE_SECRET)"
-            )
-        # Without a private key the provider still verifies webhooks and answers calls; placing a call
-        # fails with a clear error from the JWT signer.
-        return {
-            "application_id": settings.vonage_application_id,
-            "private_key_pem": settings.vonage_private_key or "",
-            "signature_secret": settings.vonage_signature_secret,
-            "base_url": settings.vonage_base_url,
-        }
-    raise ServiceUnavailable(f"unknown telephony provider {name!r}")
+def carrier_config(settings: Settings, declared: Carrier) -> CarrierConfig:
+    """The values of the settings a carrier declares. Raises ServiceUnavailable when a required one is unset."""
+    config: dict[str, str | None] = {}
+    for name in declared.settings:
+        value = getattr(settings, name) if name in _SETTING_NAMES else os.environ.get(name.upper())
+        config[name] = None if value is None or value == "" else str(value)
+    if any(config[name] is None for name in declared.required):
+        names = ", ".join(name.upper() for name in declared.required)
+        raise ServiceUnavailable(f"{declared.title} is not configured ({names})")
+    return config
+
+
+class _Clients:
+    """One runtime's provider clients."""
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.providers: dict[str, TelephonyProvider] = {}
+
+
+# Keyed by the runtime's exit stack, which closes the clients: they live exactly as long as it does.
+_clients: weakref.WeakKeyDictionary[AsyncExitStack, _Clients] = weakref.WeakKeyDictionary()
 
 
 async def get_provider(runtime: Runtime, name: str) -> TelephonyProvider:
-    """The provider client `name` (twilio, vonage, simulator) of this process; closed when the Runtime closes."""
-    key = _KEY.format(name)
-    provider = runtime.extras.get(key)
+    """The provider client `name` (twilio, vonage, simulator, …) of this process; closed when the Runtime closes.
+    Raises ServiceUnavailable for an unknown or unconfigured carrier."""
+    clients = _clients.get(runtime.exit_stack)
+    if clients is None:
+        clients = _clients.setdefault(runtime.exit_stack, _Clients())
+    provider = clients.providers.get(name)
     if provider is not None:
-        return provider  # type: ignore[no-any-return]
-    lock = runtime.extras.setdefault(_LOCK_KEY, asyncio.Lock())
-    async with lock:
-        provider = runtime.extras.get(key)
+        return provider
+    async with clients.lock:
+        provider = clients.providers.get(name)
         if provider is None:
-            provider = build_provider(name, **_kwargs(name, runtime.settings))
+            try:
+                declared = carrier(name)
+            except ValueError as exc:
+                raise ServiceUnavailable(str(exc)) from None
+            config = carrier_config(runtime.settings, declared)
+            try:
+                provider = declared.build(config)
+            except ValueError as exc:
+                raise ServiceUnavailable(f"{declared.title} is misconfigured: {exc}") from None
             runtime.exit_stack.push_async_callback(provider.aclose)
-            runtime.extras[key] = provider
-    return provider  # type: ignore[no-any-return]
+            clients.providers[name] = provider
+    return provider
 
 
-def twilio_format_provider_name(settings: Settings, form: Mapping[str, str]) -> str:
-    """`simulator` when a Twilio-format webhook names the simulator's account, else `twilio`."""
-    return "simulator" if form.get("AccountSid") == settings.simulator_account_sid else "twilio"
-
-
-async def provider_for_twilio_account(runtime: Runtime, form: Mapping[str, str]) -> TelephonyProvider:
-    return await get_provider(runtime, twilio_format_provider_name(runtime.settings, form))
+async def webhook_provider(
+    runtime: Runtime, family: tuple[Carrier, ...], request: WebhookRequest
+) -> TelephonyProvider | None:
+    """The client that must verify a webhook on routes shared by `family`: the first configured one that owns it
+    (Twilio-format webhooks name their AccountSid), else the family's first carrier; None when that one is not
+    configured (nothing can verify the webhook)."""
+    for member in family:
+        try:
+            provider = await get_provider(runtime, member.name)
+        except ServiceUnavailable:
+            continue  # that account is not configured: nothing it signed can be checked
+        if provider.owns_webhook(request):
+            return provider
+    try:
+        return await get_provider(runtime, family[0].name)
+    except ServiceUnavailable:
+        return None
