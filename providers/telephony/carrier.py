@@ -82,7 +82,9 @@ class MediaRoute:
 class CallbackUrls:
     """Where the carrier reaches the service about one call we place."""
 
-    answer: str  # the answer webhook, ?call_id=… (carriers that fetch call control instead of taking it inline)
+    answer: (
+        str  # the answer webhook, ?call_id=… (carriers that fetch call control instead of taking it inline)
+    )
     status: str  # the status webhook, ?call_id=…
     media: str  # the media socket, ws(s)://, no query string
 
@@ -108,7 +110,9 @@ class CarrierRoutes:
             raise ValueError(f"carrier route segment {self.segment!r} must match {_SEGMENT.pattern}")
         kinds = [hook.kind for hook in self.webhooks]
         if sorted(set(kinds)) != ["answer", "status"] or len(kinds) != len(set(kinds)):
-            raise ValueError(f"carrier routes {self.segment!r} need exactly one answer and one status webhook")
+            raise ValueError(
+                f"carrier routes {self.segment!r} need exactly one answer and one status webhook"
+            )
 
     def path(self, leaf: str) -> str:
         return f"{ROUTE_PREFIX}/{self.segment}/{leaf}"

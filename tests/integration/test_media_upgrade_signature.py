@@ -10,10 +10,10 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from voice_service.telephony.urls import media_url
 from voice_service.settings import Settings
 from voice_service.simulator.harness import RunningService, running_service
 from voice_service.simulator.signing import twilio_signature
+from voice_service.telephony.urls import media_url
 
 PATH = "/v1/telephony/twilio/media"
 _enc = msgspec.json.Encoder()

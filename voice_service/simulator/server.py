@@ -256,7 +256,10 @@ class Simulator:
             reply = await self.vonage.handle(method, parts, headers, body)
         if reply is None and path == "/health":
             reply = 200, {"status": "ok", "calls": len(self.calls)}
-        status, payload = reply or (404, {"code": 20404, "message": f"no route {method} {path}", "status": 404})
+        status, payload = reply or (
+            404,
+            {"code": 20404, "message": f"no route {method} {path}", "status": 404},
+        )
         raw = b"" if status == 204 else _json.encode(payload)
         await send(
             {

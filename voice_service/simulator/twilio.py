@@ -61,7 +61,9 @@ class TwilioSide:
 
     # --- REST ---
 
-    async def handle(self, method: str, parts: list[str], headers: Mapping[str, str], body: bytes) -> Reply | None:
+    async def handle(
+        self, method: str, parts: list[str], headers: Mapping[str, str], body: bytes
+    ) -> Reply | None:
         """The answer to a request on Twilio's REST paths; None for any other path."""
         if len(parts) < 4 or parts[:2] != [TWILIO_API_VERSION, "Accounts"]:
             return None
@@ -173,7 +175,9 @@ class TwilioSide:
     # --- webhooks to the service ---
 
     async def _post(self, call: SimCall, url: str, params: dict[str, str]) -> int:
-        response = await self.sim.http.post(url, data=params, headers=self._signed(call.account_sid, url, params))
+        response = await self.sim.http.post(
+            url, data=params, headers=self._signed(call.account_sid, url, params)
+        )
         call.webhook_statuses.append(response.status_code)
         return response.status_code
 
@@ -289,7 +293,9 @@ class TwilioSide:
             "ApiVersion": TWILIO_API_VERSION,
         }
         url = f"{service_url}/v1/telephony/twilio/voice"
-        response = await self.sim.http.post(url, data=params, headers=self._signed(call.account_sid, url, params))
+        response = await self.sim.http.post(
+            url, data=params, headers=self._signed(call.account_sid, url, params)
+        )
         call.answer_status, call.answer_body = response.status_code, response.text
         if response.status_code != 200:
             return

@@ -77,7 +77,9 @@ class VonageSide:
 
     # --- REST ---
 
-    async def handle(self, method: str, parts: list[str], headers: Mapping[str, str], body: bytes) -> Reply | None:
+    async def handle(
+        self, method: str, parts: list[str], headers: Mapping[str, str], body: bytes
+    ) -> Reply | None:
         """The answer to a request on Vonage's REST paths; None for any other path."""
         if parts == ["v1", "calls"] and method == "POST":
             return await self._create(headers, body)
@@ -203,7 +205,9 @@ class VonageSide:
         if body:
             headers["Content-Type"] = "application/json"
         for attempt in range(RETRIES + 1):
-            response = await self.sim.http.request(method, url, content=body or None, params=params, headers=headers)
+            response = await self.sim.http.request(
+                method, url, content=body or None, params=params, headers=headers
+            )
             if record:
                 call.webhook_statuses.append(response.status_code)
             if response.status_code != 429 and response.status_code < 500 or attempt == RETRIES:
@@ -277,7 +281,9 @@ class VonageSide:
             "end_time": _iso(call.ended_at or time.time()),
         }
 
-    async def _media(self, call: SimCall, uri: str | None, headers: dict[str, str], content_type: str) -> None:
+    async def _media(
+        self, call: SimCall, uri: str | None, headers: dict[str, str], content_type: str
+    ) -> None:
         call.custom_parameters = headers
         if uri:
             scenario = call.scenario

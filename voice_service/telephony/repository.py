@@ -13,7 +13,9 @@ import asyncpg
 __all__ = ["prune_one_time_ids", "remember_one_time_id"]
 
 
-async def remember_one_time_id(conn: asyncpg.Connection, provider: str, jti: str, request_hash: bytes) -> bool:
+async def remember_one_time_id(
+    conn: asyncpg.Connection, provider: str, jti: str, request_hash: bytes
+) -> bool:
     """True the first time this (provider, jti) is seen, and again for the same request; False for a replay."""
     return (
         await conn.fetchval(

@@ -90,7 +90,9 @@ def _request_hash(wh: WebhookRequest) -> bytes:
     return digest.digest()
 
 
-async def _guard_replay(runtime: Runtime, provider: TelephonyProvider, wh: WebhookRequest, window: int) -> None:
+async def _guard_replay(
+    runtime: Runtime, provider: TelephonyProvider, wh: WebhookRequest, window: int
+) -> None:
     jti = provider.webhook_jti(wh)
     if jti is None:
         raise Forbidden("signed webhook carries no jti")
@@ -101,7 +103,9 @@ async def _guard_replay(runtime: Runtime, provider: TelephonyProvider, wh: Webho
             _last_prune[provider.name] = now
             await repository.prune_one_time_ids(conn, provider.name, window)
     if not fresh:
-        log.warning("webhook refused: one-time id replayed on another request", extra={"carrier": provider.name})
+        log.warning(
+            "webhook refused: one-time id replayed on another request", extra={"carrier": provider.name}
+        )
         raise Forbidden("webhook replayed (jti already seen on another request)")
 
 
