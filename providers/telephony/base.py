@@ -293,10 +293,6 @@ class TelephonyProvider(Protocol):
         """(content_type, body) that speaks `message` politely and hangs up."""
         ...
 
-    def new_codec(self) -> MediaCodec:
-        """A fresh codec for one call's media socket."""
-        ...
-
     async def aclose(self) -> None:
         """Release HTTP clients; the provider is not used afterwards."""
         ...

@@ -505,9 +505,6 @@ class TwilioProvider:
     def answer_reject(self, message: str) -> tuple[str, bytes]:
         return "text/xml", f"<Response><Say>{escape(message)}</Say><Hangup/></Response>".encode()
 
-    def new_codec(self) -> TwilioCodec:
-        return TwilioCodec()
-
     async def aclose(self) -> None:
         client, self._http_client, self._client = self._http_client, None, None
         if client is not None:

@@ -511,9 +511,6 @@ class VonageProvider:
         # A talk action and nothing after it: Vonage hangs up when the NCCO runs out.
         return "application/json", msgspec.json.encode([{"action": "talk", "text": message}])
 
-    def new_codec(self) -> VonageCodec:
-        return VonageCodec()
-
     async def aclose(self) -> None:
         if self._owns_http:
             await self._http.aclose()
