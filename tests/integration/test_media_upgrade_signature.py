@@ -69,7 +69,7 @@ async def _passes_upgrade_then_token_check_refuses(
         await ws.send(_enc.encode({"event": "connected", "protocol": "Call", "version": "1.0.0"}).decode())
         await ws.send(_start_frame(call_id, token))
         with pytest.raises(ConnectionClosed):
-            await ws.recv()
+            await asyncio.wait_for(ws.recv(), 10)
     assert ws.close_code == 1008
 
 
@@ -116,7 +116,7 @@ async def test_vonage_upgrade_needs_no_signature(svc: RunningService) -> None:
             ).decode()
         )
         with pytest.raises(ConnectionClosed):
-            await ws.recv()
+            await asyncio.wait_for(ws.recv(), 10)
     assert ws.close_code == 1008
 
 
