@@ -1,13 +1,16 @@
-"""Vonage Voice API: WebSocket media wire format, event webhooks, signed-webhook checks, REST calls
-(place a call, hang up, transfer to an NCCO).
+"""Vonage Voice API: event webhooks, answer webhooks, signed-webhook checks, REST calls (place a call, hang up,
+transfer to an NCCO), and the carrier declaration the service mounts (its WebSocket media wire format is
+vonage_media.py).
 
-The media socket carries text JSON events and binary frames of PCM16LE mono, 20 ms each. The REST
-API is called with httpx and an RS256 application JWT we sign (the `vonage` SDK is synchronous);
+The REST API is called with httpx and an RS256 application JWT we sign (the `vonage` SDK is synchronous);
 request bodies follow the `vonage-voice` SDK models (CreateCallRequest, Connect, WebsocketEndpoint).
 
-Signed webhooks: `verify_webhook` checks the HS256 JWT, its `payload_hash` and its `iat`; replay
-protection needs state, so the caller records `webhook_jti(req)` (e.g. in the database, for as
-long as `iat` is accepted) and rejects a jti it has already seen.
+Signed webhooks: `verify_webhook` checks the HS256 JWT, its `payload_hash` and its `iat`. The token signs the
+body, never the URL: events find their call by the body's uuid, POST answers are read from the body, and only a
+GET answer (Vonage's default method, which has nothing else) is read from its query string, which the replay guard
+binds to the token. Replay protection needs state: the service records
+`webhook_jti(req)` with the request it came on (for as long as `iat` is accepted), lets the carrier's retry of that
+same request through and refuses the jti on any other request.
 """
 
 from __future__ import annotations
@@ -25,19 +28,10 @@ import httpx
 import jwt
 import msgspec
 
-from providers.audio import frame_bytes
 from providers.telephony.base import (
     TERMINAL_STATUSES,
     CallStatus,
     InboundCall,
-    MediaAudio,
-    MediaCleared,
-    MediaDtmf,
-    MediaEvent,
-    MediaFormat,
-    MediaIgnored,
-    MediaMark,
-    MediaStarted,
     PlaceCallRequest,
     PlaceCallResult,
     ProtocolError,
@@ -47,156 +41,14 @@ from providers.telephony.base import (
     WebhookRequest,
 )
 from providers.telephony.carrier import Carrier, CarrierConfig, CarrierRoutes, MediaRoute, WebhookRoute
+from providers.telephony.vonage_media import VONAGE_CONTENT_TYPE, VonageCodec
 
 __all__ = ["CARRIER", "ROUTES", "VONAGE_API_BASE", "VONAGE_CONTENT_TYPE", "VonageCodec", "VonageProvider"]
 
 VONAGE_API_BASE = "https://api.nexmo.com"
-# 16 kHz gives STT more to work with than 8 kHz; Vonage also offers 8000 and 24000.
-VONAGE_CONTENT_TYPE = "audio/l16;rate=16000"
 DEFAULT_HTTP_TIMEOUT = 10.0
 APP_JWT_TTL_SECONDS = 300
 WEBHOOK_MAX_SKEW_SECONDS = 300
-
-
-# --- media socket: inbound text events ---
-
-
-class _Connected(msgspec.Struct, tag="websocket:connected", tag_field="event"):
-    content_type: str = msgspec.field(name="content-type")
-
-
-class _Dtmf(msgspec.Struct, tag="websocket:dtmf", tag_field="event"):
-    digit: str
-
-
-class _Cleared(msgspec.Struct, tag="websocket:cleared", tag_field="event"):
-    pass
-
-
-class _Notify(msgspec.Struct, tag="websocket:notify", tag_field="event"):
-    payload: dict[str, Any] = {}
-
-
-class _AnyEvent(msgspec.Struct):
-    event: str
-
-
-_Inbound = _Connected | _Dtmf | _Cleared | _Notify
-_DECODER = msgspec.json.Decoder(_Inbound)
-_ANY_DECODER = msgspec.json.Decoder(_AnyEvent)
-_DICT_DECODER = msgspec.json.Decoder(dict[str, Any])
-_KNOWN_EVENTS = {"websocket:connected", "websocket:dtmf", "websocket:cleared", "websocket:notify"}
-
-
-# --- media socket: outbound text commands ---
-
-
-class _NotifyPayload(msgspec.Struct):
-    name: str
-
-
-class _NotifyCommand(msgspec.Struct, tag="notify", tag_field="action"):
-    payload: _NotifyPayload
-
-
-class _ClearCommand(msgspec.Struct, tag="clear", tag_field="action"):
-    pass
-
-
-_ENCODER = msgspec.json.Encoder()
-_CLEAR = _ENCODER.encode(_ClearCommand()).decode()
-
-
-def parse_content_type(content_type: str) -> MediaFormat:
-    """`audio/l16;rate=16000` → MediaFormat(l16, 16000)."""
-    mime, *params = (part.strip() for part in content_type.split(";"))
-    if mime.lower() != "audio/l16":
-        raise ProtocolError(f"unsupported Vonage media content-type {content_type!r}")
-    rate = 16000
-    for param in params:
-        key, _, value = param.partition("=")
-        if key.strip().lower() == "rate":
-            try:
-                rate = int(value)
-            except ValueError as exc:
-                raise ProtocolError(f"bad rate in Vonage content-type {content_type!r}") from exc
-    return MediaFormat(encoding="l16", sample_rate=rate, channels=1)
-
-
-class VonageCodec:
-    """One Vonage media socket: text frames are JSON events, binary frames are PCM16LE audio."""
-
-    def __init__(self) -> None:
-        self.format: MediaFormat | None = None
-        self._frame_bytes: int | None = None
-
-    def decode(self, message: str | bytes) -> MediaEvent:
-        if isinstance(message, bytes | bytearray | memoryview):
-            return MediaAudio(payload=bytes(message))
-        try:
-            msg = _DECODER.decode(message)
-        except msgspec.ValidationError as exc:
-            try:
-                event = _ANY_DECODER.decode(message).event
-            except msgspec.DecodeError:
-                raise ProtocolError(f"malformed Vonage media event: {exc}") from exc
-            if event in _KNOWN_EVENTS:
-                raise ProtocolError(f"malformed Vonage {event!r} event: {exc}") from exc
-            return MediaIgnored(reason=f"unknown event {event!r}")
-        except msgspec.DecodeError as exc:
-            raise ProtocolError(f"Vonage media text frame is not JSON: {exc}") from exc
-
-        match msg:
-            case _Connected(content_type=content_type):
-                return self._started(message, content_type)
-            case _Dtmf(digit=digit):
-                return MediaDtmf(digit=digit)
-            case _Cleared():
-                return MediaCleared()
-            case _Notify(payload=payload):
-                name = payload.get("name")
-                if not isinstance(name, str):
-                    return MediaIgnored(reason="notify without a name")
-                return MediaMark(name=name)
-        raise AssertionError(f"unhandled Vonage event {msg!r}")
-
-    def _started(self, message: str, content_type: str) -> MediaStarted:
-        fmt = parse_content_type(content_type)
-        self.format = fmt
-        self._frame_bytes = frame_bytes(fmt.encoding, fmt.sample_rate, fmt.channels)
-        # The connect endpoint's `headers` arrive flattened into this first frame.
-        fields = _DICT_DECODER.decode(message)
-        custom = {
-            key: value
-            for key, value in fields.items()
-            if key not in ("event", "content-type") and isinstance(value, str)
-        }
-        return MediaStarted(
-            call_id=custom.get("call_id"),
-            token=custom.get("token"),
-            stream_id=None,
-            provider_call_id=None,
-            format=fmt,
-            custom=custom,
-        )
-
-    def encode_audio(self, frame: bytes) -> bytes:
-        """Exactly one 20 ms binary frame; a short (last) frame is padded with PCM silence."""
-        size = self._frame_bytes
-        if size is None:
-            raise ProtocolError("cannot send audio on a Vonage socket before websocket:connected")
-        if len(frame) == size:
-            return bytes(frame)
-        if len(frame) > size:
-            raise ValueError(f"Vonage frames are {size} bytes; got {len(frame)}")
-        return bytes(frame) + bytes(size - len(frame))
-
-    def encode_mark(self, name: str) -> str:
-        # Vonage echoes the payload as websocket:notify once the audio sent before it has played.
-        return _ENCODER.encode(_NotifyCommand(payload=_NotifyPayload(name=name))).decode()
-
-    def encode_clear(self) -> str:
-        return _CLEAR
 
 
 # --- event webhooks ---
@@ -216,6 +68,7 @@ class _Event(msgspec.Struct):
 
 
 _EVENT_DECODER = msgspec.json.Decoder(_Event)
+_DICT_DECODER = msgspec.json.Decoder(dict[str, Any])
 
 # Vonage status → (our status, end_reason). human/machine are AMD results, handled apart;
 # `disconnected` concerns the WebSocket leg, not the phone call, and is ignored.
