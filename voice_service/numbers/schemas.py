@@ -11,9 +11,10 @@ from msgspec import UNSET, Meta, UnsetType
 
 from voice_service.schemas import E164
 
-# One of the registered telephony carriers (providers/telephony/registry.py); the service checks which.
+# One of the registered telephony carriers (providers/telephony/registry.py); the service checks which, so a carrier
+# added to the registry needs no change here.
 ProviderName = Annotated[
-    str, Meta(min_length=1, max_length=50, description="a telephony carrier: twilio, vonage, simulator, …")
+    str, Meta(min_length=1, max_length=50, description="a registered telephony carrier: twilio, vonage, simulator, …")
 ]
 NumberStatus = Literal["active", "inactive", "suspended"]
 

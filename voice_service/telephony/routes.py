@@ -52,20 +52,7 @@ def _operation_id(hook: WebhookRoute) -> Any:
 
 
 def _webhook_handler(routes: CarrierRoutes, family: tuple[Carrier, ...], hook: WebhookRoute) -> Any:
-    if hook.kind == "answer":
-
-        async def handler(request: Request[Any, Any, Any]) -> Response[bytes]:
-            provider, wh = await verified_webhook(request, family, hook)
-            return await _inbound(request, provider, wh)
-
-        status_code = 200
-    else:
-
-        async def handler(request: Request[Any, Any, Any]) -> None:  # type: ignore[misc]
-            provider, wh = await verified_webhook(request, family, hook)
-            await _apply(request, provider, wh)
-
-        status_code = HTTP_204_NO_CONTENT
+    handler = _answer_handler(family, hook) if hook.kind == "answer" else _status_handler(family, hook)
     handler.__name__ = handler.__qualname__ = f"{routes.segment}_{hook.kind}_webhook"
     return route(
         routes.path(hook.path),
@@ -73,8 +60,24 @@ def _webhook_handler(routes: CarrierRoutes, family: tuple[Carrier, ...], hook: W
         operation_id=_operation_id(hook),
         summary=hook.summary,
         tags=["telephony"],
-        status_code=status_code,
+        status_code=200 if hook.kind == "answer" else HTTP_204_NO_CONTENT,
     )(handler)
+
+
+def _answer_handler(family: tuple[Carrier, ...], hook: WebhookRoute) -> Any:
+    async def answer(request: Request[Any, Any, Any]) -> Response[bytes]:
+        provider, wh = await verified_webhook(request, family, hook)
+        return await _inbound(request, provider, wh)
+
+    return answer
+
+
+def _status_handler(family: tuple[Carrier, ...], hook: WebhookRoute) -> Any:
+    async def status(request: Request[Any, Any, Any]) -> None:
+        provider, wh = await verified_webhook(request, family, hook)
+        await _apply(request, provider, wh)
+
+    return status
 
 
 def _draining(request: Request[Any, Any, Any]) -> bool:
