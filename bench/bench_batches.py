@@ -63,11 +63,11 @@ class StampingSimulator(Simulator):
         super().__init__(**kwargs)
         self.received: dict[str, float] = {}
 
-    async def _register(self, call: SimCall) -> None:
+    async def register(self, call: SimCall) -> None:
         self.received[call.request.get("StatusCallback", "").split("call_id=")[-1]] = time.perf_counter()
-        await super()._register(call)
+        await super().register(call)
 
-    def _spawn(self, coro: Any, call: SimCall) -> None:
+    def spawn(self, coro: Any, call: SimCall) -> None:
         coro.close()
 
 

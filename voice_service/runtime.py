@@ -15,7 +15,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import asyncpg
 import httpx
@@ -27,6 +27,7 @@ from voice_service.settings import Settings
 if TYPE_CHECKING:
     from providers.llm.base import LlmProvider
     from providers.stt.base import SttProvider
+    from providers.telephony.base import TelephonyProvider
     from providers.tts.base import TtsProvider
     from voice_service.batches.dispatcher import DispatchLease, Placer
     from voice_service.billing.listeners import BillingListeners
@@ -67,11 +68,9 @@ class Runtime:
     conversation_llm: LlmProvider | None = None  # conversation: the turn LLM
     tts_clients: dict[tuple[str, str], TtsProvider] = field(default_factory=dict)  # conversation: (provider, model)
     live_calls: LiveCalls | None = None  # calls.live.registry_of: this app's media sessions
+    carrier_clients: dict[str, TelephonyProvider] = field(default_factory=dict)  # carriers.clients: by carrier
+    carrier_clients_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     recording_storage_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-    # Transitional: only telephony/providers.py still keys its provider clients by name here, until the provider
-    # seam gives them a typed home. Nothing else may use it.
-    extras: dict[str, Any] = field(default_factory=dict)
 
 
 @asynccontextmanager

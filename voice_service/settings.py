@@ -34,6 +34,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     twilio_account_sid: str | None = None
     twilio_auth_token: str | None = None
     twilio_base_url: str | None = None
+    # Webhooks signed under Twilio's webhook signature settings (HMAC-SHA1 or HMAC-SHA256 with a SharedKey):
+    # comma-separated `key_id:secret` pairs. Webhooks without those settings are signed with the auth token.
+    twilio_webhook_shared_keys: str | None = None
 
     vonage_application_id: str | None = None
     vonage_private_key: str | None = None

@@ -24,6 +24,7 @@ __all__ = [
     "STATUS_RANK",
     "TERMINAL_STATUSES",
     "CallStatus",
+    "InboundCall",
     "MediaAudio",
     "MediaCleared",
     "MediaCodec",
@@ -173,7 +174,9 @@ class StatusEvent(msgspec.Struct, frozen=True, kw_only=True):
     price_currency: str | None
     is_final: bool  # status is terminal
     sip_response_code: int | None = None
-    call_id: str | None = None  # our call id, when the status URL carried ?call_id=…
+    # Our call id from the status URL's ?call_id=…, only where the carrier's signature covers the URL (Twilio):
+    # an unsigned query parameter never names the call.
+    call_id: str | None = None
 
 
 # --- placing calls ---
@@ -183,7 +186,8 @@ class PlaceCallRequest(msgspec.Struct, frozen=True, kw_only=True):
     call_id: str
     to: str  # E.164
     from_: str  # E.164
-    answer_url: str  # Vonage answer URL (unused by Twilio, which gets the TwiML inline)
+    answer_url: str  # the carrier's answer webhook (for carriers that fetch call control; Twilio and Vonage
+    # get theirs inline with the request)
     status_url: str  # status/event webhook; add ?call_id=… to have it echoed in StatusEvent.call_id
     media_url: str  # wss://…, no query string
     token: str  # one-time media token, checked when the media socket starts
@@ -225,6 +229,14 @@ class WebhookRequest(msgspec.Struct, frozen=True):
     form: Mapping[str, str]  # parsed form body (POST) or query params (GET)
 
 
+class InboundCall(msgspec.Struct, frozen=True, kw_only=True):
+    """An inbound call's answer webhook, read from what the carrier signed."""
+
+    to: str  # the number called, E.164 with its '+'
+    from_: str | None  # the caller as the carrier gives it (E.164, or e.g. "anonymous"); None when absent
+    provider_call_id: str
+
+
 def query_param(url: str, name: str) -> str | None:
     """First value of a query parameter of `url`, or None."""
     values = parse_qs(urlsplit(url).query).get(name)
@@ -250,6 +262,11 @@ class TelephonyProvider(Protocol):
         answered yet) is `rejected`, never success."""
         ...
 
+    def owns_webhook(self, req: WebhookRequest) -> bool:
+        """Whether a webhook names this provider's account (carriers sharing one wire format and its routes pick
+        the client that verifies it this way); True for a carrier that has the routes to itself."""
+        ...
+
     def verify_webhook(self, req: WebhookRequest) -> bool:
         """Check the provider's signature; call before reading anything else from the request."""
         ...
@@ -263,16 +280,17 @@ class TelephonyProvider(Protocol):
         """Map a status webhook; None for events we ignore. Raises ProtocolError on malformed input."""
         ...
 
+    def parse_inbound(self, req: WebhookRequest) -> InboundCall:
+        """Read an answer webhook's called number, caller and call id from what the carrier signed, numbers
+        normalised to E.164. Raises ProtocolError when the called number or the call id is missing."""
+        ...
+
     def answer_stream(self, media_url: str, call_id: str, token: str) -> tuple[str, bytes]:
         """(content_type, body) answering a call by connecting it to our media WebSocket."""
         ...
 
     def answer_reject(self, message: str) -> tuple[str, bytes]:
         """(content_type, body) that speaks `message` politely and hangs up."""
-        ...
-
-    def new_codec(self) -> MediaCodec:
-        """A fresh codec for one call's media socket."""
         ...
 
     async def aclose(self) -> None:

@@ -1,42 +1,34 @@
-"""Twilio: Media Streams wire format, status callbacks, signature checks and the REST calls we make
-(place a call, hang up, transfer with <Dial> TwiML).
+"""Twilio: status callbacks, inbound calls, signature checks, the REST calls we make (place a call, hang up,
+transfer with <Dial> TwiML), and the carrier declaration the service mounts (its Media Streams wire format is
+twilio_media.py).
 
-Media Streams frames are JSON text in both directions (PROTOCOLS.md); audio is μ-law 8 kHz,
-base64 in the JSON. Only `media`, `mark` and `clear` may be sent to Twilio (anything else is error
-31924). The REST calls go through the official SDK with its aiohttp-based async client; the SDK has
-no base-URL option, so `RebasedTwilioHttpClient` rewrites https://api.twilio.com to TWILIO_BASE_URL
-(tests and a local simulator).
+The REST calls go through the official SDK with its aiohttp-based async client; the SDK has no base-URL option,
+so `RebasedTwilioHttpClient` rewrites https://api.twilio.com to TWILIO_BASE_URL (tests and a local simulator).
+Signatures: X-Twilio-Signature over the URL and sorted form, HMAC-SHA1 with the auth token, or, under webhook
+signature settings, HMAC-SHA1/SHA256 with the Webhooks SharedKey the settings header names.
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 import aiohttp
-import msgspec
 from twilio.base.exceptions import TwilioRestException, TwilioServiceException
 from twilio.http import AsyncHttpClient
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.response import Response
-from twilio.request_validator import RequestValidator
+from twilio.request_validator import RequestValidator, get_signature_algorithm
 from twilio.rest import Client
 
 from providers.telephony.base import (
     TERMINAL_STATUSES,
     CallStatus,
-    MediaAudio,
-    MediaDtmf,
-    MediaEvent,
-    MediaFormat,
-    MediaIgnored,
-    MediaMark,
-    MediaStarted,
-    MediaStopped,
+    InboundCall,
     PlaceCallRequest,
     PlaceCallResult,
     ProtocolError,
@@ -45,188 +37,25 @@ from providers.telephony.base import (
     WebhookRequest,
     query_param,
 )
+from providers.telephony.carrier import Carrier, CarrierConfig, CarrierRoutes, MediaRoute, WebhookRoute
+from providers.telephony.twilio_media import TwilioCodec
 
-__all__ = ["TWILIO_API_BASE", "RebasedTwilioHttpClient", "TwilioCodec", "TwilioProvider"]
+__all__ = [
+    "CARRIER",
+    "ROUTES",
+    "SIGNATURE_SETTINGS_HEADER",
+    "TWILIO_API_BASE",
+    "RebasedTwilioHttpClient",
+    "TwilioCodec",
+    "TwilioProvider",
+    "parse_shared_keys",
+]
 
 TWILIO_API_BASE = "https://api.twilio.com"
-TWILIO_FORMAT = MediaFormat(encoding="mulaw", sample_rate=8000, channels=1)
+# Webhooks signed with a Webhooks SharedKey name it and the algorithm here: "key=<sharedKeyId>,algorithm=HMAC_SHA256"
+# (twilio.request_validator.SIGNATURE_SETTINGS_HEADER); without it the signature is HMAC-SHA1 with the auth token.
+SIGNATURE_SETTINGS_HEADER = "x-twilio-webhooks-signature-settings"
 DEFAULT_HTTP_TIMEOUT = 10.0
-
-
-# --- Media Streams: inbound frames (sequenceNumber, chunk and timestamp are strings on the wire) ---
-
-
-class _MediaFormatBody(msgspec.Struct):
-    encoding: str
-    sampleRate: int
-    channels: int = 1
-
-
-class _StartBody(msgspec.Struct):
-    streamSid: str
-    callSid: str
-    accountSid: str | None = None
-    tracks: list[str] = []
-    customParameters: dict[str, str] = {}
-    mediaFormat: _MediaFormatBody | None = None
-
-
-class _MediaBody(msgspec.Struct):
-    payload: bytes  # msgspec decodes base64 in C: faster than str + binascii.a2b_base64
-    track: str | None = None
-    chunk: str | None = None
-    timestamp: str | None = None
-
-
-class _DtmfBody(msgspec.Struct):
-    digit: str
-    track: str | None = None
-
-
-class _MarkBody(msgspec.Struct):
-    name: str
-
-
-class _Connected(msgspec.Struct, tag="connected", tag_field="event"):
-    protocol: str | None = None
-    version: str | None = None
-
-
-class _Start(msgspec.Struct, tag="start", tag_field="event"):
-    start: _StartBody
-    streamSid: str | None = None
-    sequenceNumber: str | None = None
-
-
-class _Media(msgspec.Struct, tag="media", tag_field="event"):
-    media: _MediaBody
-    streamSid: str | None = None
-    sequenceNumber: str | None = None
-
-
-class _Dtmf(msgspec.Struct, tag="dtmf", tag_field="event"):
-    dtmf: _DtmfBody
-    streamSid: str | None = None
-    sequenceNumber: str | None = None
-
-
-class _Mark(msgspec.Struct, tag="mark", tag_field="event"):
-    mark: _MarkBody
-    streamSid: str | None = None
-    sequenceNumber: str | None = None
-
-
-class _Stop(msgspec.Struct, tag="stop", tag_field="event"):
-    streamSid: str | None = None
-    sequenceNumber: str | None = None
-
-
-class _AnyEvent(msgspec.Struct):
-    event: str
-
-
-_Inbound = _Connected | _Start | _Media | _Dtmf | _Mark | _Stop
-_DECODER = msgspec.json.Decoder(_Inbound)
-_ANY_DECODER = msgspec.json.Decoder(_AnyEvent)
-
-
-# --- Media Streams: outbound frames ---
-
-
-class _OutMediaBody(msgspec.Struct):
-    payload: bytes  # encoded as base64 by msgspec
-
-
-class _OutMedia(msgspec.Struct, tag="media", tag_field="event"):
-    streamSid: str
-    media: _OutMediaBody
-
-
-class _OutMark(msgspec.Struct, tag="mark", tag_field="event"):
-    streamSid: str
-    mark: _MarkBody
-
-
-class _OutClear(msgspec.Struct, tag="clear", tag_field="event"):
-    streamSid: str
-
-
-_ENCODER = msgspec.json.Encoder()
-
-_MULAW = "audio/x-mulaw"  # the only encoding Media Streams uses
-
-
-class TwilioCodec:
-    """One Media Streams socket. Remembers the streamSid from `start`: every frame we send carries it."""
-
-    def __init__(self) -> None:
-        self.format: MediaFormat | None = None
-        self.stream_sid: str | None = None
-
-    def decode(self, message: str | bytes) -> MediaEvent:
-        try:
-            msg = _DECODER.decode(message)
-        except msgspec.ValidationError as exc:
-            try:
-                event = _ANY_DECODER.decode(message).event
-            except msgspec.DecodeError:
-                raise ProtocolError(f"malformed Twilio media frame: {exc}") from exc
-            if event in ("connected", "start", "media", "dtmf", "mark", "stop"):
-                raise ProtocolError(f"malformed Twilio {event!r} frame: {exc}") from exc
-            return MediaIgnored(reason=f"unknown event {event!r}")
-        except msgspec.DecodeError as exc:
-            raise ProtocolError(f"Twilio media frame is not JSON: {exc}") from exc
-
-        match msg:
-            case _Media(media=media):
-                return MediaAudio(payload=media.payload)
-            case _Start(start=start):
-                return self._started(start)
-            case _Mark(mark=mark):
-                return MediaMark(name=mark.name)
-            case _Dtmf(dtmf=dtmf):
-                return MediaDtmf(digit=dtmf.digit)
-            case _Stop():
-                return MediaStopped()
-            case _Connected():
-                return MediaIgnored(reason="connected")
-        raise AssertionError(f"unhandled Twilio frame {msg!r}")
-
-    def _started(self, start: _StartBody) -> MediaStarted:
-        fmt = TWILIO_FORMAT
-        if start.mediaFormat is not None:
-            if start.mediaFormat.encoding != _MULAW:
-                raise ProtocolError(f"unsupported Twilio media encoding {start.mediaFormat.encoding!r}")
-            fmt = MediaFormat(
-                encoding="mulaw",
-                sample_rate=start.mediaFormat.sampleRate,
-                channels=start.mediaFormat.channels,
-            )
-        self.format = fmt
-        self.stream_sid = start.streamSid
-        custom = start.customParameters
-        return MediaStarted(
-            call_id=custom.get("call_id"),
-            token=custom.get("token"),
-            stream_id=start.streamSid,
-            provider_call_id=start.callSid,
-            format=fmt,
-            custom=dict(custom),
-        )
-
-    def _sid(self) -> str:
-        if self.stream_sid is None:
-            raise ProtocolError("cannot send to a Twilio media stream before its start event")
-        return self.stream_sid
-
-    def encode_audio(self, frame: bytes) -> str:
-        return _ENCODER.encode(_OutMedia(streamSid=self._sid(), media=_OutMediaBody(payload=frame))).decode()
-
-    def encode_mark(self, name: str) -> str:
-        return _ENCODER.encode(_OutMark(streamSid=self._sid(), mark=_MarkBody(name=name))).decode()
-
-    def encode_clear(self) -> str:
-        return _ENCODER.encode(_OutClear(streamSid=self._sid())).decode()
 
 
 # --- status callbacks ---
@@ -362,10 +191,15 @@ class TwilioProvider:
         auth_token: str,
         base_url: str | None = None,
         http_client_factory: Callable[[], AsyncHttpClient] | None = None,
+        webhook_shared_keys: Mapping[str, str] | None = None,
     ) -> None:
         self.account_sid = account_sid
         self._auth_token = auth_token
         self._validator = RequestValidator(auth_token)
+        # Webhooks SharedKey id → its signing secret (webhooks signed under Twilio's webhook signature settings).
+        self._shared_validators = {
+            key_id: RequestValidator(secret) for key_id, secret in (webhook_shared_keys or {}).items()
+        }
         self._http_client_factory = http_client_factory or (lambda: RebasedTwilioHttpClient(base_url))
         self._http_client: AsyncHttpClient | None = None
         self._client: Client | None = None
@@ -431,13 +265,22 @@ class TwilioProvider:
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise ProviderError("unavailable", f"Twilio unreachable: {exc!r}", retryable=True) from exc
 
+    def owns_webhook(self, req: WebhookRequest) -> bool:
+        return req.form.get("AccountSid") == self.account_sid
+
     def verify_webhook(self, req: WebhookRequest) -> bool:
         signature = req.headers.get("x-twilio-signature")
         if not signature:
             return False
         # Twilio signs URL + sorted POST params; a GET is signed on its URL (query included) alone.
         params = dict(req.form) if req.method.upper() == "POST" else {}
-        return self._validator.validate(req.url, params, signature)
+        settings = req.headers.get(SIGNATURE_SETTINGS_HEADER)
+        if not settings:
+            return self._validator.validate(req.url, params, signature)
+        # Signature settings: the algorithm (HMAC_SHA1 or HMAC_SHA256) and the SharedKey whose secret signed it.
+        # An unknown key id falls back to the auth token; the SDK refuses (False) an algorithm it does not know.
+        validator = self._shared_validators.get(_settings_key(settings), self._validator)
+        return validator.validate(req.url, params, signature, algorithm=get_signature_algorithm(settings))
 
     def webhook_jti(self, req: WebhookRequest) -> str | None:
         """Twilio signs no one-time id; status callbacks are deduplicated by status rank instead."""
@@ -477,14 +320,19 @@ class TwilioProvider:
             call_id=query_param(req.url, "call_id"),
         )
 
+    def parse_inbound(self, req: WebhookRequest) -> InboundCall:
+        # Twilio's signature covers the whole form: every field can be trusted once it verified.
+        form = req.form
+        to, call_sid = form.get("To"), form.get("CallSid")
+        if not to or not call_sid:
+            raise ProtocolError("inbound call webhook without the called number or call id")
+        return InboundCall(to=to, from_=form.get("From") or None, provider_call_id=call_sid)
+
     def answer_stream(self, media_url: str, call_id: str, token: str) -> tuple[str, bytes]:
         return "text/xml", _twiml_stream(media_url, call_id, token).encode()
 
     def answer_reject(self, message: str) -> tuple[str, bytes]:
         return "text/xml", f"<Response><Say>{escape(message)}</Say><Hangup/></Response>".encode()
-
-    def new_codec(self) -> TwilioCodec:
-        return TwilioCodec()
 
     async def aclose(self) -> None:
         client, self._http_client, self._client = self._http_client, None, None
@@ -492,3 +340,67 @@ class TwilioProvider:
             close = getattr(client, "close", None)
             if close is not None:
                 await close()
+
+
+def _settings_key(settings_header: str) -> str | None:
+    """The SharedKey id named in an X-Twilio-Webhooks-Signature-Settings header ("key=…,algorithm=…")."""
+    for part in settings_header.split(","):
+        name, separator, value = part.partition("=")
+        if separator and name.strip() == "key" and value.strip():
+            return value.strip()
+    return None
+
+
+def parse_shared_keys(value: str | None) -> dict[str, str]:
+    """TWILIO_WEBHOOK_SHARED_KEYS: comma-separated `key_id:secret` pairs (several while a key is rotated)."""
+    keys: dict[str, str] = {}
+    for entry in (value or "").split(","):
+        if not entry.strip():
+            continue
+        key_id, separator, secret = entry.strip().partition(":")
+        if not separator or not key_id.strip() or not secret.strip():
+            raise ValueError("each webhook shared key is `key_id:secret`, comma-separated")
+        keys[key_id.strip()] = secret.strip()
+    return keys
+
+
+# --- what the service mounts and how it builds the client ---
+
+ROUTES = CarrierRoutes(
+    segment="twilio",
+    webhooks=(
+        WebhookRoute(
+            kind="answer",
+            path="voice",
+            operation_id="twilioVoiceWebhook",
+            summary="Twilio inbound call → TwiML",
+        ),
+        WebhookRoute(
+            kind="status",
+            path="status",
+            operation_id="twilioStatusWebhook",
+            summary="Twilio call status callback",
+        ),
+    ),
+    # Twilio signs the upgrade with X-Twilio-Signature over the <Stream> URL (wss://, no POST params).
+    media=MediaRoute(codec=TwilioCodec, signed_upgrade=True),
+)
+
+
+def _build(config: CarrierConfig) -> TwilioProvider:
+    return TwilioProvider(
+        account_sid=config["twilio_account_sid"] or "",
+        auth_token=config["twilio_auth_token"] or "",
+        base_url=config["twilio_base_url"],
+        webhook_shared_keys=parse_shared_keys(config["twilio_webhook_shared_keys"]),
+    )
+
+
+CARRIER = Carrier(
+    name="twilio",
+    title="Twilio",
+    routes=ROUTES,
+    build=_build,
+    settings=("twilio_account_sid", "twilio_auth_token", "twilio_base_url", "twilio_webhook_shared_keys"),
+    required=("twilio_account_sid", "twilio_auth_token"),
+)

@@ -1,13 +1,16 @@
-"""Vonage Voice API: WebSocket media wire format, event webhooks, signed-webhook checks, REST calls
-(place a call, hang up, transfer to an NCCO).
+"""Vonage Voice API: event webhooks, answer webhooks, signed-webhook checks, REST calls (place a call, hang up,
+transfer to an NCCO), and the carrier declaration the service mounts (its WebSocket media wire format is
+vonage_media.py).
 
-The media socket carries text JSON events and binary frames of PCM16LE mono, 20 ms each. The REST
-API is called with httpx and an RS256 application JWT we sign (the `vonage` SDK is synchronous);
+The REST API is called with httpx and an RS256 application JWT we sign (the `vonage` SDK is synchronous);
 request bodies follow the `vonage-voice` SDK models (CreateCallRequest, Connect, WebsocketEndpoint).
 
-Signed webhooks: `verify_webhook` checks the HS256 JWT, its `payload_hash` and its `iat`; replay
-protection needs state, so the caller records `webhook_jti(req)` (e.g. in the database, for as
-long as `iat` is accepted) and rejects a jti it has already seen.
+Signed webhooks: `verify_webhook` checks the HS256 JWT, its `payload_hash` and its `iat`. The token signs the
+body, never the URL: events find their call by the body's uuid, POST answers are read from the body, and only a
+GET answer (Vonage's default method, which has nothing else) is read from its query string, which the replay guard
+binds to the token. Replay protection needs state: the service records
+`webhook_jti(req)` with the request it came on (for as long as `iat` is accepted), lets the carrier's retry of that
+same request through and refuses the jti on any other request.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import hashlib
 import hmac
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -25,18 +28,10 @@ import httpx
 import jwt
 import msgspec
 
-from providers.audio import frame_bytes
 from providers.telephony.base import (
     TERMINAL_STATUSES,
     CallStatus,
-    MediaAudio,
-    MediaCleared,
-    MediaDtmf,
-    MediaEvent,
-    MediaFormat,
-    MediaIgnored,
-    MediaMark,
-    MediaStarted,
+    InboundCall,
     PlaceCallRequest,
     PlaceCallResult,
     ProtocolError,
@@ -44,181 +39,36 @@ from providers.telephony.base import (
     ProviderErrorCode,
     StatusEvent,
     WebhookRequest,
-    query_param,
 )
+from providers.telephony.carrier import Carrier, CarrierConfig, CarrierRoutes, MediaRoute, WebhookRoute
+from providers.telephony.vonage_media import VONAGE_CONTENT_TYPE, VonageCodec
 
-__all__ = ["VONAGE_API_BASE", "VONAGE_CONTENT_TYPE", "VonageCodec", "VonageProvider"]
+__all__ = ["CARRIER", "ROUTES", "VONAGE_API_BASE", "VONAGE_CONTENT_TYPE", "VonageCodec", "VonageProvider"]
 
 VONAGE_API_BASE = "https://api.nexmo.com"
-# 16 kHz gives STT more to work with than 8 kHz; Vonage also offers 8000 and 24000.
-VONAGE_CONTENT_TYPE = "audio/l16;rate=16000"
 DEFAULT_HTTP_TIMEOUT = 10.0
 APP_JWT_TTL_SECONDS = 300
 WEBHOOK_MAX_SKEW_SECONDS = 300
 
 
-# --- media socket: inbound text events ---
-
-
-class _Connected(msgspec.Struct, tag="websocket:connected", tag_field="event"):
-    content_type: str = msgspec.field(name="content-type")
-
-
-class _Dtmf(msgspec.Struct, tag="websocket:dtmf", tag_field="event"):
-    digit: str
-    duration: int | None = None
-
-
-class _Cleared(msgspec.Struct, tag="websocket:cleared", tag_field="event"):
-    pass
-
-
-class _Notify(msgspec.Struct, tag="websocket:notify", tag_field="event"):
-    payload: dict[str, Any] = {}
-
-
-class _AnyEvent(msgspec.Struct):
-    event: str
-
-
-_Inbound = _Connected | _Dtmf | _Cleared | _Notify
-_DECODER = msgspec.json.Decoder(_Inbound)
-_ANY_DECODER = msgspec.json.Decoder(_AnyEvent)
-_DICT_DECODER = msgspec.json.Decoder(dict[str, Any])
-_KNOWN_EVENTS = {"websocket:connected", "websocket:dtmf", "websocket:cleared", "websocket:notify"}
-
-
-# --- media socket: outbound text commands ---
-
-
-class _NotifyPayload(msgspec.Struct):
-    name: str
-
-
-class _NotifyCommand(msgspec.Struct, tag="notify", tag_field="action"):
-    payload: _NotifyPayload
-
-
-class _ClearCommand(msgspec.Struct, tag="clear", tag_field="action"):
-    pass
-
-
-_ENCODER = msgspec.json.Encoder()
-_CLEAR = _ENCODER.encode(_ClearCommand()).decode()
-
-
-def parse_content_type(content_type: str) -> MediaFormat:
-    """`audio/l16;rate=16000` → MediaFormat(l16, 16000)."""
-    mime, *params = (part.strip() for part in content_type.split(";"))
-    if mime.lower() != "audio/l16":
-        raise ProtocolError(f"unsupported Vonage media content-type {content_type!r}")
-    rate = 16000
-    for param in params:
-        key, _, value = param.partition("=")
-        if key.strip().lower() == "rate":
-            try:
-                rate = int(value)
-            except ValueError as exc:
-                raise ProtocolError(f"bad rate in Vonage content-type {content_type!r}") from exc
-    return MediaFormat(encoding="l16", sample_rate=rate, channels=1)
-
-
-class VonageCodec:
-    """One Vonage media socket: text frames are JSON events, binary frames are PCM16LE audio."""
-
-    def __init__(self) -> None:
-        self.format: MediaFormat | None = None
-        self._frame_bytes: int | None = None
-
-    def decode(self, message: str | bytes) -> MediaEvent:
-        if isinstance(message, bytes | bytearray | memoryview):
-            return MediaAudio(payload=bytes(message))
-        try:
-            msg = _DECODER.decode(message)
-        except msgspec.ValidationError as exc:
-            try:
-                event = _ANY_DECODER.decode(message).event
-            except msgspec.DecodeError:
-                raise ProtocolError(f"malformed Vonage media event: {exc}") from exc
-            if event in _KNOWN_EVENTS:
-                raise ProtocolError(f"malformed Vonage {event!r} event: {exc}") from exc
-            return MediaIgnored(reason=f"unknown event {event!r}")
-        except msgspec.DecodeError as exc:
-            raise ProtocolError(f"Vonage media text frame is not JSON: {exc}") from exc
-
-        match msg:
-            case _Connected(content_type=content_type):
-                return self._started(message, content_type)
-            case _Dtmf(digit=digit):
-                return MediaDtmf(digit=digit)
-            case _Cleared():
-                return MediaCleared()
-            case _Notify(payload=payload):
-                name = payload.get("name")
-                if not isinstance(name, str):
-                    return MediaIgnored(reason="notify without a name")
-                return MediaMark(name=name)
-        raise AssertionError(f"unhandled Vonage event {msg!r}")
-
-    def _started(self, message: str, content_type: str) -> MediaStarted:
-        fmt = parse_content_type(content_type)
-        self.format = fmt
-        self._frame_bytes = frame_bytes(fmt.encoding, fmt.sample_rate, fmt.channels)
-        # The connect endpoint's `headers` arrive flattened into this first frame.
-        fields = _DICT_DECODER.decode(message)
-        custom = {
-            key: value
-            for key, value in fields.items()
-            if key not in ("event", "content-type") and isinstance(value, str)
-        }
-        return MediaStarted(
-            call_id=custom.get("call_id"),
-            token=custom.get("token"),
-            stream_id=None,
-            provider_call_id=None,
-            format=fmt,
-            custom=custom,
-        )
-
-    def encode_audio(self, frame: bytes) -> bytes:
-        """Exactly one 20 ms binary frame; a short (last) frame is padded with PCM silence."""
-        size = self._frame_bytes
-        if size is None:
-            raise ProtocolError("cannot send audio on a Vonage socket before websocket:connected")
-        if len(frame) == size:
-            return bytes(frame)
-        if len(frame) > size:
-            raise ValueError(f"Vonage frames are {size} bytes; got {len(frame)}")
-        return bytes(frame) + bytes(size - len(frame))
-
-    def encode_mark(self, name: str) -> str:
-        # Vonage echoes the payload as websocket:notify once the audio sent before it has played.
-        return _ENCODER.encode(_NotifyCommand(payload=_NotifyPayload(name=name))).decode()
-
-    def encode_clear(self) -> str:
-        return _CLEAR
-
-
 # --- event webhooks ---
 
 
+# Only the fields the service reads are declared (msgspec skips the rest): a field Vonage adds or changes that we
+# do not use never makes an event unreadable.
 class _Event(msgspec.Struct):
     status: str | None = None
     uuid: str | None = None
     call_uuid: str | None = None  # human/machine events name the call this way
-    conversation_uuid: str | None = None
-    direction: str | None = None
     timestamp: datetime | None = None
     duration: str | int | None = None
     price: Decimal | None = None
-    rate: Decimal | None = None
-    start_time: datetime | None = None
     end_time: datetime | None = None
     detail: str | None = None
-    sub_state: str | None = None
 
 
 _EVENT_DECODER = msgspec.json.Decoder(_Event)
+_DICT_DECODER = msgspec.json.Decoder(dict[str, Any])
 
 # Vonage status → (our status, end_reason). human/machine are AMD results, handled apart;
 # `disconnected` concerns the WebSocket leg, not the phone call, and is ignored.
@@ -240,6 +90,15 @@ _AMD_STATUSES = {"human", "machine"}
 def _e164_digits(number: str) -> str:
     """Vonage wants E.164 digits without the leading '+'."""
     return number.removeprefix("+")
+
+
+def _plus(number: str) -> str:
+    """Vonage sends E.164 digits without the '+'; anything else (a withheld caller's word) is left as it is."""
+    return f"+{number}" if number.isdigit() else number
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 def _ncco_connect(media_url: str, call_id: str, token: str, from_: str | None = None) -> list[dict[str, Any]]:
@@ -472,8 +331,31 @@ class VonageProvider:
             price=event.price,
             price_currency=self._price_currency if event.price is not None else None,
             is_final=status in TERMINAL_STATUSES,
-            call_id=query_param(req.url, "call_id"),
+            # The signed token covers the body, not the URL: the ?call_id= of the event URL is nobody's word, so
+            # the call is found by the body's uuid alone.
+            call_id=None,
         )
+
+    def owns_webhook(self, req: WebhookRequest) -> bool:
+        return True  # one application per deployment; verify_webhook checks the token's application_id
+
+    def parse_inbound(self, req: WebhookRequest) -> InboundCall:
+        """The answer webhook's to / from / uuid. A POST's come from its JSON body, which the token's payload_hash
+        signs; its query string is ignored (unsigned). A GET (Vonage's default answer method) has only its query
+        string, which no signature covers: the replay guard binds the token to that exact URL, and POST
+        (answer_method) is the way to have the numbers signed."""
+        fields: Mapping[str, Any]
+        if req.method.upper() == "POST":
+            try:
+                fields = _DICT_DECODER.decode(req.body)
+            except msgspec.DecodeError as exc:
+                raise ProtocolError(f"answer webhook body is not a JSON object: {exc}") from None
+        else:
+            fields = req.form
+        to, from_, call_uuid = (_text(fields.get(key)) for key in ("to", "from", "uuid"))
+        if not to or not call_uuid:
+            raise ProtocolError("inbound call webhook without the called number or call id")
+        return InboundCall(to=_plus(to), from_=_plus(from_) if from_ else None, provider_call_id=call_uuid)
 
     def answer_stream(self, media_url: str, call_id: str, token: str) -> tuple[str, bytes]:
         return "application/json", msgspec.json.encode(_ncco_connect(media_url, call_id, token))
@@ -481,9 +363,6 @@ class VonageProvider:
     def answer_reject(self, message: str) -> tuple[str, bytes]:
         # A talk action and nothing after it: Vonage hangs up when the NCCO runs out.
         return "application/json", msgspec.json.encode([{"action": "talk", "text": message}])
-
-    def new_codec(self) -> VonageCodec:
-        return VonageCodec()
 
     async def aclose(self) -> None:
         if self._owns_http:
@@ -537,3 +416,53 @@ def _map_http_error(response: httpx.Response) -> ProviderError:
     if 400 <= status < 500:
         return ProviderError("rejected", message, status=status)
     return ProviderError("unknown", message, status=status)
+
+
+# --- what the service mounts and how it builds the client ---
+
+ROUTES = CarrierRoutes(
+    segment="vonage",
+    webhooks=(
+        WebhookRoute(
+            kind="answer",
+            path="answer",
+            operation_id="vonageAnswerWebhook",
+            summary="Vonage inbound call → NCCO",
+            methods=("GET", "POST"),
+            form_from_body=False,
+            # A jti has to be remembered while its iat is still accepted (either side of now).
+            replay_window_seconds=2 * WEBHOOK_MAX_SKEW_SECONDS,
+        ),
+        WebhookRoute(
+            kind="status",
+            path="events",
+            operation_id="vonageEventWebhook",
+            summary="Vonage call event webhook",
+            form_from_body=False,
+            replay_window_seconds=2 * WEBHOOK_MAX_SKEW_SECONDS,
+        ),
+    ),
+    # Vonage does not sign the upgrade (the one-time token is the check) and ends a call by closing with 1000.
+    media=MediaRoute(codec=VonageCodec, clean_close_codes=(1000,)),
+)
+
+
+def _build(config: CarrierConfig) -> VonageProvider:
+    # Without a private key the provider still verifies webhooks and answers calls; placing a call fails with a
+    # clear error from the JWT signer.
+    return VonageProvider(
+        application_id=config["vonage_application_id"] or "",
+        private_key_pem=config["vonage_private_key"] or "",
+        signature_secret=config["vonage_signature_secret"] or "",
+        base_url=config["vonage_base_url"] or VONAGE_API_BASE,
+    )
+
+
+CARRIER = Carrier(
+    name="vonage",
+    title="Vonage",
+    routes=ROUTES,
+    build=_build,
+    settings=("vonage_application_id", "vonage_private_key", "vonage_signature_secret", "vonage_base_url"),
+    required=("vonage_application_id", "vonage_signature_secret"),
+)

@@ -63,10 +63,10 @@ class TimedSimulator(Simulator):
         """Our call ids whose place-call request reached the carrier."""
         return set(self.our_ids.values())
 
-    async def _register(self, call: SimCall) -> None:
+    async def register(self, call: SimCall) -> None:
         self.placed_at[call.id] = time.time()
         self.our_ids[call.id] = call.request.get("StatusCallback", "").split("call_id=")[-1]
-        await super()._register(call)
+        await super().register(call)
         if self.place_delay:
             await asyncio.sleep(self.place_delay)
 

@@ -32,6 +32,7 @@ from voice_service.simulator.harness import RunningService, simulated_stack, unt
 from voice_service.simulator.signing import twilio_signature
 
 VONAGE_SECRET = "vonage-signature-secret-for-the-tests-0123456789"
+TWILIO_SHARED_KEY = ("KScalls0123456789", "twilio-webhooks-shared-secret-for-calls")
 _PEM = (
     rsa.generate_private_key(public_exponent=65537, key_size=2048)
     .private_bytes(
@@ -44,7 +45,11 @@ _PEM = (
 @pytest.fixture(scope="module")
 async def stack(settings: Settings) -> AsyncIterator[tuple[Simulator, RunningService]]:
     async with simulated_stack(
-        settings, vonage_private_key=_PEM, vonage_signature_secret=VONAGE_SECRET, drain_timeout_seconds=2.0
+        settings,
+        vonage_private_key=_PEM,
+        vonage_signature_secret=VONAGE_SECRET,
+        twilio_webhook_shared_keys=":".join(TWILIO_SHARED_KEY),
+        drain_timeout_seconds=2.0,
     ) as pair:
         yield pair
 
@@ -269,6 +274,54 @@ async def test_inbound_call_and_reused_token(
             await asyncio.wait_for(ws.recv(), 5)
     assert ws.close_code == 1008
     assert dict(await _row(admin_conn, call_id)) == dict(before)
+
+
+async def test_calls_signed_with_a_webhooks_shared_key(
+    stack: Any, api: httpx.AsyncClient, tenant: Any, admin_conn: asyncpg.Connection
+) -> None:
+    """An account under Twilio's webhook signature settings: every webhook and the media upgrade are signed with a
+    SharedKey, HMAC-SHA256, and the whole call goes through."""
+    sim, svc = stack
+    _, _, phone = await _resources(api, tenant, "twilio")
+    sim.twilio_shared_key = TWILIO_SHARED_KEY
+    try:
+        call = await sim.inbound_call(
+            "twilio",
+            to=phone,
+            from_="+14155550103",
+            account_sid=svc.settings.twilio_account_sid,
+            scenario=Scenario(talk_seconds=0.4, hangup_after=0.2),
+        )
+    finally:
+        sim.twilio_shared_key = None
+    assert call.answer_status == 200 and "<Stream" in (call.answer_body or "")
+    assert call.media.connected and call.media.frames_sent == 20 and call.media.ended_by == "caller"
+    assert call.webhook_statuses == [204, 204]
+    row = await _settled(admin_conn, call.custom_parameters["call_id"])
+    assert (row["status"], row["provider"], row["duration_seconds"]) == ("ended", "twilio", call.duration)
+
+
+async def test_inbound_vonage_call_answered_by_post(
+    stack: Any, api: httpx.AsyncClient, tenant: Any, admin_conn: asyncpg.Connection
+) -> None:
+    """Vonage applications can ask for POST answer webhooks: the call's numbers then come in the signed body."""
+    sim, _ = stack
+    _, _, phone = await _resources(api, tenant, "vonage")
+    sim.vonage_answer_method = "POST"
+    try:
+        call = await sim.inbound_call(
+            "vonage", to=phone, from_="+14155550104", scenario=Scenario(talk_seconds=0.4, hangup_after=0.2)
+        )
+    finally:
+        sim.vonage_answer_method = "GET"
+    assert call.answer_status == 200 and call.media.connected and call.media.frames_sent == 20
+    row = await _settled(admin_conn, call.custom_parameters["call_id"])
+    assert (row["direction"], row["status"], row["to_e164"], row["from_e164"]) == (
+        "inbound",
+        "ended",
+        phone,
+        "+14155550104",
+    )
 
 
 async def test_inbound_vonage_call(

@@ -7,6 +7,7 @@ status URL's ?call_id= finds a call whose provider id is not stored yet (callbac
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 import uuid
@@ -14,10 +15,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
+import httpx
 import msgspec
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
+from twilio.request_validator import RequestValidator
 
 from voice_service import composition
 from voice_service.app import create_app
@@ -27,9 +30,11 @@ from voice_service.calls.schemas import CallRef
 from voice_service.composition import open_runtime
 from voice_service.db import create_pool, tenant_tx
 from voice_service.settings import Settings
+from voice_service.simulator.harness import running_service
 from voice_service.simulator.signing import twilio_signature, vonage_signed_jwt
 
 VONAGE_SECRET = "vonage-signature-secret-for-the-tests-0123456789"
+TWILIO_SHARED_KEY = ("KS0123456789abcdef", "twilio-webhooks-shared-key-secret-0123")
 PUBLIC = "https://voice.example.test"
 _json = msgspec.json.Encoder()
 
@@ -37,7 +42,12 @@ _json = msgspec.json.Encoder()
 @pytest.fixture(scope="module")
 async def hooks_app(settings: Settings) -> Litestar:
     return create_app(
-        msgspec.structs.replace(settings, vonage_signature_secret=VONAGE_SECRET), bootstrap=False
+        msgspec.structs.replace(
+            settings,
+            vonage_signature_secret=VONAGE_SECRET,
+            twilio_webhook_shared_keys=":".join(TWILIO_SHARED_KEY),
+        ),
+        bootstrap=False,
     )
 
 
@@ -559,3 +569,191 @@ async def test_created_calls_are_finalised_even_if_their_end_never_comes(
         assert job["dedupe_key"] == f"post_call_timeout:{call_id}"
         delay = (job["execute_after"] - job["created"]).total_seconds()
         assert delay == pytest.approx(seconds + 600, abs=5)
+
+
+# --- Twilio signature settings, carrier retries, unsigned query parameters ---
+
+
+async def test_twilio_webhooks_signed_with_hmac_sha256_signature_settings(
+    wh: Any, settings: Settings, tenant: Any, admin_conn: asyncpg.Connection
+) -> None:
+    """Accounts under Twilio's webhook signature settings sign with a SharedKey and HMAC-SHA256, and say so in
+    X-Twilio-Webhooks-Signature-Settings (the twilio SDK's RequestValidator checks both algorithms)."""
+    sid = "CA" + uuid.uuid4().hex
+    ref = await _new_call(admin_conn, tenant, "twilio", sid)
+    path = "/v1/telephony/twilio/status"
+    form = _twilio_form(settings, sid, "in-progress", 2)
+    key_id, secret = TWILIO_SHARED_KEY
+    sha256 = RequestValidator(secret).compute_signature(PUBLIC + path, form, "HMAC_SHA256")
+    settings_header = f"key={key_id},algorithm=HMAC_SHA256"
+    r = await wh.post(
+        path,
+        data=form,
+        headers={"X-Twilio-Signature": sha256, "X-Twilio-Webhooks-Signature-Settings": settings_header},
+    )
+    assert r.status_code == 204, r.text
+    assert (await _row(admin_conn, ref))["status"] == "ongoing"
+    # The same signature without the settings header, or under another key, is refused.
+    done = _twilio_form(settings, sid, "completed", 3, CallDuration="5")
+    sha256 = RequestValidator(secret).compute_signature(PUBLIC + path, done, "HMAC_SHA256")
+    _is_403(await wh.post(path, data=done, headers={"X-Twilio-Signature": sha256}))
+    other = RequestValidator("not-the-shared-secret").compute_signature(PUBLIC + path, done, "HMAC_SHA256")
+    _is_403(
+        await wh.post(
+            path,
+            data=done,
+            headers={"X-Twilio-Signature": other, "X-Twilio-Webhooks-Signature-Settings": settings_header},
+        )
+    )
+    assert (await _row(admin_conn, ref))["status"] == "ongoing"
+
+
+def _vonage_delivery(
+    payload: dict[str, Any] | None, *, jti: str | None = None
+) -> tuple[bytes, dict[str, str]]:
+    """One signed Vonage delivery (body, headers); sent again as is, it is the carrier's retry."""
+    body = _json.encode(payload) if payload is not None else b""
+    token = vonage_signed_jwt(VONAGE_SECRET, body, jti=jti or str(uuid.uuid4()), api_key="key")
+    headers = {"Authorization": f"Bearer {token}"}
+    if body:
+        headers["Content-Type"] = "application/json"
+    return body, headers
+
+
+async def test_vonage_retries_of_the_same_request_are_handled_again(
+    wh: Any, tenant: Any, admin_conn: asyncpg.Connection
+) -> None:
+    call_uuid = str(uuid.uuid4())
+    ref = await _new_call(admin_conn, tenant, "vonage", call_uuid)
+    jti = str(uuid.uuid4())
+    body, headers = _vonage_delivery({"status": "answered", "uuid": call_uuid}, jti=jti)
+    assert (await wh.post("/v1/telephony/vonage/events", content=body, headers=headers)).status_code == 204
+    answered = await _row(admin_conn, ref)
+    assert answered["status"] == "ongoing"
+    # Vonage retries with the same token when it got no answer in time (or a 429/5xx): same answer, no change.
+    assert (await wh.post("/v1/telephony/vonage/events", content=body, headers=headers)).status_code == 204
+    assert await _row(admin_conn, ref) == answered
+    # The same token with another body (re-signed with the same jti), or on another path, is a replay.
+    other, other_headers = _vonage_delivery({"status": "completed", "uuid": call_uuid}, jti=jti)
+    _is_403(await wh.post("/v1/telephony/vonage/events", content=other, headers=other_headers))
+    _is_403(await wh.post("/v1/telephony/vonage/answer", content=body, headers=headers))
+    _is_403(await wh.post(f"/v1/telephony/vonage/events?call_id={ref.id}", content=body, headers=headers))
+    assert await _row(admin_conn, ref) == answered
+
+
+async def _vonage_number(client: Any, tenant: Any) -> str:
+    agent = (await client.post("/v1/agents", json={"name": "Desk"}, headers=tenant.headers)).json()
+    phone = f"+4420794{uuid.uuid4().int % 100000:05d}"
+    r = await client.post(
+        "/v1/numbers",
+        json={"phone_number": phone, "provider": "vonage", "default_agent_id": agent["id"]},
+        headers=tenant.headers,
+    )
+    assert r.status_code == 201, r.text
+    return phone
+
+
+async def test_vonage_answer_retry_gets_the_same_call_and_a_replay_elsewhere_is_refused(
+    wh: Any, tenant: Any, admin_conn: asyncpg.Connection, client: Any, drop_call_jobs: list[uuid.UUID]
+) -> None:
+    phone, other_phone = await _vonage_number(client, tenant), await _vonage_number(client, tenant)
+    call_uuid = str(uuid.uuid4())
+    query = {"to": phone[1:], "from": "14155550199", "uuid": call_uuid}
+    _, headers = _vonage_delivery(None)
+    first = await wh.get("/v1/telephony/vonage/answer", params=query, headers=headers)
+    assert first.status_code == 200, first.text
+    retry = await wh.get("/v1/telephony/vonage/answer", params=query, headers=headers)
+    assert retry.status_code == 200, retry.text
+    [connect] = first.json()
+    [again] = retry.json()
+    call_id = connect["endpoint"][0]["headers"]["call_id"]
+    drop_call_jobs.append(uuid.UUID(call_id))
+    assert again["endpoint"][0]["headers"]["call_id"] == call_id  # the same call, answered again
+    rows = await admin_conn.fetch(
+        "SELECT id, to_e164 FROM voice_call_logs WHERE provider_call_id = $1", call_uuid
+    )
+    assert [(str(r["id"]), r["to_e164"]) for r in rows] == [(call_id, phone)]
+    # The token of that GET, replayed with another (unsigned) `to`, is refused: no call to the other number.
+    _is_403(
+        await wh.get("/v1/telephony/vonage/answer", params={**query, "to": other_phone[1:]}, headers=headers)
+    )
+    assert (
+        await admin_conn.fetchval("SELECT count(*) FROM voice_call_logs WHERE to_e164 = $1", other_phone) == 0
+    )
+
+
+async def test_vonage_query_parameters_are_not_trusted(
+    wh: Any, tenant: Any, admin_conn: asyncpg.Connection, client: Any, drop_call_jobs: list[uuid.UUID]
+) -> None:
+    """The signed token covers the body, not the URL: ?to= on /answer and ?call_id= on /events name nothing."""
+    phone = await _vonage_number(client, tenant)
+    # A POST answer whose signed body names no called number is refused, whatever ?to= says.
+    body, headers = _vonage_delivery({"from": "14155550199", "uuid": str(uuid.uuid4())})
+    r = await wh.post(f"/v1/telephony/vonage/answer?to={phone[1:]}", content=body, headers=headers)
+    assert r.status_code == 400 and "called number" in r.text
+    assert await admin_conn.fetchval("SELECT count(*) FROM voice_call_logs WHERE to_e164 = $1", phone) == 0
+    # The body's `to` is the number called, not the query's.
+    call_uuid = str(uuid.uuid4())
+    body, headers = _vonage_delivery({"to": phone[1:], "from": "14155550199", "uuid": call_uuid})
+    r = await wh.post("/v1/telephony/vonage/answer?to=15550000000", content=body, headers=headers)
+    assert r.status_code == 200, r.text
+    row = await admin_conn.fetchrow(
+        "SELECT id, to_e164 FROM voice_call_logs WHERE provider_call_id = $1", call_uuid
+    )
+    assert row is not None and row["to_e164"] == phone
+    drop_call_jobs.append(row["id"])
+
+    # An event naming, by ?call_id=, a call that has no carrier call id (here: hung up before it was placed) is
+    # not bound to it: the event is about the call its signed uuid names, and no call has that one.
+    ref = await _new_call(admin_conn, tenant, "vonage", None)
+    await admin_conn.execute(
+        "UPDATE voice_call_logs SET status = 'cancelled' WHERE id = $1 AND created_at = $2",
+        ref.id,
+        ref.created_at,
+    )
+    before = await _row(admin_conn, ref)
+    body, headers = _vonage_delivery({"status": "completed", "uuid": str(uuid.uuid4()), "duration": "40"})
+    r = await wh.post(f"/v1/telephony/vonage/events?call_id={ref.id}", content=body, headers=headers)
+    assert r.status_code == 204
+    assert await _row(admin_conn, ref) == before
+
+
+async def test_vonage_events_of_a_call_still_being_placed(
+    settings: Settings, tenant: Any, admin_conn: asyncpg.Connection
+) -> None:
+    """Vonage can post a call's first events before place_call has stored the uuid its REST answer gave. The
+    event waits for it; a call still being placed after the wait gets a 503, and Vonage's retry (same token)
+    is applied. (A real server: the test client would run the request to its end before anything else.)"""
+
+    def make(base_url: str) -> Settings:
+        return msgspec.structs.replace(
+            settings, public_base_url=base_url, vonage_signature_secret=VONAGE_SECRET
+        )
+
+    async with running_service(make) as svc, httpx.AsyncClient(base_url=svc.base_url) as http:
+        ref = await _new_call(admin_conn, tenant, "vonage", None)
+        call_uuid = str(uuid.uuid4())
+        path = f"/v1/telephony/vonage/events?call_id={ref.id}"
+        body, headers = _vonage_delivery({"status": "ringing", "uuid": call_uuid})
+
+        async def placed_meanwhile() -> None:
+            await asyncio.sleep(0.3)
+            async with tenant_tx(_pools[0], tenant.id) as conn:
+                await repo.record_provider_id(conn, tenant.id, ref.id, ref.created_at, "vonage", call_uuid)
+
+        r, _ = await asyncio.gather(http.post(path, content=body, headers=headers), placed_meanwhile())
+        assert r.status_code == 204
+        assert (await _row(admin_conn, ref))["status"] == "ringing"
+
+        slow = await _new_call(admin_conn, tenant, "vonage", None)
+        slow_uuid = str(uuid.uuid4())
+        body, headers = _vonage_delivery({"status": "answered", "uuid": slow_uuid})
+        path = f"/v1/telephony/vonage/events?call_id={slow.id}"
+        r = await http.post(path, content=body, headers=headers)
+        assert r.status_code == 503 and r.headers["content-type"].startswith("application/problem+json")
+        assert (await _row(admin_conn, slow))["status"] == "pending"
+        async with tenant_tx(_pools[0], tenant.id) as conn:
+            await repo.record_provider_id(conn, tenant.id, slow.id, slow.created_at, "vonage", slow_uuid)
+        r = await http.post(path, content=body, headers=headers)  # Vonage's retry of the 503
+        assert r.status_code == 204
+        assert (await _row(admin_conn, slow))["status"] == "ongoing"

@@ -109,7 +109,7 @@ OWNERS = {
     "voice_call_logs": "calls",
     "voice_call_provider_ids": "calls",
     "voice_call_media_tokens": "calls",
-    "webhook_replay_guard": "calls",
+    "webhook_replay_guard": "telephony",
     "leads": "leads",
     "voice_call_batches": "batches",
     "voice_call_batch_entries": "batches",

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from providers.telephony.base import PlaceCallRequest, ProviderError, TelephonyProvider
-from providers.telephony.registry import PROVIDERS, build_provider
+from providers.telephony.registry import carrier, names
 from providers.telephony.twilio import RebasedTwilioHttpClient, TwilioProvider
 from providers.telephony.vonage import VonageProvider
 
@@ -390,11 +390,23 @@ async def test_vonage_hangup_other_errors_raise(respx_mock, vonage):
 # --- registry ---
 
 
-async def test_registry_builds_each_provider():
-    assert set(PROVIDERS) >= {"twilio", "vonage"}
-    twilio = build_provider("twilio", account_sid=ACCOUNT, auth_token=TOKEN)
-    vonage = build_provider(
-        "vonage", application_id=APP_ID, private_key_pem=PRIVATE_PEM, signature_secret="s" * 32
+async def test_registry_builds_each_provider_from_its_declared_settings():
+    assert set(names()) >= {"twilio", "vonage", "simulator"}
+    twilio = carrier("twilio").build(
+        {
+            "twilio_account_sid": ACCOUNT,
+            "twilio_auth_token": TOKEN,
+            "twilio_base_url": None,
+            "twilio_webhook_shared_keys": None,
+        }
+    )
+    vonage = carrier("vonage").build(
+        {
+            "vonage_application_id": APP_ID,
+            "vonage_private_key": PRIVATE_PEM,
+            "vonage_signature_secret": "s" * 32,
+            "vonage_base_url": None,
+        }
     )
     try:
         for provider, name in ((twilio, "twilio"), (vonage, "vonage")):
@@ -404,7 +416,7 @@ async def test_registry_builds_each_provider():
         await twilio.aclose()
         await vonage.aclose()
     with pytest.raises(ValueError, match="unknown telephony provider"):
-        build_provider("skype")
+        carrier("skype")
 
 
 def _fields(req: PlaceCallRequest) -> dict[str, Any]:

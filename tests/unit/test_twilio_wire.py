@@ -1,6 +1,8 @@
 """Twilio wire formats: Media Streams frames both ways, status callbacks, signatures, TwiML."""
 
 import base64
+import hashlib
+import hmac
 import json
 from datetime import UTC, datetime
 
@@ -21,7 +23,7 @@ from providers.telephony.base import (
     WebhookRequest,
     is_status_advance,
 )
-from providers.telephony.twilio import TwilioCodec, TwilioProvider
+from providers.telephony.twilio import TwilioCodec, TwilioProvider, parse_shared_keys
 
 STREAM = "MZ18ad3ab5a668481ce02b83e7395059f0"
 CALL = "CA8d3b8f0e1f5d4c9e8b1a2f3e4d5c6b7a"
@@ -103,6 +105,32 @@ def test_unknown_fields_and_unknown_events_are_tolerated(codec):
     )
 
 
+def test_fields_the_service_does_not_read_decode_whatever_their_type(codec):
+    """sequenceNumber, chunk and timestamp are documented as strings: numbers (or anything else) must not cost the
+    frame, since the service never reads them."""
+    start = json.loads(START)
+    start["sequenceNumber"] = 1
+    start["start"]["tracks"] = "inbound"
+    start["start"]["accountSid"] = None
+    assert isinstance(codec.decode(json.dumps(start)), MediaStarted)
+    media = json.loads(MEDIA)
+    media["sequenceNumber"], media["media"]["chunk"], media["media"]["timestamp"] = 3, 1, 5
+    media["media"]["track"] = 0
+    assert codec.decode(json.dumps(media)) == MediaAudio(payload=AUDIO)
+    for frame, expected in (
+        (DTMF, MediaDtmf(digit="1")),
+        (MARK, MediaMark(name="utt-17")),
+        (STOP, MediaStopped()),
+    ):
+        numeric = json.loads(frame)
+        numeric["sequenceNumber"] = int(numeric["sequenceNumber"])
+        numeric["streamSid"] = None
+        assert codec.decode(json.dumps(numeric)) == expected
+    connected = json.loads(CONNECTED)
+    connected["version"] = 1.0
+    assert codec.decode(json.dumps(connected)) == MediaIgnored(reason="connected")
+
+
 @pytest.mark.parametrize(
     "frame",
     [
@@ -172,6 +200,61 @@ def test_signature_rejections(provider):
     assert not TwilioProvider("AC123", "other-token").verify_webhook(
         webhook("https://example.com/voice", form, sig)
     )
+
+
+def _hmac_sha256(secret: str, url: str, form: dict[str, str]) -> str:
+    """Twilio's signature (URL + each sorted param name and value), HMAC-SHA256, computed here by hand."""
+    data = url + "".join(name + form[name] for name in sorted(form))
+    return base64.b64encode(hmac.new(secret.encode(), data.encode(), hashlib.sha256).digest()).decode()
+
+
+def test_webhook_signature_settings_hmac_sha256_with_a_shared_key():
+    provider = TwilioProvider(
+        "AC123", "12345", webhook_shared_keys={"KS_rotated": "old", "KS_current": "fresh"}
+    )
+    url, form = "https://example.com/voice", {"CallSid": "CA1", "From": "+1555"}
+
+    def signed(signature: str, settings: str | None) -> WebhookRequest:
+        req = webhook(url, form, signature)
+        headers = dict(req.headers)
+        if settings is not None:
+            headers["x-twilio-webhooks-signature-settings"] = settings
+        return WebhookRequest(url=url, method="POST", headers=headers, body=b"", form=form)
+
+    sha256 = "key=KS_current,algorithm=HMAC_SHA256"
+    assert provider.verify_webhook(signed(_hmac_sha256("fresh", url, form), sha256))
+    assert provider.verify_webhook(
+        signed(_hmac_sha256("old", url, form), "key=KS_rotated,algorithm=HMAC_SHA256")
+    )
+    # An account that signs with its auth token under SHA-256 rules (no key of ours named).
+    assert provider.verify_webhook(signed(_hmac_sha256("12345", url, form), "algorithm=HMAC_SHA256"))
+    # SHA-1 under signature settings, with the named key.
+    sha1 = RequestValidator("fresh").compute_signature(url, form)
+    assert provider.verify_webhook(signed(sha1, "key=KS_current,algorithm=HMAC_SHA1"))
+    # Refused: another key's secret, a body changed after signing, an algorithm nobody supports, the settings
+    # header taken away (the SHA-256 signature is not an auth-token SHA-1 one), a key we do not have.
+    assert not provider.verify_webhook(signed(_hmac_sha256("old", url, form), sha256))
+    tampered = signed(_hmac_sha256("fresh", url, form), sha256)
+    assert not provider.verify_webhook(
+        WebhookRequest(
+            url=url, method="POST", headers=tampered.headers, body=b"", form={**form, "From": "+1"}
+        )
+    )
+    assert not provider.verify_webhook(
+        signed(_hmac_sha256("fresh", url, form), "key=KS_current,algorithm=HMAC_MD5")
+    )
+    assert not provider.verify_webhook(signed(_hmac_sha256("fresh", url, form), None))
+    assert not TwilioProvider("AC123", "12345").verify_webhook(
+        signed(_hmac_sha256("fresh", url, form), sha256)
+    )
+
+
+def test_shared_keys_setting_is_parsed_strictly():
+    assert parse_shared_keys(None) == {} and parse_shared_keys(" ") == {}
+    assert parse_shared_keys("KS1:one, KS2:two") == {"KS1": "one", "KS2": "two"}
+    for bad in ("KS1", "KS1:", ":secret", "KS1:one,KS2"):
+        with pytest.raises(ValueError, match="key_id:secret"):
+            parse_shared_keys(bad)
 
 
 def test_get_webhooks_are_signed_on_the_url_alone(provider):

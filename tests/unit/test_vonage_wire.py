@@ -297,7 +297,8 @@ def test_completed_carries_duration_and_price(provider):
     assert ev.duration_seconds == 47
     assert ev.price == Decimal("0.01096667")
     assert ev.price_currency == "EUR"
-    assert ev.call_id == "0193a0c4-7d1e-7000-8000-000000000001"
+    # The token signs the body, not the URL: the ?call_id= names nothing; the call is found by the body's uuid.
+    assert ev.call_id is None and ev.provider_call_id == CALL_UUID
 
 
 @pytest.mark.parametrize("result", ["human", "machine"])
@@ -360,3 +361,56 @@ def test_answer_reject_is_a_single_talk_action(provider):
     content_type, body = provider.answer_reject("Sorry, nobody can take your call.")
     assert content_type == "application/json"
     assert body == b'[{"action":"talk","text":"Sorry, nobody can take your call."}]'
+
+
+# --- answer webhooks ---
+
+
+def answer(method: str, *, body: bytes = b"", query: dict[str, str] | None = None) -> WebhookRequest:
+    url = "https://svc.example.com/v1/telephony/vonage/answer"
+    if query:
+        url += "?" + "&".join(f"{k}={v}" for k, v in query.items())
+    return WebhookRequest(url=url, method=method, headers={}, body=body, form=dict(query or {}))
+
+
+def test_post_answers_are_read_from_the_signed_body_only(provider):
+    body = json.dumps({"to": "442079460000", "from": "14155550100", "uuid": CALL_UUID}).encode()
+    # The query string is outside the token's payload_hash: a `to` there changes nothing.
+    call = provider.parse_inbound(answer("POST", body=body, query={"to": "442079469999", "uuid": "forged"}))
+    assert (call.to, call.from_, call.provider_call_id) == ("+442079460000", "+14155550100", CALL_UUID)
+    no_to = json.dumps({"from": "14155550100", "uuid": CALL_UUID}).encode()
+    with pytest.raises(ProtocolError, match="called number"):
+        provider.parse_inbound(answer("POST", body=no_to, query={"to": "442079469999"}))
+    for bad in (b"", b"[1]", b"{"):
+        with pytest.raises(ProtocolError, match="JSON object"):
+            provider.parse_inbound(answer("POST", body=bad, query={"to": "442079460000", "uuid": CALL_UUID}))
+
+
+def test_get_answers_come_in_the_query_and_numbers_get_their_plus(provider):
+    call = provider.parse_inbound(
+        answer("GET", query={"to": "442079460000", "from": "Unknown", "uuid": CALL_UUID})
+    )
+    assert (call.to, call.from_, call.provider_call_id) == ("+442079460000", "Unknown", CALL_UUID)
+    call = provider.parse_inbound(answer("GET", query={"to": "+442079460000", "uuid": CALL_UUID}))
+    assert (call.to, call.from_) == ("+442079460000", None)
+    with pytest.raises(ProtocolError, match="call id"):
+        provider.parse_inbound(answer("GET", query={"to": "442079460000"}))
+
+
+def test_event_fields_the_service_does_not_read_never_make_it_unreadable(provider):
+    ev = event(
+        provider,
+        {
+            "status": "completed",
+            "uuid": CALL_UUID,
+            "duration": "12",
+            "rate": "not a number",
+            "start_time": 1736850000,
+            "conversation_uuid": {"unexpected": True},
+            "direction": 7,
+            "sub_state": ["x"],
+        },
+    )
+    assert ev is not None and ev.status is CallStatus.ENDED and ev.duration_seconds == 12
+    dtmf = '{"event":"websocket:dtmf","digit":"5","duration":"250ms"}'
+    assert VonageCodec().decode(dtmf) == MediaDtmf(digit="5")

@@ -355,25 +355,6 @@ async def claim_media_token(
     return await conn.fetchrow("SELECT * FROM claim_media_token($1, $2)", call_id, token_hash)
 
 
-async def remember_jti(conn: asyncpg.Connection, provider: str, jti: str) -> bool:
-    """True the first time this (provider, jti) is seen; False for a replay."""
-    return (
-        await conn.fetchval(
-            "INSERT INTO webhook_replay_guard (provider, jti) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING true",
-            provider,
-            jti,
-        )
-        is not None
-    )
-
-
-async def prune_jtis(conn: asyncpg.Connection, older_than_seconds: int) -> None:
-    await conn.execute(
-        "DELETE FROM webhook_replay_guard WHERE seen_at < now() - make_interval(secs => $1)",
-        older_than_seconds,
-    )
-
-
 # --- recordings (voice_service/recordings keeps the files; the call row says where and why not) ---
 
 

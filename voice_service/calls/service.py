@@ -40,14 +40,14 @@ from voice_service.calls import live
 from voice_service.calls import repository as repo
 from voice_service.calls.listeners import CallListeners
 from voice_service.calls.schemas import Call, CallCreate, CallInfo, CallRef, CallStats
+from voice_service.carriers.clients import get_provider
+from voice_service.carriers.urls import answer_url, media_url, status_url
 from voice_service.db import system_tx, tenant_tx
 from voice_service.errors import Forbidden, NotFound, ValidationFailed
 from voice_service.leads.repository import phone_opted_out
 from voice_service.pagination import Page, check_limit, decode_cursor, page_from_rows
 from voice_service.phones import parse_phone, require_phone
 from voice_service.runtime import Runtime
-from voice_service.settings import Settings
-from voice_service.telephony.providers import get_provider
 from voice_service.tenancy.service import check_call_permission
 
 log = logging.getLogger(__name__)
@@ -92,34 +92,6 @@ def hash_token(token: str) -> bytes:
 
 def new_media_token() -> str:
     return secrets.token_urlsafe(24)
-
-
-# --- URLs the providers call back on ---
-
-
-def _ws_base(settings: Settings) -> str:
-    base = settings.public_base_url.rstrip("/")
-    if base.startswith("https://"):
-        return "wss://" + base[len("https://") :]
-    if base.startswith("http://"):
-        return "ws://" + base[len("http://") :]
-    return base
-
-
-def media_url(settings: Settings, provider: str) -> str:
-    kind = "vonage" if provider == "vonage" else "twilio"
-    return f"{_ws_base(settings)}/v1/telephony/{kind}/media"
-
-
-def status_url(settings: Settings, provider: str, call_id: uuid.UUID) -> str:
-    base = settings.public_base_url.rstrip("/")
-    if provider == "vonage":
-        return f"{base}/v1/telephony/vonage/events?call_id={call_id}"
-    return f"{base}/v1/telephony/twilio/status?call_id={call_id}"
-
-
-def answer_url(settings: Settings, call_id: uuid.UUID) -> str:
-    return f"{settings.public_base_url.rstrip('/')}/v1/telephony/vonage/answer?call_id={call_id}"
 
 
 # --- other domains' reactions (the Runtime's CallListeners) ---
@@ -313,7 +285,7 @@ async def place_call(runtime: Runtime, ref: CallRef) -> None:
                 call_id=str(ref.id),
                 to=info["to_e164"],
                 from_=info["from_e164"],
-                answer_url=answer_url(settings, ref.id),
+                answer_url=answer_url(settings, provider_name, ref.id),
                 status_url=status_url(settings, provider_name, ref.id),
                 media_url=media_url(settings, provider_name),
                 token=token,

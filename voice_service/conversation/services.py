@@ -28,11 +28,11 @@ from providers.tts.registry import TTS_PROVIDERS, build_tts_provider
 from voice_service.agents.schemas import AgentConfig
 from voice_service.calls import repository as calls_repo
 from voice_service.calls.schemas import CallInfo
+from voice_service.carriers.clients import get_provider
 from voice_service.conversation import prompts, tools
 from voice_service.conversation import repository as repo
 from voice_service.db import tenant_tx
 from voice_service.runtime import Runtime
-from voice_service.telephony.providers import get_provider
 
 log = logging.getLogger(__name__)
 

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
-from msgspec import UNSET, UnsetType
+from msgspec import UNSET, Meta, UnsetType
 
 from voice_service.schemas import E164, FreeJson, check_free_json
 
-ProviderName = Literal["twilio", "vonage", "simulator"]
+# One of the registered telephony carriers (providers/telephony/registry.py); the service checks which, so a carrier
+# added to the registry needs no change here.
+ProviderName = Annotated[
+    str, Meta(min_length=1, max_length=50, description="a registered telephony carrier: twilio, vonage, simulator, …")
+]
 NumberStatus = Literal["active", "inactive", "suspended"]
 
 

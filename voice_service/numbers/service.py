@@ -7,6 +7,7 @@ from typing import Any
 
 import asyncpg
 
+from providers.telephony.registry import names as carrier_names
 from voice_service.agents.repository import agents
 from voice_service.auth import Principal
 from voice_service.crud import fields_of
@@ -29,7 +30,14 @@ async def _check_agent(conn: asyncpg.Connection, principal: Principal, agent_id:
         raise ValidationFailed("no agent with this id in your tenant", field="default_agent_id")
 
 
+def _check_provider(provider: object) -> None:
+    if isinstance(provider, str) and provider not in carrier_names():
+        raise ValidationFailed(f"unknown telephony provider {provider!r}; one of: {', '.join(carrier_names())}",
+                               field="provider")
+
+
 async def create(conn: asyncpg.Connection, principal: Principal, data: NumberCreate) -> Number:
+    _check_provider(data.provider)
     phone = require_phone(data.phone_number, "phone_number")
     await _check_agent(conn, principal, data.default_agent_id)
     fields = fields_of(data)
@@ -52,6 +60,7 @@ async def get(conn: asyncpg.Connection, principal: Principal, number_id: uuid.UU
 async def update(conn: asyncpg.Connection, principal: Principal, number_id: uuid.UUID,
                  data: NumberUpdate) -> Number:
     fields = fields_of(data, not_null=("provider", "status", "metadata"))
+    _check_provider(fields.get("provider"))
     await _check_agent(conn, principal, fields.get("default_agent_id"))
     try:
         row = await numbers.update(conn, principal.tenant_id, number_id, fields)

@@ -1,42 +1,47 @@
-"""The media WebSockets (/v1/telephony/{twilio,vonage}/media) as raw ASGI: the hot path of every call.
+"""The carriers' media WebSockets (/v1/telephony/{segment}/media) as raw ASGI: the hot path of every call.
 
 Litestar only routes the connection here; every frame after that goes straight from uvicorn's ASGI messages
-to the provider codec and the MediaSession, with no per-frame framework work.
+to the carrier's codec and the MediaSession, with no per-frame framework work. What differs per carrier comes
+from its declared MediaRoute: the codec, whether the upgrade is signed, the close codes that end a call normally.
 
-Twilio signs the WebSocket upgrade: X-Twilio-Signature over the wss:// URL of the <Stream> (as we put it in the
-TwiML: PUBLIC_BASE_URL with wss, no POST params), keyed with the auth token of the Twilio account or the simulator
-account. A missing or invalid signature refuses the upgrade (HTTP 403) before any message is read. Vonage does
-not sign its upgrade; its sockets rely on the token alone.
+A carrier that signs the upgrade (Twilio: X-Twilio-Signature over the wss:// URL of the <Stream>, as we put it in
+the TwiML: PUBLIC_BASE_URL with wss, no POST params) must have it verified by one of the clients sharing the
+route (Twilio's account or the simulator's): a missing or invalid signature refuses the upgrade (HTTP 403) before
+any message is read. Vonage does not sign its upgrade; its sockets rely on the token alone.
 
 Then the first message(s) must carry our call id and one-time token (Twilio: `connected`, then `start` with
-customParameters; Vonage: the `websocket:connected` text frame with the connect headers). Anything else, a wrong,
-reused or expired token, or nothing within HANDSHAKE_TIMEOUT: close with 1008 (policy violation) and nothing
-else happens.
+customParameters; Vonage: the `websocket:connected` text frame with the connect headers), for a call of a carrier
+this socket serves (one whose signature the upgrade carries, where it is signed): a token is valid only on its
+own carrier's socket. Anything else, a wrong, reused or expired token, or nothing within HANDSHAKE_TIMEOUT: close
+with 1008 (policy violation) and nothing else happens.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Literal
+import uuid
+from typing import Any
+
+from litestar import asgi
 
 from providers.telephony.base import MediaCodec, MediaIgnored, MediaStarted, ProtocolError, WebhookRequest
-from providers.telephony.twilio import TwilioCodec
-from providers.telephony.vonage import VonageCodec
+from providers.telephony.carrier import Carrier, CarrierRoutes
 from voice_service.calls import live
-from voice_service.calls.service import claim_media, media_connected, media_ended, media_url
+from voice_service.calls import repository as calls_repo
+from voice_service.calls.schemas import CallRef
+from voice_service.calls.service import claim_media, media_connected, media_ended
 from voice_service.calls.session import MediaSession, Receive, Send
+from voice_service.carriers.clients import get_provider
+from voice_service.db import system_tx
 from voice_service.errors import ServiceUnavailable
 from voice_service.runtime import Runtime
-from voice_service.telephony.providers import get_provider
 
 log = logging.getLogger(__name__)
 
 HANDSHAKE_TIMEOUT = 10.0
 POLICY_VIOLATION = 1008
 _MAX_PRELUDE_MESSAGES = 3  # Twilio: connected, start; Vonage: websocket:connected
-
-MediaKind = Literal["twilio", "vonage"]
 
 
 def live_calls_of(app: Any) -> live.LiveCalls:
@@ -66,22 +71,41 @@ async def _read_start(receive: Receive, codec: MediaCodec) -> MediaStarted | Non
     return None
 
 
-async def twilio_upgrade_signed(runtime: Runtime, scope: Any) -> bool:
-    """Whether the upgrade request carries a valid X-Twilio-Signature of Twilio's or the simulator's account."""
+async def upgrade_signed_by(
+    runtime: Runtime, scope: Any, routes: CarrierRoutes, family: tuple[Carrier, ...]
+) -> set[str]:
+    """The carriers of `family` whose client verifies the upgrade request's signature (empty: refuse it)."""
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
-    if not headers.get("x-twilio-signature"):
-        return False
     query = scope.get("query_string", b"").decode("latin-1")
-    url = media_url(runtime.settings, "twilio") + (f"?{query}" if query else "")
+    url = routes.callback_urls(runtime.settings.public_base_url, "").media + (f"?{query}" if query else "")
     request = WebhookRequest(url=url, method="GET", headers=headers, body=b"", form={})
-    for account in ("twilio", "simulator"):
+    signed: set[str] = set()
+    for member in family:
         try:
-            provider = await get_provider(runtime, account)
+            provider = await get_provider(runtime, member.name)
         except ServiceUnavailable:
             continue  # that account is not configured: nothing it signed can be checked
         if provider.verify_webhook(request):
-            return True
-    return False
+            signed.add(member.name)
+    return signed
+
+
+async def _claim(runtime: Runtime, started: MediaStarted, carriers: set[str]) -> CallRef | None:
+    """Consume the start frame's one-time token, if it is for a call of one of `carriers`."""
+    try:
+        call_id = uuid.UUID(started.call_id or "")
+    except ValueError:
+        return None
+    async with system_tx(runtime.pool) as conn:
+        row = await calls_repo.find_by_id(conn, call_id)
+    if row is None or row["provider"] not in carriers:
+        if row is not None:
+            log.warning(
+                "media socket refused: the token is for another carrier's call",
+                extra={"call": str(call_id), "call_provider": row["provider"], "socket": sorted(carriers)},
+            )
+        return None
+    return await claim_media(runtime, started.call_id, started.token)
 
 
 async def _reject_http(send: Send) -> None:
@@ -96,7 +120,20 @@ async def _reject_http(send: Send) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-async def serve_media(scope: Any, receive: Receive, send: Send, kind: MediaKind) -> None:
+def media_route(routes: CarrierRoutes, family: tuple[Carrier, ...]) -> Any:
+    """The ASGI route of a carrier's media socket."""
+
+    async def media(scope: Any, receive: Receive, send: Send) -> None:
+        await serve_media(scope, receive, send, routes, family)
+
+    media.__name__ = media.__qualname__ = f"{routes.segment}_media"
+    # copy_scope=False: the media handlers never modify the scope (and copying it per connection is waste).
+    return asgi(routes.path(routes.media.path), copy_scope=False, include_in_schema=False)(media)
+
+
+async def serve_media(
+    scope: Any, receive: Receive, send: Send, routes: CarrierRoutes, family: tuple[Carrier, ...]
+) -> None:
     if scope["type"] != "websocket":
         await _reject_http(send)
         return
@@ -110,18 +147,22 @@ async def serve_media(scope: Any, receive: Receive, send: Send, kind: MediaKind)
 
     if (await receive())["type"] != "websocket.connect":
         return
-    if kind == "twilio" and not await twilio_upgrade_signed(runtime, scope):
-        log.warning("media socket refused: upgrade signature missing or invalid", extra={"media": kind})
-        await send({"type": "websocket.close", "code": POLICY_VIOLATION})  # before accept: HTTP 403
-        return
+    kind = routes.segment
+    carriers = {member.name for member in family}
+    if routes.media.signed_upgrade:
+        carriers = await upgrade_signed_by(runtime, scope, routes, family)
+        if not carriers:
+            log.warning("media socket refused: upgrade signature missing or invalid", extra={"media": kind})
+            await send({"type": "websocket.close", "code": POLICY_VIOLATION})  # before accept: HTTP 403
+            return
     await send({"type": "websocket.accept"})
-    codec: MediaCodec = TwilioCodec() if kind == "twilio" else VonageCodec()
+    codec: MediaCodec = routes.media.codec()
     try:
         async with asyncio.timeout(HANDSHAKE_TIMEOUT):
             started = await _read_start(receive, codec)
     except TimeoutError:
         started = None
-    ref = await claim_media(runtime, started.call_id, started.token) if started is not None else None
+    ref = await _claim(runtime, started, carriers) if started is not None else None
     if started is None or ref is None:
         log.warning("media socket refused: no valid call id and token", extra={"media": kind})
         await send({"type": "websocket.close", "code": POLICY_VIOLATION})
@@ -132,8 +173,6 @@ async def serve_media(scope: Any, receive: Receive, send: Send, kind: MediaKind)
         await send({"type": "websocket.close", "code": 1000})
         return
 
-    # Vonage has no stop event: it closes the socket (1000) when the call ends. Twilio always sends stop first.
-    clean_codes = (1000,) if kind == "vonage" else ()
     session = MediaSession(
         call=info,
         codec=codec,
@@ -142,7 +181,8 @@ async def serve_media(scope: Any, receive: Receive, send: Send, kind: MediaKind)
         # The accept went through the framework's send wrappers; the frames need not (see observability).
         send=scope.get("state", {}).get("asgi_send", send),
         runtime=runtime,
-        clean_close_codes=clean_codes,
+        # Carriers without a stop event end a call by closing (Vonage: 1000); Twilio always sends stop first.
+        clean_close_codes=routes.media.clean_close_codes,
     )
     calls.add(session)
     try:
@@ -163,11 +203,3 @@ async def serve_media(scope: Any, receive: Receive, send: Send, kind: MediaKind)
     finally:
         session.mark_finished()
         calls.remove(session)
-
-
-async def twilio_media(scope: Any, receive: Receive, send: Send) -> None:
-    await serve_media(scope, receive, send, "twilio")
-
-
-async def vonage_media(scope: Any, receive: Receive, send: Send) -> None:
-    await serve_media(scope, receive, send, "vonage")
