@@ -136,6 +136,7 @@ async def _call_with_token(svc: RunningService, tenant: Any, provider: str) -> t
     async with tenant_tx(svc.app.state.runtime.pool, tenant.id) as conn:
         ref = await service.create_call(
             conn,
+            listeners=svc.app.state.runtime.call_listeners,
             tenant_id=tenant.id,
             initiated_by_user_id=None,
             agent_id=None,
