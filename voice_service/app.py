@@ -15,11 +15,9 @@ from typing import Any
 from litestar import Litestar, Request, Response, get
 from litestar.datastructures import State
 from litestar.middleware import DefineMiddleware
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import RapidocRenderPlugin, SwaggerRenderPlugin
-from litestar.openapi.spec import Components, SecurityScheme
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from voice_service import __version__
 from voice_service import bootstrap as bootstrap_mod
 from voice_service.agents.routes import route_handlers as agent_routes
 from voice_service.auth import AuthMiddleware, KeyCache
@@ -36,6 +34,8 @@ from voice_service.events.routes import route_handlers as event_routes
 from voice_service.leads.routes import route_handlers as lead_routes
 from voice_service.numbers.routes import route_handlers as number_routes
 from voice_service.observability import Metrics, RequestContextMiddleware, configure_logging
+from voice_service.openapi.docs_page import assets_router, openapi_config
+from voice_service.openapi.plugin import ApiDocsPlugin, ExampleSchemaPlugin
 from voice_service.recordings.routes import route_handlers as recording_routes
 from voice_service.schemas import BODY_MAX_BYTES
 from voice_service.settings import Settings, load_settings
@@ -107,29 +107,20 @@ def create_app(settings: Settings | None = None, *, bootstrap: bool = True) -> L
     configure_logging(settings.log_level, settings.log_json)
     state = State({"settings": settings, "key_cache": KeyCache(), "metrics": Metrics(), "draining": False,
                    "bootstrap": bootstrap})
-    openapi = OpenAPIConfig(
-        title="Voice service API",
-        version="1.0.0",
-        description="AI voice agents on the phone: agents, numbers, voices, leads, batches, calls, billing.",
-        path="/schema",
-        render_plugins=[SwaggerRenderPlugin(), RapidocRenderPlugin()],
-        components=Components(security_schemes={
-            "bearer": SecurityScheme(type="http", scheme="bearer", description="API key `vsk_…` or platform JWT")
-        }),
-        security=[{"bearer": []}],
-        use_handler_docstrings=True,
-    )
+    openapi = openapi_config(version=__version__, webhooks=None)
     return Litestar(
         route_handlers=[health, metrics, *tenancy_routes, *agent_routes, *number_routes, *voice_routes, *lead_routes,
                         *batch_routes, *call_routes, *call_analysis_routes, *billing_routes, *event_routes,
-                        *telephony_route_handlers(), *recording_routes],
+                        *telephony_route_handlers(), *recording_routes, assets_router()],
         dependencies=dependencies,
         exception_handlers=exception_handlers,
         middleware=[RequestContextMiddleware,
                     DefineMiddleware(AuthMiddleware, exclude=PUBLIC_PATHS)],
         lifespan=[_lifespan],
         openapi_config=openapi,
-        plugins=[ConsolePlugin()],  # the operator console at /console: routes, templates, live views
+        plugins=[ConsolePlugin(),  # the operator console at /console: routes, templates, live views
+                 ApiDocsPlugin(PUBLIC_PATHS),  # every operation's standard errors; unknown query parameters → 400
+                 ExampleSchemaPlugin()],  # schemas' examples (`voice_service.openapi.example`)
         state=state,
         request_max_body_size=BODY_MAX_BYTES,  # routes that take more (batches, lead imports) set their own
         logging_config=None,  # configure_logging owns the root logger (JSON lines with request/tenant/call ids)
