@@ -30,10 +30,17 @@ from voice_service.console import ConsolePlugin
 from voice_service.conversation import running as conversation_engine
 from voice_service.deps import dependencies
 from voice_service.errors import ServiceUnavailable, exception_handlers
+from voice_service.events.catalog import webhooks_for_openapi
 from voice_service.events.routes import route_handlers as event_routes
 from voice_service.leads.routes import route_handlers as lead_routes
 from voice_service.numbers.routes import route_handlers as number_routes
-from voice_service.observability import Metrics, RequestContextMiddleware, configure_logging
+from voice_service.observability import (
+    Metrics,
+    RequestContextMiddleware,
+    check_metrics_token,
+    configure_logging,
+)
+from voice_service.openapi import problems
 from voice_service.openapi.docs_page import assets_router, openapi_config
 from voice_service.openapi.plugin import ApiDocsPlugin, ExampleSchemaPlugin
 from voice_service.recordings.routes import route_handlers as recording_routes
@@ -54,8 +61,11 @@ BackgroundFactory = Callable[[Litestar], Any]
 background_services: list[tuple[str, BackgroundFactory]] = []
 
 
-@get("/health", operation_id="health", summary="Liveness and database check", tags=["ops"], include_in_schema=True)
+@get("/health", operation_id="health", summary="Liveness and database check", tags=["ops"],
+     responses=problems(s503="The database does not answer."))
 async def health(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    """No credentials needed. `{"status": "ok", "database": "ok", "draining": false}`; `draining` is true while
+    the process shuts down (it takes no new calls)."""
     pool = request.app.state.pool
     try:
         await pool.fetchval("SELECT 1")
@@ -64,8 +74,14 @@ async def health(request: Request[Any, Any, Any]) -> dict[str, Any]:
     return {"status": "ok", "database": "ok", "draining": bool(request.app.state.draining)}
 
 
-@get("/metrics", operation_id="metrics", summary="Prometheus metrics", tags=["ops"], media_type=CONTENT_TYPE_LATEST)
+@get("/metrics", operation_id="metrics", summary="Prometheus metrics", tags=["ops"], media_type=CONTENT_TYPE_LATEST,
+     security=[{}, {"metricsToken": []}],
+     responses=problems(s401="METRICS_TOKEN is set and the request does not carry it as a bearer token."))
 async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """Prometheus text format: `http_requests_total` and `http_request_duration_seconds` by route,
+    `voice_calls_total` by final status, `voice_live_calls`, `db_pool_connections`. Open unless the deployment
+    sets METRICS_TOKEN; then it needs `Authorization: Bearer <METRICS_TOKEN>`."""
+    check_metrics_token(request)
     m: Metrics = request.app.state.metrics
     pool = request.app.state.pool
     size, idle = pool.get_size(), pool.get_idle_size()
@@ -107,7 +123,7 @@ def create_app(settings: Settings | None = None, *, bootstrap: bool = True) -> L
     configure_logging(settings.log_level, settings.log_json)
     state = State({"settings": settings, "key_cache": KeyCache(), "metrics": Metrics(), "draining": False,
                    "bootstrap": bootstrap})
-    openapi = openapi_config(version=__version__, webhooks=None)
+    openapi = openapi_config(version=__version__, webhooks=webhooks_for_openapi())
     return Litestar(
         route_handlers=[health, metrics, *tenancy_routes, *agent_routes, *number_routes, *voice_routes, *lead_routes,
                         *batch_routes, *call_routes, *call_analysis_routes, *billing_routes, *event_routes,

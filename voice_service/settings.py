@@ -75,6 +75,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     enforce_wallet_balance: bool = True
     demo_credit: str = "25.00"
     platform_admin_token: str | None = None
+    # Set it where the service's port is reachable by others: /metrics then needs `Authorization: Bearer <it>`.
+    metrics_token: str | None = None
 
     # Base64 of 32 bytes: the AES-256-GCM key for secrets stored in the database (webhook signing secrets).
     # Unset: a development key generated once under DATA_DIR (a warning is logged).

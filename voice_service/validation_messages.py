@@ -180,6 +180,8 @@ def describe(
         return field, f"{subject} has a value that is not allowed: {m.group(1)}."
     if message == "Invalid UUID":
         return field, f"{subject} must be a UUID, e.g. 0b8f3e0c-5d2a-4c7e-9f1a-2b3c4d5e6f70."
+    if message.startswith("Expected `datetime` with a timezone"):
+        return field, f"{subject} must be a date-time with a time zone, e.g. 2025-01-31T09:00:00Z."
     if message.startswith("Invalid RFC3339 encoded datetime"):
         return field, f"{subject} must be a date-time in RFC 3339 form, e.g. 2025-01-31T09:00:00Z."
     if message.startswith("Invalid RFC3339 encoded date"):

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
+from voice_service.openapi import example
 from voice_service.schemas import FreeJson, Name, check_free_json
 
 MAX_ENTRIES = 10_000
@@ -66,23 +67,49 @@ Entries = Annotated[
 ]
 
 
+@example({
+    "name": "March follow-ups",
+    "agent_id": 7,
+    "from_number_ids": ["4b5c6d7e-8f90-4a1b-8c2d-3e4f5a6b7c8d"],
+    "entries": [
+        {"lead_id": "5e2d1c0b-9a8f-4e7d-8c6b-5a4f3e2d1c0b"},
+        {"phone": "+14155550199", "first_name": "Ann", "company_name": "Initech", "variables": {"plan": "pro"}},
+    ],
+    "timezone": "America/Los_Angeles",
+    "calling_window": {"start": "09:00", "end": "18:00", "days": ["mon", "tue", "wed", "thu", "fri"]},
+    "max_concurrency": 10,
+    "retry": {"max_attempts": 3, "retry_on": ["no_answer", "busy"], "backoff_seconds": [900, 3600]},
+    "variables": {"campaign": "spring"},
+})
 class BatchCreate(msgspec.Struct, forbid_unknown_fields=True):
-    agent_id: Annotated[int, Meta(ge=1)]
+    """A batch of outbound calls, one per entry, paced and retried by the service."""
+
+    agent_id: Annotated[int, Meta(ge=1, description="The agent on every call.")]
     entries: Entries
     name: Name | None = None
-    from_number_id: uuid.UUID | None = None
-    # Numbers the batch rotates through (with from_number_id, if given, first).
-    from_number_ids: Annotated[list[uuid.UUID], Meta(max_length=50)] = []
-    voice_id: uuid.UUID | None = None
-    start_at: Annotated[datetime, Meta(tz=True)] | None = None
-    timezone: TimeZone = "UTC"
-    calling_window: CallingWindow | None = None
-    # null = no per-batch limit (the tenant's concurrent-call cap still applies).
-    max_concurrency: Annotated[int, Meta(ge=1, le=1000)] | None = 10
-    # Per from-number; null = the provider's default (Twilio 1).
-    calls_per_second: Annotated[float, Meta(gt=0, le=100)] | None = None
-    retry: RetryPolicy = msgspec.field(default_factory=RetryPolicy)
-    variables: FreeJson = {}
+    from_number_id: Annotated[uuid.UUID | None, Meta(description="A number to call from (or give "
+                                                                 "`from_number_ids`).")] = None
+    from_number_ids: Annotated[list[uuid.UUID], Meta(max_length=50, description="Numbers the batch rotates "
+                                                                                "through (with `from_number_id`, "
+                                                                                "if given, first).")] = []
+    voice_id: Annotated[uuid.UUID | None, Meta(description="Speak with this voice instead of the agent's.")] = None
+    start_at: Annotated[Annotated[datetime, Meta(tz=True)] | None,
+                        Meta(description="Start dialling then (with a time zone); default: now.")] = None
+    timezone: Annotated[TimeZone, Meta(description="The calling window's zone for entries without their own.")] = (
+        "UTC"
+    )
+    calling_window: Annotated[CallingWindow | None, Meta(description="Hours in which calls may start, in each "
+                                                                     "lead's local time; null: any time.")] = None
+    max_concurrency: Annotated[Annotated[int, Meta(ge=1, le=1000)] | None,
+                               Meta(description="Live calls at most at once; null: no per-batch limit (the "
+                                                "tenant's cap still applies).")] = 10
+    calls_per_second: Annotated[Annotated[float, Meta(gt=0, le=100)] | None,
+                                Meta(description="Call starts per second per from-number; null: the carrier's "
+                                                 "default (Twilio 1).")] = None
+    retry: Annotated[RetryPolicy, Meta(description="When and how often an entry is called again.")] = (
+        msgspec.field(default_factory=RetryPolicy)
+    )
+    variables: Annotated[FreeJson, Meta(description="Prompt variables for every call (an entry's own win).")] = {}
     metadata: FreeJson = {}
 
     def __post_init__(self) -> None:
@@ -90,6 +117,7 @@ class BatchCreate(msgspec.Struct, forbid_unknown_fields=True):
         check_free_json({f"entries[{i}].variables": e.variables for i, e in enumerate(self.entries) if e.variables})
 
 
+@example({"entries": [{"phone": "+14155550123", "first_name": "Bo"}]})
 class EntriesAdd(msgspec.Struct, forbid_unknown_fields=True):
     entries: Entries
 
@@ -108,7 +136,22 @@ class BatchCounts(msgspec.Struct):
     cancelled: int
 
 
+@example({
+    "id": "0b8f3e0c-5d2a-4c7e-9f1a-2b3c4d5e6f70", "name": "March follow-ups", "status": "running", "agent_id": 7,
+    "voice_id": None, "from_number_ids": ["4b5c6d7e-8f90-4a1b-8c2d-3e4f5a6b7c8d"], "start_at": None,
+    "timezone": "America/Los_Angeles",
+    "calling_window": {"start": "09:00", "end": "18:00", "days": ["mon", "tue", "wed", "thu", "fri"]},
+    "max_concurrency": 10, "calls_per_second": None,
+    "retry": {"max_attempts": 3, "retry_on": ["no_answer", "busy"], "backoff_seconds": [900, 3600]},
+    "variables": {"campaign": "spring"}, "total_calls": 2, "completed_calls": 0, "failed_calls": 0,
+    "counts": {"total": 2, "queued": 1, "in_progress": 1, "retrying": 0, "completed": 0, "failed": 0,
+               "skipped": 0, "cancelled": 0},
+    "initiated_by_user_id": None, "metadata": {}, "created_at": "2025-03-04T15:20:00.000Z",
+    "updated_at": "2025-03-04T15:20:00.020Z", "started_at": "2025-03-04T15:20:00.010Z", "completed_at": None,
+})
 class Batch(msgspec.Struct):
+    """A batch with its settings and progress counters."""
+
     id: uuid.UUID
     name: str | None
     status: BatchStatus

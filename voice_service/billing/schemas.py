@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
+from voice_service.openapi import example
+
 Category = Literal["llm", "stt", "tts", "telephony", "enrichment", "vm_infrastructure"]
 Unit = Literal["record", "token", "second", "minute", "character", "message"]
 
@@ -46,15 +48,21 @@ class PriceMetadata(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=Tr
     currency: Annotated[str, Meta(pattern=r"^[A-Z]{3}$")] | None = None
 
 
+@example({"category": "llm", "provider": "openai", "model": "gpt-4o-mini", "unit": "token",
+          "unit_price": "0.00000015", "metadata": {"direction": "input"},
+          "description": "Negotiated input-token price"})
 class PriceCreate(msgspec.Struct, forbid_unknown_fields=True):
+    """A tenant price: it overrides the global price of the same category, provider, model and unit."""
+
     category: Category
-    provider: Annotated[str, Meta(min_length=1, max_length=100)]
-    unit: Unit
-    unit_price: Decimal
+    provider: Annotated[str, Meta(min_length=1, max_length=100, examples=["openai"])]
+    unit: Annotated[Unit, Meta(description="What `unit_price` is per.")]
+    unit_price: Annotated[Decimal, Meta(description="Price per unit, a JSON number or a decimal string (read "
+                                                    "exactly).", examples=["0.00000015"])]
     model: Annotated[str, Meta(min_length=1, max_length=200)] | None = None
     description: Annotated[str, Meta(max_length=2000)] | None = None
-    effective_from: datetime | None = None  # default: now
-    effective_to: datetime | None = None
+    effective_from: Annotated[datetime | None, Meta(description="From when it applies; default: now.")] = None
+    effective_to: Annotated[datetime | None, Meta(description="Until when; default: open-ended.")] = None
     metadata: PriceMetadata = msgspec.field(default_factory=PriceMetadata)
 
 
@@ -68,7 +76,12 @@ class Reservation(msgspec.Struct):
     created_at: datetime
 
 
+@example({"id": "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d", "currency": "USD", "current_balance": "25.000000",
+          "reserved_balance": "4.000000", "available_balance": "21.000000", "status": "active",
+          "enforce_balance": True, "reservations": []})
 class Wallet(msgspec.Struct):
+    """The tenant's wallet. Amounts are decimal strings."""
+
     id: uuid.UUID | None
     currency: str
     current_balance: str
@@ -106,11 +119,16 @@ class UsageEvent(msgspec.Struct):
     created_at: datetime
 
 
+@example({"tenant_id": "3c4d5e6f-7a8b-4c9d-8e0f-1a2b3c4d5e6f", "amount": "50.00",
+          "idempotency_key": "pay_1Pq2Rs3Tu4", "description": "Card payment"})
 class TopupCreate(msgspec.Struct, forbid_unknown_fields=True):
+    """A credit to a tenant's wallet, from the billing system."""
+
     tenant_id: uuid.UUID
-    amount: Decimal
-    # The payment's id in the billing system: posting it again returns the first top-up.
-    idempotency_key: Annotated[str, Meta(min_length=1, max_length=200)]
+    amount: Annotated[Decimal, Meta(description="In the wallet's currency; a JSON number or a decimal string.")]
+    idempotency_key: Annotated[str, Meta(min_length=1, max_length=200,
+                                         description="The payment's id in the billing system: posting it again "
+                                                     "returns the first top-up.")]
     description: Annotated[str, Meta(max_length=2000)] | None = None
 
 

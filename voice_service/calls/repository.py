@@ -268,6 +268,15 @@ async def save_conversation(
     return result.endswith(" 1")
 
 
+async def lifecycle_state(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, call_id: uuid.UUID, created_at: datetime
+) -> asyncpg.Record | None:
+    """What the call's lifecycle events (calls/lifecycle.py) say about it, as this transaction sees it."""
+    return await conn.fetchrow(
+        f"SELECT {_STATE}, attempt FROM voice_call_logs WHERE {_BY_ID}", tenant_id, call_id, created_at
+    )
+
+
 # --- what the batch dispatcher reads and writes ---
 
 

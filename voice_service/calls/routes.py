@@ -17,6 +17,7 @@ from voice_service.calls.schemas import Call, CallCreate, CallStatusName, Direct
 from voice_service.db import tenant_tx
 from voice_service.deps import Caller, Conn
 from voice_service.errors import BadRequest, Conflict, ServiceUnavailable
+from voice_service.openapi import problems
 from voice_service.pagination import Page
 from voice_service.params import Cursor, Limit
 from voice_service.runtime import Runtime
@@ -46,6 +47,7 @@ class CallController(Controller):
             "with another body is a 409."
         ),
         status_code=201,
+        responses=problems(s403="The key may not place this call: a viewer, a member without the number or voice permission, or a lead (or number) that asked not to be called.", s409="The Idempotency-Key was used with another body, or its first request is still running.", s503="The service is shutting down, or the number's carrier is not configured; retry later."),
     )
     async def create_call(
         self, request: Request[Any, Any, Any], principal: Caller, data: JSONBody[CallCreate]
@@ -114,6 +116,10 @@ class CallController(Controller):
         lead_id: uuid.UUID | None = QueryParameter(name="lead_id", default=None),
         batch_id: uuid.UUID | None = QueryParameter(name="batch_id", default=None),
     ) -> Page[Call]:
+        """Cursor-paginated, newest first: pass the page's `next_cursor` back as `cursor` for the next
+        page; `next_cursor` is null on the last page.
+        Filters: `status`, `direction`, `agent_id`, `lead_id`, `batch_id`, and the creation time
+        range `created_after` (inclusive) / `created_before` (exclusive), RFC 3339 date-times."""
         filters = {
             "status": status,
             "direction": direction,
@@ -125,6 +131,7 @@ class CallController(Controller):
 
     @get("/{call_id:uuid}", operation_id="getCall", summary="Get a call log")
     async def get_call(self, conn: Conn, principal: Caller, call_id: uuid.UUID) -> Call:
+        """The call log: status, times, end reason, cost and cost breakdown once billed, metadata."""
         return await service.get_call(conn, principal.tenant_id, call_id)
 
 

@@ -9,23 +9,28 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import Meta
 
+from voice_service.openapi import example
+
 EventType = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"^[a-z0-9_]+(\.[a-z0-9_]+)*$")]
 
 
 class Event(msgspec.Struct):
-    id: uuid.UUID
+    """One event of the feed. Its `data` is the type's payload: see `GET /v1/event-types`."""
+
+    id: Annotated[uuid.UUID, Meta(description="The event id (also a webhook's `webhook-id`): dedupe on it.")]
     seq: int
-    type: str
-    aggregate_type: str
-    aggregate_id: uuid.UUID | None
-    data: dict[str, Any]
+    type: Annotated[str, Meta(description="The event type.", examples=["voice_call.ended"])]
+    aggregate_type: Annotated[str, Meta(description="`voice_call` or `batch`.")]
+    aggregate_id: Annotated[uuid.UUID | None, Meta(description="The call's or batch's id.")]
+    data: Annotated[dict[str, Any], Meta(description="The payload; its schema is the type's (GET "
+                                                     "/v1/event-types).")]
     created_at: datetime
 
 
 class EventPage(msgspec.Struct):
     items: list[Event]
-    # Pass back as `after`; present even on the last page (poll again with it later: the feed only grows).
-    next_cursor: str | None
+    next_cursor: Annotated[str | None, Meta(description="Pass back as `cursor`; present even on the last page "
+                                                        "(poll again with it later: the feed only grows).")]
 
 
 class WebhookEndpoint(msgspec.Struct):
@@ -45,9 +50,16 @@ class WebhookEndpointCreated(WebhookEndpoint):
     secret: str  # whsec_…; shown here only
 
 
+@example({"url": "https://hooks.example.com/voice", "event_types": ["voice_call.ended", "voice_call.analyzed"],
+          "description": "CRM sync"})
 class WebhookEndpointCreate(msgspec.Struct, forbid_unknown_fields=True):
-    url: Annotated[str, Meta(min_length=8, max_length=2048, pattern=r"^https?://[^\s/]+")]
-    event_types: Annotated[list[EventType], Meta(max_length=50)] = []  # [] = every event type
+    """Where to POST events, and which."""
+
+    url: Annotated[str, Meta(min_length=8, max_length=2048, pattern=r"^https?://[^\s/]+",
+                             description="An https:// URL on a public address.")]
+    event_types: Annotated[list[EventType], Meta(max_length=50, description="The types to send (GET "
+                                                                             "/v1/event-types); [] = every "
+                                                                             "type.")] = []
     description: Annotated[str, Meta(max_length=2000)] | None = None
 
 

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
+from voice_service.openapi import example
 from voice_service.schemas import FreeJson, LongText, ShortText, Text, check_free_json
 
 # Shared with the importer, which applies the same limits to CSV cells and JSON values.
@@ -44,7 +45,18 @@ TimeZone = Annotated[str, Meta(max_length=64, description="IANA time zone name, 
 Amount = Annotated[Decimal, Meta(description='decimal amount as a string or number, e.g. "1234.50"')]
 
 
+_LEAD = {"phone": "+14155550199", "first_name": "Ann", "last_name": "Lee", "email": "ann@example.com",
+         "company_name": "Initech", "title": "COO", "stage": "qualified", "priority": 2,
+         "estimated_value": "12000.00", "currency": "USD", "custom_fields": {"source": "webinar"},
+         "timezone": "America/Los_Angeles"}
+
+
+@example({"id": "5e2d1c0b-9a8f-4e7d-8c6b-5a4f3e2d1c0b", **_LEAD, "linkedin_url": None, "status": None,
+          "notes": None, "do_not_call": False, "do_not_call_at": None, "do_not_call_reason": None,
+          "created_at": "2025-03-01T09:00:00Z", "updated_at": "2025-03-01T09:00:00Z"})
 class Lead(msgspec.Struct):
+    """A person to call."""
+
     id: uuid.UUID
     first_name: str | None
     last_name: str | None
@@ -68,7 +80,10 @@ class Lead(msgspec.Struct):
     updated_at: datetime
 
 
+@example(_LEAD)
 class LeadCreate(msgspec.Struct, forbid_unknown_fields=True):
+    """A new lead: only `phone` is required."""
+
     phone: PhoneIn
     first_name: ShortText | None = None
     last_name: ShortText | None = None
@@ -91,7 +106,10 @@ class LeadCreate(msgspec.Struct, forbid_unknown_fields=True):
         check_free_json({"custom_fields": self.custom_fields})
 
 
+@example({"stage": "customer", "do_not_call": True, "do_not_call_reason": "asked on the phone"})
 class LeadUpdate(msgspec.Struct, forbid_unknown_fields=True):
+    """The fields to change; a field not sent keeps its value, `null` clears it."""
+
     phone: PhoneIn | UnsetType = UNSET
     first_name: ShortText | None | UnsetType = UNSET
     last_name: ShortText | None | UnsetType = UNSET
@@ -120,13 +138,28 @@ class ImportRowError(msgspec.Struct):
     reason: str
 
 
+@example({"received": 3, "inserted": 2, "updated": 0, "rejected": 1,
+          "errors": [{"line": 3, "field": "phone", "reason": "'555-0103' is not a valid phone number of US or in "
+                                                             "E.164 form (+15551234567)"}],
+          "error_count": 1, "errors_truncated": False,
+          "columns": {"First Name": "first_name", "Phone Number": "phone", "E-mail": "email"},
+          "custom_field_columns": ["Favourite colour"], "ignored_columns": [], "delimiter": ";"})
 class ImportReport(msgspec.Struct):
     """`line` is the CSV line (header = 1) or the JSON array index + 1; `errors` holds at most 1,000 entries."""
 
-    received: int
-    inserted: int
-    updated: int
-    rejected: int
+    received: Annotated[int, Meta(description="Rows read (blank lines not counted).")]
+    inserted: Annotated[int, Meta(description="New leads.")]
+    updated: Annotated[int, Meta(description="Existing leads (same phone) updated with the row's fields.")]
+    rejected: Annotated[int, Meta(description="Rows skipped for the reasons in `errors`.")]
     errors: list[ImportRowError]
     error_count: int
-    errors_truncated: bool
+    errors_truncated: Annotated[bool, Meta(description="More errors than `errors` holds.")]
+    columns: Annotated[dict[str, str], Meta(description="Each column (or JSON key) read into a lead field, and "
+                                                        "that field.")] = {}
+    custom_field_columns: Annotated[list[str], Meta(description="Columns that are no lead field (or a second "
+                                                                "column for one), kept in `custom_fields` under "
+                                                                "their header.")] = []
+    ignored_columns: Annotated[list[str], Meta(description="Columns dropped: read-only fields, empty headers, "
+                                                           "or mapped to null.")] = []
+    delimiter: Annotated[str | None, Meta(description="The CSV separator found: `,` `;` tab or `|` (null for "
+                                                      "JSON).")] = None

@@ -32,12 +32,12 @@ if TYPE_CHECKING:
     from litestar.routes import BaseRoute
     from litestar.typing import FieldDefinition
 
-__all__ = ["ApiDocsPlugin", "ExampleSchemaPlugin", "READ_METHODS"]
+__all__ = ["OPEN_QUERY", "TAKES_BODY", "ApiDocsPlugin", "ExampleSchemaPlugin", "READ_METHODS"]
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 ROLE_ORDER = "viewer < member < admin < owner"
-_NO_QUERY_CHECK = "open_query"  # opt key: the route reads query parameters it does not declare (carrier webhooks)
-_TAKES_BODY = "takes_body"  # opt key: the route reads its body itself (no `data` parameter)
+OPEN_QUERY = "open_query"  # opt key: the route reads query parameters it does not declare (carrier webhooks)
+TAKES_BODY = "takes_body"  # opt key: the route reads its body itself (no `data` parameter)
 
 
 class ApiDocsPlugin(InitPlugin, ReceiveRoutePlugin):
@@ -56,7 +56,7 @@ class ApiDocsPlugin(InitPlugin, ReceiveRoutePlugin):
         for method, (handler, kwargs_model) in route.route_handler_map.items():
             if not handler.resolve_include_in_schema() or method == "OPTIONS":
                 continue
-            if not handler.opt.get(_NO_QUERY_CHECK) and "query" not in kwargs_model.expected_reserved_kwargs:
+            if not handler.opt.get(OPEN_QUERY) and "query" not in kwargs_model.expected_reserved_kwargs:
                 handler.opt[QUERY_NAMES] = frozenset(p.field_alias for p in kwargs_model.expected_query_params)
             public = bool(handler.opt.get("exclude_from_auth")) or any(p.match(route.path) for p in self._public)
             if public and handler.security is None:
@@ -78,7 +78,7 @@ class ApiDocsPlugin(InitPlugin, ReceiveRoutePlugin):
             )
         if route.path_parameters:
             out[404] = problem_response(404)
-        if "data" in handler.parsed_fn_signature.parameters or handler.opt.get(_TAKES_BODY):
+        if "data" in handler.parsed_fn_signature.parameters or handler.opt.get(TAKES_BODY):
             limit = handler.resolve_request_max_body_size()
             if limit:
                 out[413] = problem_response(
