@@ -216,8 +216,11 @@ async def take_progress_slot(
     """The batch row if a progress event may be written now (none in the last `interval`), marking it written;
     None otherwise. Concurrent callers serialise on the row lock and re-check, so one of them wins."""
     return await conn.fetchrow(  # type: ignore[no-any-return]
-        f"""UPDATE voice_call_batches SET progress_event_at = now()
-            WHERE tenant_id = $1 AND id = $2 AND (progress_event_at IS NULL OR progress_event_at <= now() - $3::interval)
+        # clock_timestamp(), not now(): a transaction that waited for the row lock must compare against the time
+        # it got it, not the time it began (which may be before the previous event's).
+        f"""UPDATE voice_call_batches SET progress_event_at = clock_timestamp()
+            WHERE tenant_id = $1 AND id = $2
+              AND (progress_event_at IS NULL OR progress_event_at <= clock_timestamp() - $3::interval)
             RETURNING {BATCH_COLUMNS}""",
         tenant_id,
         batch_id,

@@ -419,11 +419,19 @@ async def get_call(conn: asyncpg.Connection, tenant_id: uuid.UUID, call_id: uuid
 
 
 async def list_calls(
-    conn: asyncpg.Connection, tenant_id: uuid.UUID, limit: int, cursor: str | None, filters: Mapping[str, Any]
+    conn: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    limit: int,
+    cursor: str | None,
+    filters: Mapping[str, Any],
+    *,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
 ) -> Page[Call]:
     check_limit(limit)
     after = decode_cursor(cursor) if cursor else None
-    rows = await repo.list_calls(conn, tenant_id, limit=limit, after=after, filters=filters)
+    rows = await repo.list_calls(conn, tenant_id, limit=limit, after=after, filters=filters,
+                                 created_after=created_after, created_before=created_before)
     return page_from_rows(rows, limit, _call)
 
 
