@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
+import msgspec
 from litestar import Litestar, Request, Response, get
 from litestar.datastructures import State
 from litestar.middleware import DefineMiddleware
@@ -40,7 +41,7 @@ from voice_service.observability import (
     check_metrics_token,
     configure_logging,
 )
-from voice_service.openapi import problems
+from voice_service.openapi import example, problems
 from voice_service.openapi.docs_page import assets_router, openapi_config
 from voice_service.openapi.plugin import ApiDocsPlugin, ExampleSchemaPlugin
 from voice_service.recordings.routes import route_handlers as recording_routes
@@ -61,9 +62,18 @@ BackgroundFactory = Callable[[Litestar], Any]
 background_services: list[tuple[str, BackgroundFactory]] = []
 
 
+@example({"status": "ok", "database": "ok", "draining": False})
+class Health(msgspec.Struct):
+    """The process answers and its database does."""
+
+    status: str
+    database: str
+    draining: bool
+
+
 @get("/health", operation_id="health", summary="Liveness and database check", tags=["ops"],
      responses=problems(s503="The database does not answer."))
-async def health(request: Request[Any, Any, Any]) -> dict[str, Any]:
+async def health(request: Request[Any, Any, Any]) -> Health:
     """No credentials needed. `{"status": "ok", "database": "ok", "draining": false}`; `draining` is true while
     the process shuts down (it takes no new calls)."""
     pool = request.app.state.pool
@@ -71,7 +81,7 @@ async def health(request: Request[Any, Any, Any]) -> dict[str, Any]:
         await pool.fetchval("SELECT 1")
     except Exception as exc:  # noqa: BLE001 - the health check reports any database failure as 503
         raise ServiceUnavailable(f"database unavailable: {type(exc).__name__}") from None
-    return {"status": "ok", "database": "ok", "draining": bool(request.app.state.draining)}
+    return Health(status="ok", database="ok", draining=bool(request.app.state.draining))
 
 
 @get("/metrics", operation_id="metrics", summary="Prometheus metrics", tags=["ops"], media_type=CONTENT_TYPE_LATEST,

@@ -178,7 +178,15 @@ class Batch(msgspec.Struct):
     completed_at: datetime | None
 
 
+@example({"id": "6f1e2d3c-4b5a-4968-8776-655443322110", "batch_id": "0b8f3e0c-5d2a-4c7e-9f1a-2b3c4d5e6f70",
+          "position": 1, "lead_id": "5e2d1c0b-9a8f-4e7d-8c6b-5a4f3e2d1c0b", "phone": "+14155550199",
+          "status": "retrying", "outcome": "no_answer", "error_message": "no answer", "attempts": 1,
+          "last_call_id": "0190a6f2-7c1e-7b3a-9a51-3c2d4e5f6a7b", "next_attempt_at": "2025-03-04T15:35:00Z",
+          "timezone": "America/Los_Angeles", "variables": {"first_name": "Ann"},
+          "created_at": "2025-03-04T15:20:00Z", "updated_at": "2025-03-04T15:21:10Z"})
 class BatchEntry(msgspec.Struct):
+    """One number to call in a batch, and how its attempts went."""
+
     id: uuid.UUID
     batch_id: uuid.UUID
     position: int
@@ -197,6 +205,7 @@ class BatchEntry(msgspec.Struct):
     updated_at: datetime
 
 
+@example({"added": 1, "skipped": 0, "batch": Batch.__openapi_example__})  # type: ignore[attr-defined]
 class EntriesAdded(msgspec.Struct):
     added: int
     skipped: int

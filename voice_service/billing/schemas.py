@@ -17,7 +17,17 @@ Category = Literal["llm", "stt", "tts", "telephony", "enrichment", "vm_infrastru
 Unit = Literal["record", "token", "second", "minute", "character", "message"]
 
 
+_PRICE = {"id": "1d2c3b4a-5f6e-4d7c-8b9a-0f1e2d3c4b5a", "scope": "global", "category": "telephony",
+          "provider": "twilio", "model": None, "unit": "minute", "unit_price": "0.014000",
+          "description": "Outbound minute, US", "effective_from": "2025-01-01T00:00:00Z", "effective_to": None,
+          "is_active": True, "metadata": {"direction": "outbound", "country": "US", "increment_seconds": 60},
+          "created_at": "2025-01-01T00:00:00Z"}
+
+
+@example(_PRICE)
 class Price(msgspec.Struct):
+    """A unit price: `scope` global (the list price) or tenant (this tenant's override)."""
+
     id: uuid.UUID
     scope: Literal["global", "tenant"]
     category: str
@@ -33,6 +43,7 @@ class Price(msgspec.Struct):
     created_at: datetime
 
 
+@example({"items": [_PRICE]})
 class PriceList(msgspec.Struct):
     items: list[Price]
 
@@ -92,7 +103,16 @@ class Wallet(msgspec.Struct):
     reservations: list[Reservation]
 
 
+_LEDGER = {"id": "2b3c4d5e-6f7a-4b8c-9d0e-1f2a3b4c5d6e", "transaction_type": "debit", "amount": "-0.042310",
+           "balance_before": "25.000000", "balance_after": "24.957690", "reference_type": "usage_event",
+           "reference_id": "8c7b6a59-4837-4261-9504-a3b2c1d0e9f8", "idempotency_key": "voice_call:0190a6f2",
+           "description": "call 0190a6f2-7c1e-7b3a-9a51-3c2d4e5f6a7b", "created_at": "2025-03-04T15:22:55Z"}
+
+
+@example(_LEDGER)
 class LedgerTransaction(msgspec.Struct):
+    """One immutable change of the wallet balance."""
+
     id: uuid.UUID
     transaction_type: str
     amount: str
@@ -105,7 +125,16 @@ class LedgerTransaction(msgspec.Struct):
     created_at: datetime
 
 
+@example({"id": "8c7b6a59-4837-4261-9504-a3b2c1d0e9f8", "feature_key": "voice-agent",
+          "usage_items": [{"category": "telephony", "provider": "twilio", "model": None, "unit": "minute",
+                           "quantity": "3", "unit_price": "0.014000", "cost": "0.042000"}],
+          "total_cost": "0.042310", "currency": "USD", "status": "charged",
+          "ledger_transaction_id": "2b3c4d5e-6f7a-4b8c-9d0e-1f2a3b4c5d6e", "charged_at": "2025-03-04T15:22:55Z",
+          "idempotency_key": "voice_call:0190a6f2-7c1e-7b3a-9a51-3c2d4e5f6a7b",
+          "call_id": "0190a6f2-7c1e-7b3a-9a51-3c2d4e5f6a7b", "created_at": "2025-03-04T15:22:55Z"})
 class UsageEvent(msgspec.Struct):
+    """A billed usage: one per call, one per analysis run, one per adjustment."""
+
     id: uuid.UUID
     feature_key: str
     usage_items: list[dict[str, Any]]
@@ -132,6 +161,11 @@ class TopupCreate(msgspec.Struct, forbid_unknown_fields=True):
     description: Annotated[str, Meta(max_length=2000)] | None = None
 
 
+@example({"transaction": {**_LEDGER, "transaction_type": "topup", "amount": "50.000000",
+                          "balance_before": "24.957690", "balance_after": "74.957690", "reference_type": None,
+                          "reference_id": None, "idempotency_key": "topup:pay_1Pq2Rs3Tu4",
+                          "description": "Card payment"},
+          "created": True, "current_balance": "74.957690"})
 class Topup(msgspec.Struct):
     transaction: LedgerTransaction
     created: bool

@@ -22,7 +22,7 @@ from litestar.plugins import InitPlugin
 from litestar.plugins.base import ReceiveRoutePlugin
 from litestar.routes import HTTPRoute
 
-from voice_service.openapi.problems import problem_response
+from voice_service.openapi.problems import RawJson, problem_response
 from voice_service.openapi.strict_query import QUERY_NAMES, StrictQueryMiddleware
 
 if TYPE_CHECKING:
@@ -106,5 +106,5 @@ class ExampleSchemaPlugin(StructSchemaPlugin):
         schema = super().to_openapi_schema(field_definition, schema_creator)
         value = getattr(field_definition.type_, "__openapi_example__", None)
         if value is not None:
-            schema.examples = [value]
+            schema.examples = [RawJson(value)]
         return schema

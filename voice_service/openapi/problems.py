@@ -8,16 +8,29 @@ per documented status against it.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
 import msgspec
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example
+from litestar.openapi.spec.base import BaseSchemaObject
 from msgspec import UNSET, Meta, UnsetType
 
 PROBLEM_JSON = "application/problem+json"
 
 T = TypeVar("T")
+
+
+@dataclass
+class RawJson(BaseSchemaObject):
+    """An example value written into the document as it is: Litestar drops every null from the dicts it
+    serialises, which would leave examples without their required null fields."""
+
+    value: Any
+
+    def to_schema(self) -> Any:  # type: ignore[override]
+        return self.value
 
 
 def example(value: dict[str, Any] | list[Any]) -> Callable[[type[T]], type[T]]:
@@ -45,6 +58,11 @@ class FieldProblem(msgspec.Struct, omit_defaults=True):
     source: Annotated[str, Meta(description="`body`, `query`, `path` or `header`, when known.",
                                 examples=["body"])] | UnsetType = UNSET
     limit: Annotated[int, Meta(description="The limit that was exceeded, when there is one.")] | UnsetType = UNSET
+    # 402 (the wallet): what the operation needs and what the wallet has, decimal strings.
+    required: Annotated[str, Meta(description="402: the amount needed.")] | UnsetType = UNSET
+    available: Annotated[str, Meta(description="402: the wallet's available balance.")] | UnsetType = UNSET
+    shortfall: Annotated[str, Meta(description="402: the least top-up that covers it.")] | UnsetType = UNSET
+    currency: Annotated[str, Meta(description="402: the wallet's currency.")] | UnsetType = UNSET
 
 
 @example({
@@ -135,7 +153,7 @@ def problem_response(status: int, description: str | None = None) -> ResponseSpe
         media_type=PROBLEM_JSON,
         description=description or meaning,
         generate_examples=False,
-        examples=[Example(summary=title, value=_example_body(status, detail, field))],
+        examples=[Example(summary=title, value=RawJson(_example_body(status, detail, field)))],
     )
 
 

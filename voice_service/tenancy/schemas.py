@@ -56,7 +56,12 @@ class ApiKeyCreated(ApiKey):
                                          "is).")] = ""
 
 
+@example({"id": "8e7d6c5b-4a39-4827-9615-04f3e2d1c0b9", "user_id": "1f2e3d4c-5b6a-4798-8a7b-6c5d4e3f2a1b",
+          "number_id": "4b5c6d7e-8f90-4a1b-8c2d-3e4f5a6b7c8d", "voice_id": None, "is_active": True, "metadata": {},
+          "created_at": "2025-03-01T09:00:00Z", "updated_at": "2025-03-01T09:00:00Z"})
 class VoicePermission(msgspec.Struct):
+    """A grant: the member may call from `number_id` and/or speak with `voice_id`."""
+
     id: uuid.UUID
     user_id: uuid.UUID
     number_id: uuid.UUID | None
@@ -82,7 +87,12 @@ class VoicePermissionCreate(msgspec.Struct, forbid_unknown_fields=True):
         check_free_json({"metadata": self.metadata})
 
 
+@example({"user_id": "1f2e3d4c-5b6a-4798-8a7b-6c5d4e3f2a1b", "default_agent_id": 7,
+          "default_number_id": "4b5c6d7e-8f90-4a1b-8c2d-3e4f5a6b7c8d", "preferences": {"speaking_rate": 1.05},
+          "metadata": {}, "updated_at": "2025-03-01T09:00:00Z"})
 class VoiceProfile(msgspec.Struct):
+    """A user's own voice defaults."""
+
     user_id: uuid.UUID
     default_agent_id: int | None
     default_number_id: uuid.UUID | None
