@@ -131,6 +131,8 @@ async def _lifespan(app: Litestar) -> AsyncIterator[None]:
 def create_app(settings: Settings | None = None, *, bootstrap: bool = True) -> Litestar:
     settings = settings or load_settings()
     configure_logging(settings.log_level, settings.log_json)
+    if settings.env_file:
+        log.info("settings read from the environment and %s (the environment wins)", settings.env_file)
     state = State({"settings": settings, "key_cache": KeyCache(), "metrics": Metrics(), "draining": False,
                    "bootstrap": bootstrap})
     openapi = openapi_config(version=__version__, webhooks=webhooks_for_openapi())
