@@ -139,6 +139,19 @@ async def test_call_lifecycle_events_in_the_feed_and_the_webhooks(
         "SELECT event_id FROM webhook_deliveries WHERE endpoint_id = $1", uuid.UUID(hook.json()["id"]))
     assert {str(r["event_id"]) for r in delivered} == {e["id"] for e in events}
 
+    # Every event of the call, whichever domain wrote it (billing's cost_recorded too), matches the catalog.
+    async def billed() -> bool:
+        return bool(await _events(api, tenant, "voice_call.cost_recorded"))
+
+    for _ in range(200):
+        if await billed():
+            break
+        await _sleep()
+    everything = await _events(api, tenant, ",".join(schemas))
+    assert "voice_call.cost_recorded" in {e["type"] for e in everything}
+    for e in everything:
+        _check(e, schemas)
+
     # /metrics counts the calls where they end, by final status.
     after = await _ended_counts(api)
     assert after.get("ended", 0) - before.get("ended", 0) >= 1

@@ -30,7 +30,7 @@ class CallRef(msgspec.Struct, frozen=True):
           "from_number_id": "4b5c6d7e-8f90-4a1b-8c2d-3e4f5a6b7c8d", "from": "+14155550142", "to": "+14155550199",
           "batch_id": None, "batch_entry_id": None, "attempt": 1, "provider": "twilio",
           "provider_call_id": "CA0123456789abcdef0123456789abcdef", "answered_by": "human",
-          "end_reason": "agent_hangup", "started_at": "2025-03-04T15:20:09.480Z",
+          "end_reason": "completed", "started_at": "2025-03-04T15:20:09.480Z",
           "ended_at": "2025-03-04T15:22:41.002Z", "duration_seconds": 152, "cost": "0.042310", "currency": "USD",
           "initiated_by_user_id": None, "metadata": {"variables": {"first_name": "Ann"}},
           "created_at": "2025-03-04T15:20:01.120Z", "updated_at": "2025-03-04T15:22:55.310Z",

@@ -73,17 +73,18 @@ class VoiceCallStartedData(CallEventData, kw_only=True):
 
 
 @example({**_CALL_EXAMPLE, "status": "ended", "ended_at": "2025-03-04T15:22:41.002Z", "duration_seconds": 152,
-          "end_reason": "agent_hangup", "answered_by": "human"})
+          "end_reason": "completed", "answered_by": "human"})
 class VoiceCallEndedData(CallEventData, kw_only=True):
     """The call is over, whatever its outcome."""
 
     ended_at: datetime | None = None
     duration_seconds: Annotated[int | None, Meta(description="Seconds from answer to end (0 if never "
                                                              "answered).")] = None
-    end_reason: Annotated[str | None, Meta(description="Why it ended: `completed`, `caller_hangup`, "
-                                                       "`agent_hangup`, `silence_timeout`, `max_duration`, "
-                                                       "`busy`, `no_answer`, `hangup_requested`, "
-                                                       "`batch_cancelled`, a carrier error code, …")] = None
+    end_reason: Annotated[str | None, Meta(description="Why it ended, e.g. `completed`, `busy`, `no_answer`, "
+                                                       "`rejected`, `media_disconnected`, `silence_timeout`, "
+                                                       "`max_duration`, `transferred`, `setup_failed`, "
+                                                       "`hangup_requested`, `batch_cancelled`, `dispatch_error`, "
+                                                       "or a carrier error code.")] = None
     answered_by: str | None = None
 
 
@@ -115,6 +116,13 @@ class CostItemData(msgspec.Struct):
     quantity: Annotated[str, Meta(description="A decimal, as a string.")]
     unit_price: Money
     cost: Money
+    price_id: Annotated[str, Meta(description="The price row applied.")] | None = None
+    direction: Annotated[str, Meta(description="input/output (tokens) or inbound/outbound (minutes), when the "
+                                               "price depends on it.")] | None = None
+    warning: Annotated[str, Meta(description="Why this item could not be priced normally (e.g. no price "
+                                             "row).")] | None = None
+    estimated: Annotated[bool, Meta(description="The quantity is an estimate (the provider did not report "
+                                                "it).")] = False
 
 
 @example({"call_id": _CALL_ID, "usage_event_id": "8c7b6a59-4837-4261-9504-a3b2c1d0e9f8",
@@ -197,7 +205,8 @@ class VoiceCallRecordingReadyData(msgspec.Struct, kw_only=True):
     stored_at: datetime
 
 
-@example({"call_id": _CALL_ID, "reason": "api", "deleted_by": {"kind": "api_key", "role": "admin"},
+@example({"call_id": _CALL_ID, "reason": "api",
+          "deleted_by": {"kind": "api_key", "user_id": None, "api_key_id": "7a6b5c4d-3e2f-4a1b-9c8d-7e6f5a4b3c2d"},
           "bytes": 760320, "duration_ms": 152040})
 class VoiceCallRecordingDeletedData(msgspec.Struct, kw_only=True):
     """The call's recording was deleted (the audit record of the deletion)."""

@@ -16,7 +16,7 @@ EventType = Annotated[str, Meta(min_length=1, max_length=200, pattern=r"^[a-z0-9
 
 @example({"id": "9d8c7b6a-5f4e-4d3c-8b2a-1f0e9d8c7b6a", "seq": 4711, "type": "voice_call.ended",
           "aggregate_type": "voice_call", "aggregate_id": "0190a6f2-7c1e-7b3a-9a51-3c2d4e5f6a7b",
-          "data": {"call_id": "0190a6f2-7c1e-7b3a-9a51-3c2d4e5f6a7b", "status": "ended", "end_reason": "agent_hangup"},
+          "data": {"call_id": "0190a6f2-7c1e-7b3a-9a51-3c2d4e5f6a7b", "status": "ended", "end_reason": "completed"},
           "created_at": "2025-03-04T15:22:41.120Z"})
 class Event(msgspec.Struct):
     """One event of the feed. Its `data` is the type's payload: see `GET /v1/event-types`."""
