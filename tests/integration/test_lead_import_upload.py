@@ -18,11 +18,11 @@ async def _lead(client: Any, tenant: Any, phone: str) -> dict[str, Any]:
 
 async def test_a_browser_upload_with_peoples_headers_and_national_numbers(client: Any, tenant: Any) -> None:
     csv = (
-        "First Name;last name;Phone Number;E-mail;Company;Favourite colour\r\n"
-        "Ann;Lee;(415) 555-0103;ann@example.com;Initech;teal\r\n"
-        "Bo;Chen;+44 20 7946 0958;bo@example.com;Globex;\r\n"
-        "Cy;Diaz;555-0199;cy@example.com;Umbrella;red\r\n"
-    ).encode()
+        b"First Name;last name;Phone Number;E-mail;Company;Favourite colour\r\n"
+        b"Ann;Lee;(415) 555-0103;ann@example.com;Initech;teal\r\n"
+        b"Bo;Chen;+44 20 7946 0958;bo@example.com;Globex;\r\n"
+        b"Cy;Diaz;555-0199;cy@example.com;Umbrella;red\r\n"
+    )
     r = await client.post(
         "/v1/leads/import",
         files={"file": ("contacts.csv", csv, "application/vnd.ms-excel")},
