@@ -186,28 +186,30 @@ def pg_error_to_app(exc: asyncpg.PostgresError) -> AppError | None:
     detail = getattr(exc, "detail", None) or ""
     m = _PG_DETAIL_KEY.search(detail)
     field = m.group(1).split(",")[-1].strip() if m else getattr(exc, "column_name", None)
+    name = f"`{field}`" if field else "A value"
     if isinstance(exc, asyncpg.UniqueViolationError):
-        return Conflict("a resource with this value already exists", field=field)
+        return Conflict(f"{name}: a resource with this value already exists", field=field)
     if isinstance(exc, asyncpg.ForeignKeyViolationError):
-        return ValidationFailed("refers to a resource that does not exist", field=field)
+        return ValidationFailed(f"{name} refers to something that does not exist in your tenant", field=field)
     if isinstance(exc, asyncpg.NotNullViolationError):
-        return ValidationFailed(f"{field or 'a field'} is required", field=field)
+        return ValidationFailed(f"{name} is required", field=field)
     if isinstance(exc, asyncpg.CheckViolationError):
-        return ValidationFailed(f"value not allowed ({exc.constraint_name or 'constraint'})", field=field)
+        return ValidationFailed(f"{name} is not allowed here ({exc.constraint_name or 'a rule of the data'})",
+                                field=field)
     if isinstance(exc, asyncpg.StringDataRightTruncationError):
-        return ValidationFailed("value too long", field=field)
+        return ValidationFailed(f"{name} is too long", field=field)
     if isinstance(exc, asyncpg.NumericValueOutOfRangeError):
-        return ValidationFailed("number out of range", field=field)
+        return ValidationFailed(f"{name} is out of range", field=field)
     if isinstance(exc, asyncpg.CharacterNotInRepertoireError | asyncpg.UntranslatableCharacterError):
-        return ValidationFailed("text contains a character PostgreSQL cannot store (e.g. NUL)", field=field)
+        return ValidationFailed(f"{name} contains a character PostgreSQL cannot store (e.g. NUL)", field=field)
     if isinstance(exc, asyncpg.InvalidTextRepresentationError):
-        return ValidationFailed("invalid value", field=field)
+        return ValidationFailed(f"{name} is not a valid value", field=field)
     return None
 
 
 def _client_data(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     # asyncpg could not encode a value for a query argument (e.g. an integer beyond bigint): bad input, not a bug.
-    return _app_error(request, ValidationFailed(f"invalid value: {str(exc).splitlines()[0][:200]}"))
+    return _app_error(request, ValidationFailed(f"A value is out of what it can hold: {str(exc).splitlines()[0][:200]}"))
 
 
 def _pg(request: Request[Any, Any, Any], exc: asyncpg.PostgresError) -> Response[Any]:

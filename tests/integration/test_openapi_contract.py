@@ -107,6 +107,18 @@ async def test_every_operation_is_documented(spec: dict[str, Any]) -> None:
     assert not missing, f"{len(missing)} documentation gaps:\n" + "\n".join(missing)
 
 
+async def test_every_request_body_field_is_described(spec: dict[str, Any]) -> None:
+    """What a client sends is explained field by field (`Meta(description=…)` on the Struct's fields)."""
+    bodies = {media["schema"]["$ref"].rsplit("/", 1)[1]
+              for _, _, op in _operations(spec) for media in (op.get("requestBody") or {}).get("content", {}).values()
+              if "$ref" in media.get("schema", {})}
+    undescribed = [f"{name}.{field}" for name in sorted(bodies)
+                   for field, prop in spec["components"]["schemas"][name].get("properties", {}).items()
+                   if not prop.get("description")]
+    assert len(bodies) >= 15
+    assert not undescribed, f"{len(undescribed)} request fields without a description: {undescribed}"
+
+
 async def test_no_litestar_default_error_shape_is_left(spec: dict[str, Any]) -> None:
     """Litestar's own `{status_code, detail, extra}` body is what the service never sends."""
     text = str(spec)

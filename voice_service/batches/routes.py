@@ -52,7 +52,11 @@ class BatchController(Controller):
         operation_id="createBatch",
         summary="Launch a batch of outbound calls",
         status_code=HTTP_201_CREATED,
-        responses=problems(s402="The wallet's available balance does not cover the batch's estimated cost (with ENFORCE_WALLET_BALANCE).", s409="The Idempotency-Key was used with another body, or its first request is still running."),
+        responses=problems(
+            s402="The wallet's available balance does not cover the batch's estimated cost (with "
+                 "ENFORCE_WALLET_BALANCE).",
+            s409="The Idempotency-Key was used with another body, or its first request is still running.",
+        ),
     )
     async def create_batch(
         self, request: Request[Any, Any, Any], conn: Conn, principal: Caller, data: JSONBody[BatchCreate]

@@ -86,7 +86,7 @@ class BatchCreate(msgspec.Struct, forbid_unknown_fields=True):
 
     agent_id: Annotated[int, Meta(ge=1, description="The agent on every call.")]
     entries: Entries
-    name: Name | None = None
+    name: Annotated[Name | None, Meta(description="Shown in lists and events.")] = None
     from_number_id: Annotated[uuid.UUID | None, Meta(description="A number to call from (or give "
                                                                  "`from_number_ids`).")] = None
     from_number_ids: Annotated[list[uuid.UUID], Meta(max_length=50, description="Numbers the batch rotates "
@@ -110,7 +110,7 @@ class BatchCreate(msgspec.Struct, forbid_unknown_fields=True):
         msgspec.field(default_factory=RetryPolicy)
     )
     variables: Annotated[FreeJson, Meta(description="Prompt variables for every call (an entry's own win).")] = {}
-    metadata: FreeJson = {}
+    metadata: Annotated[FreeJson, Meta(description="Your own data, returned as sent (at most 16 KB).")] = {}
 
     def __post_init__(self) -> None:
         check_free_json({"variables": self.variables, "metadata": self.metadata})

@@ -139,7 +139,11 @@ class PlatformAdminController(Controller):
         status_code=HTTP_200_OK,
         summary="Credit a tenant wallet (the billing system posts payments here; idempotent per key)",
         security=[{"platformAdmin": []}],
-        responses=problems(s401="The platform admin token is missing or wrong.", s403="The platform admin API is disabled: PLATFORM_ADMIN_TOKEN is not set.", s404="No such tenant."),
+        responses=problems(
+            s401="The platform admin token is missing or wrong.",
+            s403="The platform admin API is disabled: PLATFORM_ADMIN_TOKEN is not set.",
+            s404="No such tenant.",
+        ),
     )
     async def topup(self, request: Request[Any, Any, Any], data: JSONBody[TopupCreate]) -> Topup:
         """For the billing platform, not tenants: authenticated with `Authorization: Bearer <PLATFORM_ADMIN_TOKEN>`

@@ -65,16 +65,21 @@ class PriceMetadata(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=Tr
 class PriceCreate(msgspec.Struct, forbid_unknown_fields=True):
     """A tenant price: it overrides the global price of the same category, provider, model and unit."""
 
-    category: Category
-    provider: Annotated[str, Meta(min_length=1, max_length=100, examples=["openai"])]
+    category: Annotated[Category, Meta(description="What is priced: llm, stt, tts, telephony, …")]
+    provider: Annotated[str, Meta(min_length=1, max_length=100, examples=["openai"],
+                                  description="The provider priced.")]
     unit: Annotated[Unit, Meta(description="What `unit_price` is per.")]
     unit_price: Annotated[Decimal, Meta(description="Price per unit, a JSON number or a decimal string (read "
                                                     "exactly).", examples=["0.00000015"])]
-    model: Annotated[str, Meta(min_length=1, max_length=200)] | None = None
-    description: Annotated[str, Meta(max_length=2000)] | None = None
+    model: Annotated[Annotated[str, Meta(min_length=1, max_length=200)] | None,
+                     Meta(description="The model (null: any model of the provider).")] = None
+    description: Annotated[Annotated[str, Meta(max_length=2000)] | None, Meta(description="A note for people.")] = None
     effective_from: Annotated[datetime | None, Meta(description="From when it applies; default: now.")] = None
     effective_to: Annotated[datetime | None, Meta(description="Until when; default: open-ended.")] = None
-    metadata: PriceMetadata = msgspec.field(default_factory=PriceMetadata)
+    metadata: Annotated[PriceMetadata, Meta(description="How the price applies: token direction, call direction "
+                                                        "and country, rounding.")] = msgspec.field(
+        default_factory=PriceMetadata
+    )
 
 
 class Reservation(msgspec.Struct):
@@ -153,12 +158,13 @@ class UsageEvent(msgspec.Struct):
 class TopupCreate(msgspec.Struct, forbid_unknown_fields=True):
     """A credit to a tenant's wallet, from the billing system."""
 
-    tenant_id: uuid.UUID
+    tenant_id: Annotated[uuid.UUID, Meta(description="The tenant whose wallet is credited.")]
     amount: Annotated[Decimal, Meta(description="In the wallet's currency; a JSON number or a decimal string.")]
     idempotency_key: Annotated[str, Meta(min_length=1, max_length=200,
                                          description="The payment's id in the billing system: posting it again "
                                                      "returns the first top-up.")]
-    description: Annotated[str, Meta(max_length=2000)] | None = None
+    description: Annotated[Annotated[str, Meta(max_length=2000)] | None,
+                           Meta(description="The ledger row's note.")] = None
 
 
 @example({"transaction": {**_LEDGER, "transaction_type": "topup", "amount": "50.000000",

@@ -11,7 +11,8 @@ import msgspec
 from voice_service.openapi import example
 
 
-@example({"id": "3a2b1c0d-9e8f-4a7b-8c6d-5e4f3a2b1c0d", "call_id": "0190a6f2-7c1e-7b3a-9a51-3c2d4e5f6a7b", "status": "completed",
+@example({"id": "3a2b1c0d-9e8f-4a7b-8c6d-5e4f3a2b1c0d", "call_id": "0190a6f2-7c1e-7b3a-9a51-3c2d4e5f6a7b",
+          "status": "completed",
           "summary": "Ann asked for a demo next Tuesday.", "sentiment": "positive", "lead_category": "interested",
           "lead_extraction": {"demo_day": "Tuesday"}, "success_evaluation": {"success": True, "reason": "demo booked"},
           "error": None, "model": "gpt-4o-mini", "cost": "0.000410", "attempts": 1,

@@ -62,7 +62,12 @@ class CallController(Controller):
             "with another body is a 409."
         ),
         status_code=201,
-        responses=problems(s403="The key may not place this call: a viewer, a member without the number or voice permission, or a lead (or number) that asked not to be called.", s409="The Idempotency-Key was used with another body, or its first request is still running.", s503="The service is shutting down, or the number's carrier is not configured; retry later."),
+        responses=problems(
+            s403="The key may not place this call: a viewer, a member without the number or voice permission, or "
+                 "a lead (or number) that asked not to be called.",
+            s409="The Idempotency-Key was used with another body, or its first request is still running.",
+            s503="The service is shutting down, or the number's carrier is not configured; retry later.",
+        ),
     )
     async def create_call(
         self, request: Request[Any, Any, Any], principal: Caller, data: JSONBody[CallCreate]

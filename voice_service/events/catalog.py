@@ -366,7 +366,8 @@ def event_types() -> list[EventTypeInfo]:
           "aggregate_type": "voice_call", "data_schema": {"$ref": "#/$defs/VoiceCallEndedData", "$defs": {}},
           "example": {"type": "voice_call.ended", "id": "9d8c7b6a-5f4e-4d3c-8b2a-1f0e9d8c7b6a",
                       "timestamp": "2025-03-04T15:22:41.120Z", "seq": 4711, "aggregate_type": "voice_call",
-                      "aggregate_id": _CALL_ID, "data": VoiceCallEndedData.__openapi_example__}})  # type: ignore[attr-defined]
+                      "aggregate_id": _CALL_ID,
+                      "data": VoiceCallEndedData.__openapi_example__}})  # type: ignore[attr-defined]
 class EventTypeInfo(msgspec.Struct, kw_only=True):
     """One event type: what it means, and its payload."""
 

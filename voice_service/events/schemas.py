@@ -75,7 +75,7 @@ class WebhookEndpointCreate(msgspec.Struct, forbid_unknown_fields=True):
     event_types: Annotated[list[EventType], Meta(max_length=50, description="The types to send (GET "
                                                                              "/v1/event-types); [] = every "
                                                                              "type.")] = []
-    description: Annotated[str, Meta(max_length=2000)] | None = None
+    description: Annotated[Annotated[str, Meta(max_length=2000)] | None, Meta(description="A note for people.")] = None
 
 
 class DeliveryAttempt(msgspec.Struct):

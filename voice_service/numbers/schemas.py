@@ -47,7 +47,7 @@ class NumberCreate(msgspec.Struct, forbid_unknown_fields=True):
     provider: ProviderName
     status: Annotated[NumberStatus, Meta(description="Only active numbers place and take calls.")] = "active"
     default_agent_id: Annotated[int | None, Meta(description="The agent that answers inbound calls.")] = None
-    metadata: FreeJson = {}
+    metadata: Annotated[FreeJson, Meta(description="Your own data (at most 16 KB).")] = {}
 
     def __post_init__(self) -> None:
         check_free_json({"metadata": self.metadata})
@@ -57,10 +57,11 @@ class NumberCreate(msgspec.Struct, forbid_unknown_fields=True):
 class NumberUpdate(msgspec.Struct, forbid_unknown_fields=True):
     """The fields to change; a field not sent keeps its value."""
 
-    provider: ProviderName | UnsetType = UNSET
-    status: NumberStatus | UnsetType = UNSET
-    default_agent_id: int | None | UnsetType = UNSET
-    metadata: FreeJson | UnsetType = UNSET
+    provider: Annotated[ProviderName, Meta(description="The carrier.")] | UnsetType = UNSET
+    status: Annotated[NumberStatus, Meta(description="Only active numbers place and take calls.")] | UnsetType = UNSET
+    default_agent_id: Annotated[int | None, Meta(description="The agent that answers inbound calls; null: inbound "
+                                                             "calls are refused politely.")] | UnsetType = UNSET
+    metadata: Annotated[FreeJson, Meta(description="Your own data (at most 16 KB).")] | UnsetType = UNSET
 
     def __post_init__(self) -> None:
         check_free_json({"metadata": self.metadata})

@@ -80,8 +80,8 @@ class VoicePermissionCreate(msgspec.Struct, forbid_unknown_fields=True):
     user_id: Annotated[uuid.UUID, Meta(description="The member.")]
     number_id: Annotated[uuid.UUID | None, Meta(description="A number the member may call from.")] = None
     voice_id: Annotated[uuid.UUID | None, Meta(description="A voice the member may use.")] = None
-    is_active: bool = True
-    metadata: FreeJson = {}
+    is_active: Annotated[bool, Meta(description="An inactive grant allows nothing.")] = True
+    metadata: Annotated[FreeJson, Meta(description="Your own data (at most 16 KB).")] = {}
 
     def __post_init__(self) -> None:
         check_free_json({"metadata": self.metadata})
@@ -106,10 +106,10 @@ class VoiceProfile(msgspec.Struct):
 class VoiceProfileUpdate(msgspec.Struct, forbid_unknown_fields=True):
     """The calling user's defaults; a field not sent keeps its value."""
 
-    default_agent_id: int | None | UnsetType = UNSET
-    default_number_id: uuid.UUID | None | UnsetType = UNSET
-    preferences: FreeJson | UnsetType = UNSET
-    metadata: FreeJson | UnsetType = UNSET
+    default_agent_id: Annotated[int | None, Meta(description="The agent this user's calls use by default.")] | UnsetType = UNSET
+    default_number_id: Annotated[uuid.UUID | None, Meta(description="The number this user calls from by default.")] | UnsetType = UNSET
+    preferences: Annotated[FreeJson, Meta(description="This user's own settings (at most 16 KB).")] | UnsetType = UNSET
+    metadata: Annotated[FreeJson, Meta(description="Your own data (at most 16 KB).")] | UnsetType = UNSET
 
     def __post_init__(self) -> None:
         check_free_json({"preferences": self.preferences, "metadata": self.metadata})

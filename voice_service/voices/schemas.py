@@ -49,13 +49,13 @@ class VoiceCreate(msgspec.Struct, forbid_unknown_fields=True):
                                            description="The voice's id at the provider (its voice name for "
                                                        "Deepgram, OpenAI and Google).",
                                            examples=["21m00Tcm4TlvDq8ikWAM"])]
-    name: Name | None = None
-    description: Text | None = None
-    gender: Literal["female", "male", "neutral"] | None = None
-    accent: ShortText | None = None
-    language: Language | None = None
-    voice_sample_url: Url | None = None
-    metadata: FreeJson = {}
+    name: Annotated[Name | None, Meta(description="A name for people.")] = None
+    description: Annotated[Text | None, Meta(description="What it sounds like.")] = None
+    gender: Annotated[Literal["female", "male", "neutral"] | None, Meta(description="The voice's gender.")] = None
+    accent: Annotated[ShortText | None, Meta(description="e.g. american, british.")] = None
+    language: Annotated[Language | None, Meta(description="BCP-47, e.g. en-US.")] = None
+    voice_sample_url: Annotated[Url | None, Meta(description="A sample to listen to.")] = None
+    metadata: Annotated[FreeJson, Meta(description="Your own data (at most 16 KB).")] = {}
 
     def __post_init__(self) -> None:
         check_free_json({"metadata": self.metadata})
@@ -65,15 +65,16 @@ class VoiceCreate(msgspec.Struct, forbid_unknown_fields=True):
 class VoiceUpdate(msgspec.Struct, forbid_unknown_fields=True):
     """The fields to change; a field not sent keeps its value."""
 
-    provider: TtsProviderName | UnsetType = UNSET
-    provider_voice_id: Annotated[str, Meta(min_length=1, max_length=200)] | UnsetType = UNSET
-    name: Name | None | UnsetType = UNSET
-    description: Text | None | UnsetType = UNSET
-    gender: Literal["female", "male", "neutral"] | None | UnsetType = UNSET
-    accent: ShortText | None | UnsetType = UNSET
-    language: Language | None | UnsetType = UNSET
-    voice_sample_url: Url | None | UnsetType = UNSET
-    metadata: FreeJson | UnsetType = UNSET
+    provider: Annotated[TtsProviderName, Meta(description="The TTS provider.")] | UnsetType = UNSET
+    provider_voice_id: Annotated[str, Meta(min_length=1, max_length=200,
+                                           description="The voice's id at the provider.")] | UnsetType = UNSET
+    name: Annotated[Name | None, Meta(description="A name for people.")] | UnsetType = UNSET
+    description: Annotated[Text | None, Meta(description="What it sounds like.")] | UnsetType = UNSET
+    gender: Annotated[Literal["female", "male", "neutral"] | None, Meta(description="The voice's gender.")] | UnsetType = UNSET
+    accent: Annotated[ShortText | None, Meta(description="e.g. american, british.")] | UnsetType = UNSET
+    language: Annotated[Language | None, Meta(description="BCP-47, e.g. en-US.")] | UnsetType = UNSET
+    voice_sample_url: Annotated[Url | None, Meta(description="A sample to listen to.")] | UnsetType = UNSET
+    metadata: Annotated[FreeJson, Meta(description="Your own data (at most 16 KB).")] | UnsetType = UNSET
 
     def __post_init__(self) -> None:
         check_free_json({"metadata": self.metadata})
