@@ -12,14 +12,13 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
+import msgspec
 from litestar import Litestar, Request, Response, get
 from litestar.datastructures import State
 from litestar.middleware import DefineMiddleware
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import RapidocRenderPlugin, SwaggerRenderPlugin
-from litestar.openapi.spec import Components, SecurityScheme
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from voice_service import __version__
 from voice_service import bootstrap as bootstrap_mod
 from voice_service.agents.routes import route_handlers as agent_routes
 from voice_service.auth import AuthMiddleware, KeyCache
@@ -32,10 +31,19 @@ from voice_service.console import ConsolePlugin
 from voice_service.conversation import running as conversation_engine
 from voice_service.deps import dependencies
 from voice_service.errors import ServiceUnavailable, exception_handlers
+from voice_service.events.catalog import webhooks_for_openapi
 from voice_service.events.routes import route_handlers as event_routes
 from voice_service.leads.routes import route_handlers as lead_routes
 from voice_service.numbers.routes import route_handlers as number_routes
-from voice_service.observability import Metrics, RequestContextMiddleware, configure_logging
+from voice_service.observability import (
+    Metrics,
+    RequestContextMiddleware,
+    check_metrics_token,
+    configure_logging,
+)
+from voice_service.openapi import example, problems
+from voice_service.openapi.docs_page import assets_router, openapi_config
+from voice_service.openapi.plugin import ApiDocsPlugin, ExampleSchemaPlugin
 from voice_service.recordings.routes import route_handlers as recording_routes
 from voice_service.schemas import BODY_MAX_BYTES
 from voice_service.settings import Settings, load_settings
@@ -54,18 +62,36 @@ BackgroundFactory = Callable[[Litestar], Any]
 background_services: list[tuple[str, BackgroundFactory]] = []
 
 
-@get("/health", operation_id="health", summary="Liveness and database check", tags=["ops"], include_in_schema=True)
-async def health(request: Request[Any, Any, Any]) -> dict[str, Any]:
+@example({"status": "ok", "database": "ok", "draining": False})
+class Health(msgspec.Struct):
+    """The process answers and its database does."""
+
+    status: str
+    database: str
+    draining: bool
+
+
+@get("/health", operation_id="health", summary="Liveness and database check", tags=["ops"],
+     responses=problems(s503="The database does not answer."))
+async def health(request: Request[Any, Any, Any]) -> Health:
+    """No credentials needed. `{"status": "ok", "database": "ok", "draining": false}`; `draining` is true while
+    the process shuts down (it takes no new calls)."""
     pool = request.app.state.pool
     try:
         await pool.fetchval("SELECT 1")
     except Exception as exc:  # noqa: BLE001 - the health check reports any database failure as 503
         raise ServiceUnavailable(f"database unavailable: {type(exc).__name__}") from None
-    return {"status": "ok", "database": "ok", "draining": bool(request.app.state.draining)}
+    return Health(status="ok", database="ok", draining=bool(request.app.state.draining))
 
 
-@get("/metrics", operation_id="metrics", summary="Prometheus metrics", tags=["ops"], media_type=CONTENT_TYPE_LATEST)
+@get("/metrics", operation_id="metrics", summary="Prometheus metrics", tags=["ops"], media_type=CONTENT_TYPE_LATEST,
+     security=[{}, {"metricsToken": []}],
+     responses=problems(s401="METRICS_TOKEN is set and the request does not carry it as a bearer token."))
 async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """Prometheus text format: `http_requests_total` and `http_request_duration_seconds` by route,
+    `voice_calls_total` by final status, `voice_live_calls`, `db_pool_connections`. Open unless the deployment
+    sets METRICS_TOKEN; then it needs `Authorization: Bearer <METRICS_TOKEN>`."""
+    check_metrics_token(request)
     m: Metrics = request.app.state.metrics
     pool = request.app.state.pool
     size, idle = pool.get_size(), pool.get_idle_size()
@@ -105,31 +131,24 @@ async def _lifespan(app: Litestar) -> AsyncIterator[None]:
 def create_app(settings: Settings | None = None, *, bootstrap: bool = True) -> Litestar:
     settings = settings or load_settings()
     configure_logging(settings.log_level, settings.log_json)
+    if settings.env_file:
+        log.info("settings read from the environment and %s (the environment wins)", settings.env_file)
     state = State({"settings": settings, "key_cache": KeyCache(), "metrics": Metrics(), "draining": False,
                    "bootstrap": bootstrap})
-    openapi = OpenAPIConfig(
-        title="Voice service API",
-        version="1.0.0",
-        description="AI voice agents on the phone: agents, numbers, voices, leads, batches, calls, billing.",
-        path="/schema",
-        render_plugins=[SwaggerRenderPlugin(), RapidocRenderPlugin()],
-        components=Components(security_schemes={
-            "bearer": SecurityScheme(type="http", scheme="bearer", description="API key `vsk_…` or platform JWT")
-        }),
-        security=[{"bearer": []}],
-        use_handler_docstrings=True,
-    )
+    openapi = openapi_config(version=__version__, webhooks=webhooks_for_openapi())
     return Litestar(
         route_handlers=[health, metrics, *tenancy_routes, *agent_routes, *number_routes, *voice_routes, *lead_routes,
                         *batch_routes, *call_routes, *call_analysis_routes, *billing_routes, *event_routes,
-                        *telephony_route_handlers(), *recording_routes],
+                        *telephony_route_handlers(), *recording_routes, assets_router()],
         dependencies=dependencies,
         exception_handlers=exception_handlers,
         middleware=[RequestContextMiddleware,
                     DefineMiddleware(AuthMiddleware, exclude=PUBLIC_PATHS)],
         lifespan=[_lifespan],
         openapi_config=openapi,
-        plugins=[ConsolePlugin()],  # the operator console at /console: routes, templates, live views
+        plugins=[ConsolePlugin(),  # the operator console at /console: routes, templates, live views
+                 ApiDocsPlugin(PUBLIC_PATHS),  # every operation's standard errors; unknown query parameters → 400
+                 ExampleSchemaPlugin()],  # schemas' examples (`voice_service.openapi.example`)
         state=state,
         request_max_body_size=BODY_MAX_BYTES,  # routes that take more (batches, lead imports) set their own
         logging_config=None,  # configure_logging owns the root logger (JSON lines with request/tenant/call ids)

@@ -177,6 +177,8 @@ def writes_need(role: str):  # noqa: ANN201 - Litestar guard factory
         if not principal.at_least(role):
             raise Forbidden(f"this action needs the {role} role; your role is {principal.role}")
 
+    guard.required_role = role  # type: ignore[attr-defined]  # read by the OpenAPI document (its 403s)
+    guard.reads_free = True  # type: ignore[attr-defined]
     return guard
 
 
@@ -186,4 +188,5 @@ def requires(role: str):  # noqa: ANN201 - Litestar guard factory
         if not principal.at_least(role):
             raise Forbidden(f"this action needs the {role} role; your role is {principal.role}")
 
+    guard.required_role = role  # type: ignore[attr-defined]
     return guard

@@ -16,6 +16,8 @@ from litestar.exceptions import HTTPException, NotAuthorizedException, Validatio
 from litestar.exceptions import NotFoundException as LitestarNotFound
 from litestar.exceptions import PermissionDeniedException as LitestarForbidden
 
+from voice_service.validation_messages import decode_problem, describe
+
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
@@ -23,7 +25,7 @@ PROBLEM_JSON = "application/problem+json"
 
 class AppError(Exception):
     status = 400
-    title = "Bad request"
+    title = "Invalid request"
     type_ = "about:blank"
 
     def __init__(self, detail: str, *, field: str | None = None, errors: list[dict[str, Any]] | None = None,
@@ -36,7 +38,7 @@ class AppError(Exception):
 
 
 class BadRequest(AppError):
-    status, title = 400, "Bad request"
+    status, title = 400, "Invalid request"
 
 
 class ValidationFailed(AppError):
@@ -72,8 +74,13 @@ class ServiceUnavailable(AppError):
 
 
 def problem(status: int, title: str, detail: str, request: Request[Any, Any, Any] | None = None,
-            errors: list[dict[str, Any]] | None = None, headers: dict[str, str] | None = None) -> Response[Any]:
+            errors: list[dict[str, Any]] | None = None, headers: dict[str, str] | None = None,
+            field: str | None = None) -> Response[Any]:
+    """The one error body (voice_service/openapi/problems.py documents it as ProblemDetails)."""
     body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    field = field or next((e["field"] for e in errors or () if e.get("field")), None)
+    if field:
+        body["field"] = field
     if request is not None:
         body["instance"] = request.url.path
         rid = request.scope.get("state", {}).get("request_id")
@@ -85,58 +92,86 @@ def problem(status: int, title: str, detail: str, request: Request[Any, Any, Any
 
 
 def _app_error(request: Request[Any, Any, Any], exc: AppError) -> Response[Any]:
-    return problem(exc.status, exc.title, exc.detail, request, exc.errors, exc.headers)
+    return problem(exc.status, exc.title, exc.detail, request, exc.errors, exc.headers, exc.field)
 
 
 _MSGSPEC_PATH = re.compile(r"at `\$\.?([^`]*)`")
-_MSGSPEC_FIELD = re.compile(r"(?:missing required|unknown) field `([^`]+)`")
+_MSGSPEC_SUFFIX = re.compile(r" - at `\$[^`]*`$")
 
 
-def _field_of(message: str, key: str | None) -> str | None:
-    """The field a msgspec message is about: `Object missing required field `x` - at `$.config``."""
-    m = _MSGSPEC_PATH.search(message)
-    # Litestar strips msgspec's " - at `$.x`" suffix and passes the path as key ("data" for the body root).
-    path = m.group(1) if m else ("" if key in (None, "", "data") else key)
-    named = _MSGSPEC_FIELD.search(message)
-    if named:
-        return f"{path}.{named.group(1)}" if path else named.group(1)
-    return path or None
+def _annotation(request: Request[Any, Any, Any], source: str | None, field: str | None) -> Any:
+    """The type the failing value was decoded into: the body's type (a Struct), or a query parameter's."""
+    handler = request.scope.get("route_handler")
+    params = getattr(getattr(handler, "parsed_fn_signature", None), "parameters", None) or {}
+    if source == "body":
+        data = params.get("data")
+        return None if data is None else data.annotation
+    if field and field in params:
+        return params[field].annotation
+    return None
 
 
 def _validation(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
     errors: list[dict[str, Any]] = []
     extra = exc.extra if isinstance(exc.extra, list) else ([exc.extra] if exc.extra else [])
-    for item in extra:
-        if isinstance(item, dict):
-            msg = str(item.get("message", exc.detail))
-            field = _field_of(msg, item.get("key"))
-            errors.append({"field": field, "message": msg, "source": item.get("source")})
-    if not errors:
-        errors.append({"field": _field_of(exc.detail, None), "message": exc.detail})
     cause = exc.__cause__
-    if len(errors) == 1 and isinstance(cause, msgspec.ValidationError):
-        # Litestar builds the key by deleting every "data." from the path ("metadata.direction" becomes
-        # "metadirection"); msgspec's own message still has the whole path, under the body's "data" root.
-        text = str(cause)
-        text = text.replace("`$.data.", "`$.", 1).replace("`$.data`", "`$`", 1)
-        if _MSGSPEC_PATH.search(text):
-            errors[0]["field"] = _field_of(text, None)
-    first = errors[0]
-    detail = f"{first['field']}: {first['message']}" if first.get("field") else str(first["message"])
-    return problem(400, "Invalid request", detail, request, errors)
+    for item in extra:
+        if not isinstance(item, dict):
+            continue
+        message = str(item.get("message", exc.detail))
+        source = item.get("source")
+        key = item.get("key")
+        if message == "'data'" or (source == "body" and message == "Object missing required field `data`"):
+            errors.append({"field": None, "source": "body",
+                           "message": "The request body is empty; send a JSON object (see this operation's "
+                                      "request body in the API documentation)."})
+            continue
+        # Litestar drops msgspec's " - at `$.x`" and passes the path as `key` ("data" is the body's root), and
+        # builds that key by deleting every "data." from the path ("metadata.direction" becomes "metadirection");
+        # msgspec's own message, the exception's cause, still has the whole path under the body's "data" root.
+        path = "" if key in (None, "", "data") else str(key)
+        if len(extra) == 1 and isinstance(cause, msgspec.ValidationError) and source == "body":
+            text = str(cause).replace("`$.data.", "`$.", 1).replace("`$.data`", "`$`", 1)
+            m = _MSGSPEC_PATH.search(text)
+            if m is not None:
+                path = m.group(1)
+            message = _MSGSPEC_SUFFIX.sub("", text)
+        field, sentence = describe(message, path or None, _annotation(request, source, path or key),
+                                   within=source == "body")
+        entry: dict[str, Any] = {"field": field, "message": sentence}
+        if source:
+            entry["source"] = source
+        errors.append(entry)
+    if not errors:
+        field, sentence = describe(exc.detail, None)
+        errors.append({"field": field, "message": sentence})
+    return problem(400, "Invalid request", errors[0]["message"], request, errors)
+
+
+_NOT_JSON = ("Input data was truncated", "JSON is malformed")
 
 
 def _http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     status = exc.status_code
-    title = {401: "Unauthorized", 403: "Forbidden", 404: "Not found", 405: "Method not allowed",
-             413: "Payload too large", 415: "Unsupported media type"}.get(status, "Error")
+    title = {400: "Invalid request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found",
+             405: "Method not allowed", 413: "Payload too large", 415: "Unsupported media type"}.get(status, "Error")
     if status >= 500:
         log.error("http error", extra={"status": status, "detail": exc.detail})
     detail = exc.detail
-    if status == 413:
+    errors: list[dict[str, Any]] | None = None
+    if status == 400 and detail.startswith(_NOT_JSON):
+        detail = decode_problem(detail)
+        errors = [{"field": None, "source": "body", "message": detail}]
+    elif status == 404 and detail == "Not Found":
+        detail = (f"There is nothing at {request.method} {request.url.path}: check the path, and that the id has "
+                  f"the right form (a UUID, or a number for agents).")
+    elif status == 405:
+        allowed = (exc.headers or {}).get("allow") or (exc.headers or {}).get("Allow")
+        detail = f"{request.method} is not allowed on {request.url.path}" + (f"; use {allowed}." if allowed else ".")
+    elif status == 413:
         limit = request.route_handler.resolve_request_max_body_size()
         detail = f"the request body is over this endpoint's limit of {_mib(limit)}" if limit else detail
-    return problem(status, title, detail, request, headers=exc.headers)
+    return problem(status, title, detail, request, errors, headers=exc.headers)
 
 
 def _mib(size: int) -> str:
@@ -151,28 +186,30 @@ def pg_error_to_app(exc: asyncpg.PostgresError) -> AppError | None:
     detail = getattr(exc, "detail", None) or ""
     m = _PG_DETAIL_KEY.search(detail)
     field = m.group(1).split(",")[-1].strip() if m else getattr(exc, "column_name", None)
+    name = f"`{field}`" if field else "A value"
     if isinstance(exc, asyncpg.UniqueViolationError):
-        return Conflict("a resource with this value already exists", field=field)
+        return Conflict(f"{name}: a resource with this value already exists", field=field)
     if isinstance(exc, asyncpg.ForeignKeyViolationError):
-        return ValidationFailed("refers to a resource that does not exist", field=field)
+        return ValidationFailed(f"{name} refers to something that does not exist in your tenant", field=field)
     if isinstance(exc, asyncpg.NotNullViolationError):
-        return ValidationFailed(f"{field or 'a field'} is required", field=field)
+        return ValidationFailed(f"{name} is required", field=field)
     if isinstance(exc, asyncpg.CheckViolationError):
-        return ValidationFailed(f"value not allowed ({exc.constraint_name or 'constraint'})", field=field)
+        return ValidationFailed(f"{name} is not allowed here ({exc.constraint_name or 'a rule of the data'})",
+                                field=field)
     if isinstance(exc, asyncpg.StringDataRightTruncationError):
-        return ValidationFailed("value too long", field=field)
+        return ValidationFailed(f"{name} is too long", field=field)
     if isinstance(exc, asyncpg.NumericValueOutOfRangeError):
-        return ValidationFailed("number out of range", field=field)
+        return ValidationFailed(f"{name} is out of range", field=field)
     if isinstance(exc, asyncpg.CharacterNotInRepertoireError | asyncpg.UntranslatableCharacterError):
-        return ValidationFailed("text contains a character PostgreSQL cannot store (e.g. NUL)", field=field)
+        return ValidationFailed(f"{name} contains a character PostgreSQL cannot store (e.g. NUL)", field=field)
     if isinstance(exc, asyncpg.InvalidTextRepresentationError):
-        return ValidationFailed("invalid value", field=field)
+        return ValidationFailed(f"{name} is not a valid value", field=field)
     return None
 
 
 def _client_data(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     # asyncpg could not encode a value for a query argument (e.g. an integer beyond bigint): bad input, not a bug.
-    return _app_error(request, ValidationFailed(f"invalid value: {str(exc).splitlines()[0][:200]}"))
+    return _app_error(request, ValidationFailed(f"A value is out of what it can hold: {str(exc).splitlines()[0][:200]}"))
 
 
 def _pg(request: Request[Any, Any, Any], exc: asyncpg.PostgresError) -> Response[Any]:

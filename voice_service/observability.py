@@ -8,6 +8,7 @@ the formatter masks anything that looks like an API key or bearer token.
 from __future__ import annotations
 
 import contextvars
+import hmac
 import logging
 import re
 import sys
@@ -18,7 +19,7 @@ from typing import Any
 import msgspec
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from voice_service.errors import status_of
+from voice_service.errors import Unauthorized, status_of
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 tenant_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("tenant_id", default=None)
@@ -74,8 +75,14 @@ def configure_logging(level: str = "INFO", json_logs: bool = True) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+# Calls that reached a final status in this process, by that status (counted where a call ends: the calls
+# domain's lifecycle events, calls/lifecycle.py). One process-wide counter, registered in every app's registry,
+# because calls also end in jobs and media sessions that know no app.
+CALLS_ENDED = Counter("voice_calls_total", "calls by final status", ["status"], registry=None)
+
+
 class Metrics:
-    """One registry per app instance (tests build many apps in one process)."""
+    """One registry per app instance (tests build many apps in one process); process-wide counters are shared."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -86,7 +93,20 @@ class Metrics:
                                  buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
         self.pool_size = Gauge("db_pool_connections", "asyncpg pool connections", ["state"], registry=self.registry)
         self.live_calls = Gauge("voice_live_calls", "calls with an open media session", registry=self.registry)
-        self.calls_total = Counter("voice_calls_total", "calls by final status", ["status"], registry=self.registry)
+        self.registry.register(CALLS_ENDED)
+        self.calls_total = CALLS_ENDED
+
+
+def check_metrics_token(request: Any) -> None:
+    """/metrics is open unless METRICS_TOKEN is set (a deployment that exposes the port); then it needs
+    `Authorization: Bearer <METRICS_TOKEN>` (Prometheus: `authorization: {credentials: …}` in the scrape config)."""
+    expected = request.app.state.settings.metrics_token
+    if not expected:
+        return
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected.encode()):
+        raise Unauthorized("this service's /metrics needs `Authorization: Bearer <METRICS_TOKEN>`",
+                           headers={"WWW-Authenticate": "Bearer"})
 
 
 def route_of(scope: dict[str, Any]) -> str:

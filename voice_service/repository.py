@@ -60,8 +60,11 @@ class Table:
         return (await conn.fetchval(sql, tenant_id, id_)) is not None
 
     async def page(self, conn: asyncpg.Connection, tenant_id: uuid.UUID, *, limit: int,
-                   after: tuple[datetime, str] | None, filters: Mapping[str, Any] | None = None) -> list[asyncpg.Record]:
-        """Newest first; `filters` maps a column to an exact value (None values are skipped)."""
+                   after: tuple[datetime, str] | None, filters: Mapping[str, Any] | None = None,
+                   created_after: datetime | None = None, created_before: datetime | None = None,
+                   ) -> list[asyncpg.Record]:
+        """Newest first; `filters` maps a column to an exact value (None values are skipped); `created_after`
+        (inclusive) and `created_before` (exclusive) bound created_at."""
         args: list[Any] = [tenant_id, limit + 1]
         conds = [f"tenant_id = $1 {self.alive}"]
         for column, value in (filters or {}).items():
@@ -69,6 +72,10 @@ class Table:
                 continue
             args.append(value)
             conds.append(f"{column} = ${len(args)}")
+        for op, bound in ((">=", created_after), ("<", created_before)):
+            if bound is not None:
+                args.append(bound)
+                conds.append(f"created_at {op} ${len(args)}")
         if after is not None:
             args += [after[0], after[1]]
             conds.append(f"(created_at, id) < (${len(args) - 1}, ${len(args)}::{self.id_cast})")

@@ -1,6 +1,8 @@
 """Service settings: one frozen msgspec Struct read from the environment once, at start-up.
 
-`.env.example` lists every variable. Nothing here opens a connection; the app's lifespan does that.
+`.env.example` lists every variable. A `.env` file in the working directory (or the file ENV_FILE names) is read
+too; a variable set in the real environment wins over the file. Nothing here opens a connection; the app's
+lifespan does that.
 """
 
 from __future__ import annotations
@@ -75,6 +77,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     enforce_wallet_balance: bool = True
     demo_credit: str = "25.00"
     platform_admin_token: str | None = None
+    # Set it where the service's port is reachable by others: /metrics then needs `Authorization: Bearer <it>`.
+    metrics_token: str | None = None
 
     # Base64 of 32 bytes: the AES-256-GCM key for secrets stored in the database (webhook signing secrets).
     # Unset: a development key generated once under DATA_DIR (a warning is logged).
@@ -97,6 +101,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     console_session_max_hours: int = 12
     console_live_interval_seconds: float = 5.0
 
+    # The settings file read besides the environment (default `.env` in the working directory; ENV_FILE= with no
+    # value reads none). Set by load_settings to the file it read, or None.
+    env_file: str | None = None
+
     @property
     def resolved_data_dir(self) -> Path:
         return Path(self.data_dir).expanduser().resolve()
@@ -113,13 +121,51 @@ def _coerce(field_type: Any, raw: str) -> Any:
     return raw
 
 
+def read_env_file(path: Path) -> dict[str, str]:
+    """`KEY=value` lines of a .env file: blank lines and `#` comments are skipped, `export KEY=value` is allowed; a
+    value may be quoted ('…' as written, "…" with \\n and \\" escapes); an unquoted value ends at ` #` (an inline
+    comment, as in .env.example) and is stripped."""
+    out: dict[str, str] = {}
+    for raw in path.read_text(encoding="utf-8-sig").splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        line = line.removeprefix("export ").lstrip()
+        key, sep, value = line.partition("=")
+        key = key.strip()
+        if not sep or not key.replace("_", "").isalnum():
+            continue
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] == "'":
+            value = value[1:-1]
+        elif len(value) >= 2 and value[0] == '"' and value.rfind('"') > 0:
+            value = value[1:value.rfind('"')].replace("\\n", "\n").replace('\\"', '"')
+        else:
+            hash_at = value.find(" #")
+            value = (value[:hash_at] if hash_at >= 0 else value).strip()
+        out[key] = value
+    return out
+
+
 def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-    """Build Settings from the environment (upper-case field names); explicit overrides win."""
-    env = os.environ if env is None else env
+    """Build Settings from the environment (upper-case field names) and, when `env` is not given, the .env file;
+    explicit overrides win, then the environment, then the file."""
+    env_file: str | None = None
+    if env is None:
+        name = os.environ.get("ENV_FILE", ".env")
+        path = Path(name) if name else None
+        file_values: dict[str, str] = {}
+        if path is not None and path.is_file():
+            file_values = read_env_file(path)
+            env_file = str(path.resolve())
+        env = {**file_values, **os.environ}
     values: dict[str, Any] = {}
     for field in msgspec.structs.fields(Settings):
+        if field.name == "env_file":
+            continue
         raw = env.get(field.name.upper())
         if raw is not None and raw != "":
             values[field.name] = _coerce(field.type, raw)
+    values["env_file"] = env_file
     values.update(overrides)
     return Settings(**values)

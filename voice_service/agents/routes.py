@@ -24,24 +24,33 @@ class AgentController(Controller):
     @get("/", operation_id="listAgents", summary="List agents, newest first")
     async def list_agents(self, conn: Conn, principal: Caller, limit: int = Limit,
                           cursor: str | None = Cursor) -> Page[Agent]:
+        """Cursor-paginated, newest first: pass the page's `next_cursor` back as `cursor` for the next
+        page; `next_cursor` is null on the last page."""
         return await service.list_(conn, principal, limit, cursor)
 
     @post("/", operation_id="createAgent", summary="Create an agent")
     async def create_agent(self, conn: Conn, principal: Caller, data: JSONBody[AgentCreate]) -> Agent:
+        """Needs the admin role. `voice_id` must be a voice of the tenant's catalog (422 otherwise); the
+        `config` fields not sent take their defaults, which the response shows."""
         return await service.create(conn, principal, data)
 
     @get("/{agent_id:int}", operation_id="getAgent", summary="Get an agent")
     async def get_agent(self, conn: Conn, principal: Caller, agent_id: int) -> Agent:
+        """The agent with its full config (defaults filled in)."""
         return await service.get(conn, principal, agent_id)
 
     @patch("/{agent_id:int}", operation_id="updateAgent", summary="Update an agent (only the fields sent)")
     async def update_agent(self, conn: Conn, principal: Caller, agent_id: int,
                            data: JSONBody[AgentUpdate]) -> Agent:
+        """Only the fields sent change; `null` clears a nullable field (e.g. `"voice_id": null`).
+        Needs the admin role."""
         return await service.update(conn, principal, agent_id, data)
 
     @delete("/{agent_id:int}", operation_id="deleteAgent", summary="Delete an agent (soft)",
             status_code=HTTP_204_NO_CONTENT)
     async def delete_agent(self, conn: Conn, principal: Caller, agent_id: int) -> None:
+        """Soft delete: the agent disappears from lists and reads (404), its past calls keep pointing at it.
+        Needs the admin role."""
         await service.delete(conn, principal, agent_id)
 
 

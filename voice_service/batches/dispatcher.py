@@ -37,11 +37,13 @@ from typing import Any
 
 import asyncpg
 
+from voice_service.batches import events as batch_events
 from voice_service.batches import policy
 from voice_service.batches import repository as repo
 from voice_service.billing import pipeline as billing
 from voice_service.billing import wallet
 from voice_service.calls import repository as calls_repo
+from voice_service.calls.lifecycle import call_ended
 from voice_service.calls.schemas import CallRef
 from voice_service.calls.service import create_call, place_call
 from voice_service.db import tenant_tx
@@ -296,6 +298,8 @@ async def _claim(
             conn, {k: v for k, v in next_free.items() if v is not None and v != before.get(k)}
         )
         await repo.after_claim(conn, tenant_id, batch_id, taken)
+        if b["started_at"] is None:  # after_claim just set it
+            await batch_events.batch_started(conn, tenant_id, batch_id)
         if taken < len(callable_rows):
             pacing_wait = min((v for k, v in next_free.items() if k in paced and v is not None), default=at)
     result.claimed = taken
@@ -423,6 +427,7 @@ async def end_unplaced(
         return False
     if not await calls_repo.end_unplaced(conn, tenant_id, call_id, created_at, status, end_reason):
         return False
+    await call_ended(conn, tenant_id, call_id, created_at)
     await _billing_progress(conn, tenant_id, call_id, created_at)
     await attempt_ended(conn, tenant_id=tenant_id, call_id=call_id, call_created_at=created_at)
     return True
@@ -451,6 +456,7 @@ async def _recover(conn: asyncpg.Connection, tenant_id: uuid.UUID, b: asyncpg.Re
                 "batch call claimed by a dispatcher that is gone: ended as dispatch_interrupted",
                 extra={"batch": str(b["id"]), "entry": str(r["entry_id"]), "call": str(r["call_id"])},
             )
+            await call_ended(conn, tenant_id, r["call_id"], r["call_created_at"])
             await _billing_progress(conn, tenant_id, r["call_id"], r["call_created_at"])
             await attempt_ended(
                 conn, tenant_id=tenant_id, call_id=r["call_id"], call_created_at=r["call_created_at"], at=at
@@ -512,6 +518,7 @@ async def attempt_ended(
         next_attempt_at=decision.next_attempt_at,
         error_message=message,
     )
+    await batch_events.batch_progress(conn, tenant_id, b["id"])
     if b["status"] not in ("scheduled", "running"):
         await maybe_complete(conn, tenant_id, b["id"])
         return
@@ -531,7 +538,8 @@ async def maybe_complete(conn: asyncpg.Connection, tenant_id: uuid.UUID, batch_i
     if b["queued_calls"] + b["retrying_calls"] + b["in_progress_calls"] > 0:
         return False
     if b["status"] in ("scheduled", "running", "paused"):
-        await repo.set_status(conn, tenant_id, batch_id, "completed", finished=True)
+        done = await repo.set_status(conn, tenant_id, batch_id, "completed", finished=True)
+        await batch_events.batch_completed(conn, tenant_id, done)
     if b["status"] != "completed":
         await release_reservation(conn, tenant_id, batch_id)
     return True

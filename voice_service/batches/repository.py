@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -207,6 +207,24 @@ async def set_status(
         batch_id,
         status,
         finished,
+    )
+
+
+async def take_progress_slot(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, batch_id: uuid.UUID, interval: timedelta
+) -> asyncpg.Record | None:
+    """The batch row if a progress event may be written now (none in the last `interval`), marking it written;
+    None otherwise. Concurrent callers serialise on the row lock and re-check, so one of them wins."""
+    return await conn.fetchrow(  # type: ignore[no-any-return]
+        # clock_timestamp(), not now(): a transaction that waited for the row lock must compare against the time
+        # it got it, not the time it began (which may be before the previous event's).
+        f"""UPDATE voice_call_batches SET progress_event_at = clock_timestamp()
+            WHERE tenant_id = $1 AND id = $2
+              AND (progress_event_at IS NULL OR progress_event_at <= clock_timestamp() - $3::interval)
+            RETURNING {BATCH_COLUMNS}""",
+        tenant_id,
+        batch_id,
+        interval,
     )
 
 

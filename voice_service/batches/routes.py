@@ -21,6 +21,7 @@ from voice_service.batches.schemas import (
     EntryStatus,
 )
 from voice_service.deps import Caller, Conn
+from voice_service.openapi import problems
 from voice_service.pagination import Page
 from voice_service.params import Cursor, Limit
 from voice_service.schemas import BATCH_BODY_MAX_BYTES
@@ -41,6 +42,9 @@ class BatchController(Controller):
         cursor: str | None = Cursor,
         status: BatchStatus | None = QueryParameter(name="status", default=None),
     ) -> Page[Batch]:
+        """Cursor-paginated, newest first: pass the page's `next_cursor` back as `cursor` for the next
+        page; `next_cursor` is null on the last page.
+        `status` filters."""
         return await service.list_(conn, principal, limit, cursor, status)
 
     @post(
@@ -48,6 +52,11 @@ class BatchController(Controller):
         operation_id="createBatch",
         summary="Launch a batch of outbound calls",
         status_code=HTTP_201_CREATED,
+        responses=problems(
+            s402="The wallet's available balance does not cover the batch's estimated cost (with "
+                 "ENFORCE_WALLET_BALANCE).",
+            s409="The Idempotency-Key was used with another body, or its first request is still running.",
+        ),
     )
     async def create_batch(
         self, request: Request[Any, Any, Any], conn: Conn, principal: Caller, data: JSONBody[BatchCreate]
@@ -67,6 +76,7 @@ class BatchController(Controller):
 
     @get("/{batch_id:uuid}", operation_id="getBatch", summary="Get a batch with its progress counters")
     async def get_batch(self, conn: Conn, principal: Caller, batch_id: uuid.UUID) -> Batch:
+        """The batch's settings and its counters (`counts`: entries by status, adding up to `total`)."""
         return await service.get(conn, principal, batch_id)
 
     @get(
@@ -81,6 +91,8 @@ class BatchController(Controller):
         cursor: str | None = Cursor,
         status: EntryStatus | None = QueryParameter(name="status", default=None),
     ) -> Page[BatchEntry]:
+        """In the order they were given (by position), `cursor`-paginated; `status` filters. Each entry
+        shows its outcome, attempts, last call and error."""
         return await service.list_entries(conn, principal, batch_id, limit, cursor, status)
 
     @post(
@@ -88,10 +100,14 @@ class BatchController(Controller):
         operation_id="addBatchEntries",
         summary="Add entries to a batch",
         status_code=HTTP_200_OK,
+        responses=problems(402, s409="The batch is completed or cancelled."),
     )
     async def add_entries(
         self, conn: Conn, principal: Caller, batch_id: uuid.UUID, data: JSONBody[EntriesAdd]
     ) -> EntriesAdded:
+        """Appends entries to a batch that is not completed or cancelled (409 otherwise), at most 10,000 per
+        request, with the same rules as at creation; the wallet reservation grows accordingly (402 when it
+        cannot)."""
         return await service.add_entries(conn, principal, batch_id, data)
 
     @post(
@@ -99,8 +115,10 @@ class BatchController(Controller):
         operation_id="pauseBatch",
         summary="Pause: no new calls start",
         status_code=HTTP_200_OK,
+        responses=problems(s409="The batch is completed or cancelled."),
     )
     async def pause(self, conn: Conn, principal: Caller, batch_id: uuid.UUID) -> Batch:
+        """No new calls start; calls already ringing or talking go on. Pausing a paused batch changes nothing."""
         return await service.pause(conn, principal, batch_id)
 
     @post(
@@ -108,8 +126,10 @@ class BatchController(Controller):
         operation_id="resumeBatch",
         summary="Resume a paused batch",
         status_code=HTTP_200_OK,
+        responses=problems(s409="The batch is completed or cancelled."),
     )
     async def resume(self, conn: Conn, principal: Caller, batch_id: uuid.UUID) -> Batch:
+        """Dialling starts again (or waits for `start_at`). Resuming a running batch changes nothing."""
         return await service.resume(conn, principal, batch_id)
 
     @post(
@@ -117,8 +137,12 @@ class BatchController(Controller):
         operation_id="cancelBatch",
         summary="Cancel: stop dialling at once (calls already talking are not ended)",
         status_code=HTTP_200_OK,
+        responses=problems(s409="The batch is completed."),
     )
     async def cancel(self, conn: Conn, principal: Caller, batch_id: uuid.UUID) -> Batch:
+        """Waiting entries are cancelled and no new call starts, those claimed for a later pacing slot
+        included; calls already ringing or talking are not ended. The wallet reservation is released and a
+        `batch.cancelled` event is written. Cancelling a cancelled batch changes nothing."""
         return await service.cancel(conn, principal, batch_id)
 
 

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
+from voice_service.openapi import example
 from voice_service.schemas import FreeJson, Name, check_free_json
 
 MAX_ENTRIES = 10_000
@@ -66,30 +67,57 @@ Entries = Annotated[
 ]
 
 
+@example({
+    "name": "March follow-ups",
+    "agent_id": 7,
+    "from_number_ids": ["4b5c6d7e-8f90-4a1b-8c2d-3e4f5a6b7c8d"],
+    "entries": [
+        {"lead_id": "5e2d1c0b-9a8f-4e7d-8c6b-5a4f3e2d1c0b"},
+        {"phone": "+14155550199", "first_name": "Ann", "company_name": "Initech", "variables": {"plan": "pro"}},
+    ],
+    "timezone": "America/Los_Angeles",
+    "calling_window": {"start": "09:00", "end": "18:00", "days": ["mon", "tue", "wed", "thu", "fri"]},
+    "max_concurrency": 10,
+    "retry": {"max_attempts": 3, "retry_on": ["no_answer", "busy"], "backoff_seconds": [900, 3600]},
+    "variables": {"campaign": "spring"},
+})
 class BatchCreate(msgspec.Struct, forbid_unknown_fields=True):
-    agent_id: Annotated[int, Meta(ge=1)]
+    """A batch of outbound calls, one per entry, paced and retried by the service."""
+
+    agent_id: Annotated[int, Meta(ge=1, description="The agent on every call.")]
     entries: Entries
-    name: Name | None = None
-    from_number_id: uuid.UUID | None = None
-    # Numbers the batch rotates through (with from_number_id, if given, first).
-    from_number_ids: Annotated[list[uuid.UUID], Meta(max_length=50)] = []
-    voice_id: uuid.UUID | None = None
-    start_at: Annotated[datetime, Meta(tz=True)] | None = None
-    timezone: TimeZone = "UTC"
-    calling_window: CallingWindow | None = None
-    # null = no per-batch limit (the tenant's concurrent-call cap still applies).
-    max_concurrency: Annotated[int, Meta(ge=1, le=1000)] | None = 10
-    # Per from-number; null = the provider's default (Twilio 1).
-    calls_per_second: Annotated[float, Meta(gt=0, le=100)] | None = None
-    retry: RetryPolicy = msgspec.field(default_factory=RetryPolicy)
-    variables: FreeJson = {}
-    metadata: FreeJson = {}
+    name: Annotated[Name | None, Meta(description="Shown in lists and events.")] = None
+    from_number_id: Annotated[uuid.UUID | None, Meta(description="A number to call from (or give "
+                                                                 "`from_number_ids`).")] = None
+    from_number_ids: Annotated[list[uuid.UUID], Meta(max_length=50, description="Numbers the batch rotates "
+                                                                                "through (with `from_number_id`, "
+                                                                                "if given, first).")] = []
+    voice_id: Annotated[uuid.UUID | None, Meta(description="Speak with this voice instead of the agent's.")] = None
+    start_at: Annotated[Annotated[datetime, Meta(tz=True)] | None,
+                        Meta(description="Start dialling then (with a time zone); default: now.")] = None
+    timezone: Annotated[TimeZone, Meta(description="The calling window's zone for entries without their own.")] = (
+        "UTC"
+    )
+    calling_window: Annotated[CallingWindow | None, Meta(description="Hours in which calls may start, in each "
+                                                                     "lead's local time; null: any time.")] = None
+    max_concurrency: Annotated[Annotated[int, Meta(ge=1, le=1000)] | None,
+                               Meta(description="Live calls at most at once; null: no per-batch limit (the "
+                                                "tenant's cap still applies).")] = 10
+    calls_per_second: Annotated[Annotated[float, Meta(gt=0, le=100)] | None,
+                                Meta(description="Call starts per second per from-number; null: the carrier's "
+                                                 "default (Twilio 1).")] = None
+    retry: Annotated[RetryPolicy, Meta(description="When and how often an entry is called again.")] = (
+        msgspec.field(default_factory=RetryPolicy)
+    )
+    variables: Annotated[FreeJson, Meta(description="Prompt variables for every call (an entry's own win).")] = {}
+    metadata: Annotated[FreeJson, Meta(description="Your own data, returned as sent (at most 16 KB).")] = {}
 
     def __post_init__(self) -> None:
         check_free_json({"variables": self.variables, "metadata": self.metadata})
         check_free_json({f"entries[{i}].variables": e.variables for i, e in enumerate(self.entries) if e.variables})
 
 
+@example({"entries": [{"phone": "+14155550123", "first_name": "Bo"}]})
 class EntriesAdd(msgspec.Struct, forbid_unknown_fields=True):
     entries: Entries
 
@@ -108,7 +136,22 @@ class BatchCounts(msgspec.Struct):
     cancelled: int
 
 
+@example({
+    "id": "0b8f3e0c-5d2a-4c7e-9f1a-2b3c4d5e6f70", "name": "March follow-ups", "status": "running", "agent_id": 7,
+    "voice_id": None, "from_number_ids": ["4b5c6d7e-8f90-4a1b-8c2d-3e4f5a6b7c8d"], "start_at": None,
+    "timezone": "America/Los_Angeles",
+    "calling_window": {"start": "09:00", "end": "18:00", "days": ["mon", "tue", "wed", "thu", "fri"]},
+    "max_concurrency": 10, "calls_per_second": None,
+    "retry": {"max_attempts": 3, "retry_on": ["no_answer", "busy"], "backoff_seconds": [900, 3600]},
+    "variables": {"campaign": "spring"}, "total_calls": 2, "completed_calls": 0, "failed_calls": 0,
+    "counts": {"total": 2, "queued": 1, "in_progress": 1, "retrying": 0, "completed": 0, "failed": 0,
+               "skipped": 0, "cancelled": 0},
+    "initiated_by_user_id": None, "metadata": {}, "created_at": "2025-03-04T15:20:00.000Z",
+    "updated_at": "2025-03-04T15:20:00.020Z", "started_at": "2025-03-04T15:20:00.010Z", "completed_at": None,
+})
 class Batch(msgspec.Struct):
+    """A batch with its settings and progress counters."""
+
     id: uuid.UUID
     name: str | None
     status: BatchStatus
@@ -135,7 +178,15 @@ class Batch(msgspec.Struct):
     completed_at: datetime | None
 
 
+@example({"id": "6f1e2d3c-4b5a-4968-8776-655443322110", "batch_id": "0b8f3e0c-5d2a-4c7e-9f1a-2b3c4d5e6f70",
+          "position": 1, "lead_id": "5e2d1c0b-9a8f-4e7d-8c6b-5a4f3e2d1c0b", "phone": "+14155550199",
+          "status": "retrying", "outcome": "no_answer", "error_message": "no answer", "attempts": 1,
+          "last_call_id": "0190a6f2-7c1e-7b3a-9a51-3c2d4e5f6a7b", "next_attempt_at": "2025-03-04T15:35:00Z",
+          "timezone": "America/Los_Angeles", "variables": {"first_name": "Ann"},
+          "created_at": "2025-03-04T15:20:00Z", "updated_at": "2025-03-04T15:21:10Z"})
 class BatchEntry(msgspec.Struct):
+    """One number to call in a batch, and how its attempts went."""
+
     id: uuid.UUID
     batch_id: uuid.UUID
     position: int
@@ -154,6 +205,7 @@ class BatchEntry(msgspec.Struct):
     updated_at: datetime
 
 
+@example({"added": 1, "skipped": 0, "batch": Batch.__openapi_example__})  # type: ignore[attr-defined]
 class EntriesAdded(msgspec.Struct):
     added: int
     skipped: int

@@ -17,6 +17,7 @@ import msgspec
 from voice_service.agents.repository import agents
 from voice_service.auth import Principal
 from voice_service.batches import dispatcher, policy
+from voice_service.batches import events as batch_events
 from voice_service.batches import repository as repo
 from voice_service.batches.schemas import (
     Batch,
@@ -557,5 +558,6 @@ async def cancel(conn: asyncpg.Connection, principal: Principal, batch_id: uuid.
     if b["status"] != "cancelled":
         await repo.cancel_waiting_entries(conn, principal.tenant_id, batch_id)
         b = await repo.set_status(conn, principal.tenant_id, batch_id, "cancelled", finished=True)
+        await batch_events.batch_cancelled(conn, principal.tenant_id, b)
         await dispatcher.release_reservation(conn, principal.tenant_id, batch_id)
     return to_batch(b)

@@ -23,7 +23,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.description = "credit a tenant wallet (a topup ledger row)"
     parser.add_argument("tenant", help="tenant id")
     parser.add_argument("amount", help="amount in the wallet currency, e.g. 25.00")
-    parser.add_argument("--description", default="manual top-up")
+    parser.add_argument("--description", default="manual top-up", help="the ledger row's description")
     parser.add_argument(
         "--idempotency-key",
         default=None,

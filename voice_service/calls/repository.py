@@ -98,8 +98,11 @@ async def list_calls(
     limit: int,
     after: tuple[datetime, str] | None,
     filters: Mapping[str, Any],
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
 ) -> list[asyncpg.Record]:
-    return await calls.page(conn, tenant_id, limit=limit, after=after, filters=filters)
+    return await calls.page(conn, tenant_id, limit=limit, after=after, filters=filters,
+                            created_after=created_after, created_before=created_before)
 
 
 async def lock_state(
@@ -266,6 +269,59 @@ async def save_conversation(
         dict(metadata_patch),
     )
     return result.endswith(" 1")
+
+
+async def lifecycle_state(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, call_id: uuid.UUID, created_at: datetime
+) -> asyncpg.Record | None:
+    """What the call's lifecycle events (calls/lifecycle.py) say about it, as this transaction sees it."""
+    return await conn.fetchrow(
+        f"SELECT {_STATE}, attempt FROM voice_call_logs WHERE {_BY_ID}", tenant_id, call_id, created_at
+    )
+
+
+# The CSV export's columns: the call log, its cost per category and its analysis (one row per call).
+_EXPORT = """
+    SELECT c.id, c.created_at, c.direction, c.status, c.metadata->>'end_reason' AS end_reason, c.from_e164,
+           c.to_e164, c.agent_id, c.lead_id, c.batch_id, c.attempt, c.provider, c.answered_by, c.started_at,
+           c.ended_at, c.duration_seconds, c.cost, c.currency,
+           (SELECT jsonb_object_agg(k, v) FROM (
+                SELECT i->>'category' AS k, sum((i->>'cost')::numeric)::text AS v
+                FROM jsonb_array_elements(c.cost_breakdown) i GROUP BY 1) per) AS cost_by_category,
+           a.status AS analysis_status, a.summary, a.sentiment, a.lead_category,
+           a.success_evaluation->>'success' AS success, a.lead_extraction
+    FROM voice_call_logs c
+    LEFT JOIN voice_call_analysis a ON a.tenant_id = c.tenant_id AND a.call_log_id = c.id
+"""
+
+
+async def export_page(
+    conn: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    *,
+    filters: Mapping[str, Any],
+    created_after: datetime | None,
+    created_before: datetime | None,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> list[asyncpg.Record]:
+    """One page of the export, newest first, after the keyset position `after`."""
+    args: list[Any] = [tenant_id, limit]
+    conds = ["c.tenant_id = $1"]
+    for column, value in filters.items():
+        if value is not None:
+            args.append(value)
+            conds.append(f"c.{column} = ${len(args)}")
+    for op, bound in ((">=", created_after), ("<", created_before)):
+        if bound is not None:
+            args.append(bound)
+            conds.append(f"c.created_at {op} ${len(args)}")
+    if after is not None:
+        args += [after[0], after[1]]
+        conds.append(f"(c.created_at, c.id) < (${len(args) - 1}, ${len(args)})")
+    return await conn.fetch(
+        f"{_EXPORT} WHERE {' AND '.join(conds)} ORDER BY c.created_at DESC, c.id DESC LIMIT $2", *args
+    )
 
 
 # --- what the batch dispatcher reads and writes ---

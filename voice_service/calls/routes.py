@@ -4,25 +4,41 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.params import JSONBody, QueryParameter
+from litestar.response import Stream
 
 from voice_service.auth import writes_need
 from voice_service.calls import live, service
 from voice_service.calls import repository as repo
+from voice_service.calls.export import export_csv
 from voice_service.calls.schemas import Call, CallCreate, CallStatusName, Direction
 from voice_service.db import tenant_tx
 from voice_service.deps import Caller, Conn
 from voice_service.errors import BadRequest, Conflict, ServiceUnavailable
+from voice_service.openapi import problems
 from voice_service.pagination import Page
 from voice_service.params import Cursor, Limit
 from voice_service.runtime import Runtime
 
 _encoder = msgspec.json.Encoder()
 _PATH = "/v1/calls"
+
+
+CreatedAfter = QueryParameter(name="created_after", default=None,
+                              description="Only calls created at or after this time (RFC 3339, with a time zone)")
+CreatedBefore = QueryParameter(name="created_before", default=None,
+                               description="Only calls created before this time (RFC 3339, with a time zone)")
+
+
+def _filters(status: str | None, direction: str | None, agent_id: int | None, lead_id: uuid.UUID | None,
+             batch_id: uuid.UUID | None) -> dict[str, Any]:
+    return {"status": status, "direction": direction, "agent_id": agent_id, "lead_id": lead_id,
+            "batch_id": batch_id}
 
 
 def _request_hash(data: CallCreate) -> bytes:
@@ -46,6 +62,12 @@ class CallController(Controller):
             "with another body is a 409."
         ),
         status_code=201,
+        responses=problems(
+            s403="The key may not place this call: a viewer, a member without the number or voice permission, or "
+                 "a lead (or number) that asked not to be called.",
+            s409="The Idempotency-Key was used with another body, or its first request is still running.",
+            s503="The service is shutting down, or the number's carrier is not configured; retry later.",
+        ),
     )
     async def create_call(
         self, request: Request[Any, Any, Any], principal: Caller, data: JSONBody[CallCreate]
@@ -100,7 +122,7 @@ class CallController(Controller):
     @get(
         "/",
         operation_id="listCalls",
-        summary="List calls, newest first; filter by status, direction, agent, lead or batch",
+        summary="List calls, newest first; filter by status, direction, agent, lead, batch or creation time",
     )
     async def list_calls(
         self,
@@ -113,18 +135,52 @@ class CallController(Controller):
         agent_id: int | None = QueryParameter(name="agent_id", default=None),
         lead_id: uuid.UUID | None = QueryParameter(name="lead_id", default=None),
         batch_id: uuid.UUID | None = QueryParameter(name="batch_id", default=None),
+        created_after: datetime | None = CreatedAfter,
+        created_before: datetime | None = CreatedBefore,
     ) -> Page[Call]:
-        filters = {
-            "status": status,
-            "direction": direction,
-            "agent_id": agent_id,
-            "lead_id": lead_id,
-            "batch_id": batch_id,
-        }
-        return await service.list_calls(conn, principal.tenant_id, limit, cursor, filters)
+        """Cursor-paginated, newest first: pass the page's `next_cursor` back as `cursor` for the next
+        page; `next_cursor` is null on the last page.
+        Filters: `status`, `direction`, `agent_id`, `lead_id`, `batch_id`, and the creation time range
+        `created_after` (inclusive) / `created_before` (exclusive), RFC 3339 date-times with a time zone."""
+        filters = _filters(status, direction, agent_id, lead_id, batch_id)
+        return await service.list_calls(conn, principal.tenant_id, limit, cursor, filters,
+                                        created_after=created_after, created_before=created_before)
+
+    @get(
+        "/export.csv",
+        operation_id="exportCalls",
+        summary="Export calls as CSV, with their cost per category and analysis (the list's filters)",
+        media_type="text/csv; charset=utf-8",
+        response_description="CSV with a header row (`id, created_at, direction, status, end_reason, from, to, "
+        "…, cost, currency, cost_telephony, cost_stt, cost_llm, cost_tts, analysis_status, summary, sentiment, "
+        "lead_category, success, lead_extraction`), newest call first.",
+    )
+    async def export_calls(
+        self,
+        request: Request[Any, Any, Any],
+        principal: Caller,
+        status: CallStatusName | None = QueryParameter(name="status", default=None),
+        direction: Direction | None = QueryParameter(name="direction", default=None),
+        agent_id: int | None = QueryParameter(name="agent_id", default=None),
+        lead_id: uuid.UUID | None = QueryParameter(name="lead_id", default=None),
+        batch_id: uuid.UUID | None = QueryParameter(name="batch_id", default=None),
+        created_after: datetime | None = CreatedAfter,
+        created_before: datetime | None = CreatedBefore,
+    ) -> Stream:
+        """Every call of the tenant matching the filters (the same as `GET /v1/calls`, without paging), streamed
+        as it is read: one row per call with its cost, its cost per category (from the cost breakdown) and its
+        analysis (summary, sentiment, lead category, success, the extracted lead fields as JSON). Amounts are
+        decimal strings; times RFC 3339. Cells a spreadsheet would take for a formula are prefixed with `'`."""
+        filters = _filters(status, direction, agent_id, lead_id, batch_id)
+        rows = export_csv(request.app.state.pool, principal.tenant_id, filters,
+                          created_after=created_after, created_before=created_before)
+        day = datetime.now(UTC).strftime("%Y-%m-%d")
+        return Stream(rows, media_type="text/csv; charset=utf-8",
+                      headers={"Content-Disposition": f'attachment; filename="calls-{day}.csv"'})
 
     @get("/{call_id:uuid}", operation_id="getCall", summary="Get a call log")
     async def get_call(self, conn: Conn, principal: Caller, call_id: uuid.UUID) -> Call:
+        """The call log: status, times, end reason, cost and cost breakdown once billed, metadata."""
         return await service.get_call(conn, principal.tenant_id, call_id)
 
 

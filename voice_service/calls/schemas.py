@@ -5,10 +5,12 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
+from msgspec import Meta
 
+from voice_service.openapi import example
 from voice_service.schemas import E164, FreeJson, check_free_json
 
 CallStatusName = Literal["pending", "ringing", "ongoing", "ended", "declined", "cancelled", "failed"]
@@ -23,7 +25,19 @@ class CallRef(msgspec.Struct, frozen=True):
     tenant_id: uuid.UUID
 
 
+@example({"id": "0190a6f2-7c1e-7b3a-9a51-3c2d4e5f6a7b", "status": "ended", "direction": "outbound", "agent_id": 7,
+          "voice_id": "2c3d4e5f-6a7b-4c8d-9e0f-1a2b3c4d5e6f", "lead_id": "5e2d1c0b-9a8f-4e7d-8c6b-5a4f3e2d1c0b",
+          "from_number_id": "4b5c6d7e-8f90-4a1b-8c2d-3e4f5a6b7c8d", "from": "+14155550142", "to": "+14155550199",
+          "batch_id": None, "batch_entry_id": None, "attempt": 1, "provider": "twilio",
+          "provider_call_id": "CA0123456789abcdef0123456789abcdef", "answered_by": "human",
+          "end_reason": "completed", "started_at": "2025-03-04T15:20:09.480Z",
+          "ended_at": "2025-03-04T15:22:41.002Z", "duration_seconds": 152, "cost": "0.042310", "currency": "USD",
+          "initiated_by_user_id": None, "metadata": {"variables": {"first_name": "Ann"}},
+          "created_at": "2025-03-04T15:20:01.120Z", "updated_at": "2025-03-04T15:22:55.310Z",
+          "recording_url": "/v1/calls/0190a6f2-7c1e-7b3a-9a51-3c2d4e5f6a7b/recording"})
 class Call(msgspec.Struct):
+    """A call log: who called whom with which agent, how it went, what it cost."""
+
     id: uuid.UUID
     status: str
     direction: str
@@ -56,16 +70,22 @@ class Call(msgspec.Struct):
     recording_url: str | None = None
 
 
+@example({"agent_id": 7, "from_number_id": "4b5c6d7e-8f90-4a1b-8c2d-3e4f5a6b7c8d", "to": "+14155550199",
+          "variables": {"first_name": "Ann"}})
 class CallCreate(msgspec.Struct, forbid_unknown_fields=True):
     """Place one outbound call: to a number (`to`) or to a lead (its phone), or both (`to` wins, the lead is
     linked)."""
 
-    agent_id: int
-    from_number_id: uuid.UUID
-    to: E164 | None = None
-    lead_id: uuid.UUID | None = None
-    voice_id: uuid.UUID | None = None
-    variables: FreeJson = {}
+    agent_id: Annotated[int, Meta(description="The agent that talks.", examples=[7])]
+    from_number_id: Annotated[uuid.UUID, Meta(description="The tenant's number the call comes from (its carrier "
+                                                          "places it).")]
+    to: Annotated[E164 | None, Meta(description="The number to call; or give `lead_id`.")] = None
+    lead_id: Annotated[uuid.UUID | None, Meta(description="The lead called: its phone when `to` is not given, "
+                                                          "and the call is linked to it.")] = None
+    voice_id: Annotated[uuid.UUID | None, Meta(description="Speak with this voice instead of the agent's.")] = None
+    variables: Annotated[FreeJson, Meta(description="Values for the prompts' `{{placeholders}}` (a lead's "
+                                                    "first_name, last_name, company_name, email are there "
+                                                    "already).")] = {}
 
     def __post_init__(self) -> None:
         check_free_json({"variables": self.variables})

@@ -36,7 +36,7 @@ from providers.telephony.base import (
     is_status_advance,
 )
 from voice_service.auth import Principal
-from voice_service.calls import live
+from voice_service.calls import lifecycle, live
 from voice_service.calls import repository as repo
 from voice_service.calls.listeners import CallListeners
 from voice_service.calls.schemas import Call, CallCreate, CallInfo, CallRef, CallStats
@@ -110,8 +110,10 @@ async def _notify(
     late_price: bool = False,
 ) -> None:
     if answered:
+        await lifecycle.call_answered(conn, tenant_id, call_id, created_at)
         await listeners.on_answered(conn, tenant_id=tenant_id, call_id=call_id, call_created_at=created_at)
     if final:
+        await lifecycle.call_ended(conn, tenant_id, call_id, created_at)
         await listeners.on_final(conn, tenant_id=tenant_id, call_id=call_id, call_created_at=created_at)
     if progress:
         await listeners.on_progress(conn, tenant_id=tenant_id, call_id=call_id, call_created_at=created_at)
@@ -417,11 +419,19 @@ async def get_call(conn: asyncpg.Connection, tenant_id: uuid.UUID, call_id: uuid
 
 
 async def list_calls(
-    conn: asyncpg.Connection, tenant_id: uuid.UUID, limit: int, cursor: str | None, filters: Mapping[str, Any]
+    conn: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    limit: int,
+    cursor: str | None,
+    filters: Mapping[str, Any],
+    *,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
 ) -> Page[Call]:
     check_limit(limit)
     after = decode_cursor(cursor) if cursor else None
-    rows = await repo.list_calls(conn, tenant_id, limit=limit, after=after, filters=filters)
+    rows = await repo.list_calls(conn, tenant_id, limit=limit, after=after, filters=filters,
+                                 created_after=created_after, created_before=created_before)
     return page_from_rows(rows, limit, _call)
 
 

@@ -12,6 +12,7 @@ import msgspec
 from voice_service.auth import Principal
 from voice_service.errors import BadRequest, NotFound, ValidationFailed
 from voice_service.events import repository as repo
+from voice_service.events.catalog import EVENT_TYPES
 from voice_service.events.schemas import (
     DeliveryAttempt,
     Event,
@@ -37,10 +38,11 @@ def encode_event_cursor(txid: str, seq: int) -> str:
 _EVENT_CURSOR = re.compile(r"([0-9]{1,20})\.([0-9]{1,19})")
 
 
-def decode_event_cursor(cursor: str) -> tuple[int, int]:
+def decode_event_cursor(cursor: str, param: str = "cursor") -> tuple[int, int]:
     m = _EVENT_CURSOR.fullmatch(cursor)
     if m is None or int(m[1]) >= 2**64 or int(m[2]) >= 2**63:
-        raise BadRequest("cursor is not valid; pass back `next_cursor` from a previous page", field="after")
+        raise BadRequest(f"`{param}` is not a valid cursor; pass back `next_cursor` from a previous page",
+                         field=param)
     return int(m[1]), int(m[2])
 
 
@@ -57,12 +59,26 @@ def _event(row: asyncpg.Record) -> Event:
 
 
 async def list_events(
-    conn: asyncpg.Connection, principal: Principal, *, after: str | None, types: str | None, limit: int
+    conn: asyncpg.Connection,
+    principal: Principal,
+    *,
+    cursor: str | None = None,
+    after: str | None = None,
+    types: str | None,
+    limit: int,
 ) -> EventPage:
+    """`cursor` and its former name `after` are one parameter: both given and different is a 400."""
     check_limit(limit)
-    cursor = decode_event_cursor(after) if after else None
+    if cursor and after and cursor != after:
+        raise BadRequest("give the cursor once, as `cursor` (`after` is its former name)", field="after")
+    param = "cursor" if cursor else "after"
+    after = cursor or after
+    position = decode_event_cursor(after, param) if after else None
     wanted = [t.strip() for t in types.split(",") if t.strip()] if types else None
-    rows = await repo.page_events(conn, principal.tenant_id, after=cursor, types=wanted, limit=limit)
+    for name in wanted or ():
+        if name not in EVENT_TYPES:
+            raise BadRequest(f"`types`: {name!r} is not an event type; they are {_known_types()}", field="types")
+    rows = await repo.page_events(conn, principal.tenant_id, after=position, types=wanted, limit=limit)
     rows = rows[:limit]
     items = [_event(r) for r in rows]
     if rows:
@@ -93,9 +109,17 @@ def check_target(settings: Settings, url: str) -> str:
         raise ValidationFailed(f"url {exc}", field="url") from None
 
 
+def _known_types() -> str:
+    return ", ".join(EVENT_TYPES) + " (GET /v1/event-types)"
+
+
 async def create_endpoint(
     conn: asyncpg.Connection, principal: Principal, data: WebhookEndpointCreate, settings: Settings
 ) -> WebhookEndpointCreated:
+    for i, name in enumerate(data.event_types):
+        if name not in EVENT_TYPES:
+            raise ValidationFailed(f"`event_types[{i}]`: {name!r} is not an event type; they are {_known_types()}",
+                                   field=f"event_types[{i}]")
     url = check_target(settings, data.url)
     secret = generate_secret()
     endpoint_id = uuid.uuid4()

@@ -4,10 +4,12 @@ Parsing and validation are pure CPU work on up to 100,000 rows, so they run in a
 event loop (which also carries live calls' media). Valid rows then go to PostgreSQL with one binary COPY into a
 temporary table and one INSERT … ON CONFLICT (see repository.bulk_upsert), inside the request's transaction.
 
-Row rules: a valid phone (E.164 after dropping formatting characters) is required and is the upsert key; a phone
-already seen on an earlier accepted row of the same file rejects the row; empty cells / null values mean "not in
-the file" (an import never blanks a field); CSV columns and JSON keys that are not lead fields go to custom_fields;
-the read-only fields (id, created_at, …) are ignored.
+Columns: CSV headers and JSON keys are matched to lead fields as people write them, or by an explicit mapping
+(columns.py); the others go to custom_fields. The CSV separator (`,` `;` tab `|`) is read from the header line.
+
+Row rules: a valid phone (E.164 after dropping formatting characters; with a `default_country`, a national number
+of that country too) is required and is the upsert key; a phone already seen on an earlier accepted row of the same
+file rejects the row; empty cells / null values mean "not in the file" (an import never blanks a field).
 """
 
 from __future__ import annotations
@@ -23,10 +25,12 @@ from typing import Any, NoReturn
 
 import asyncpg
 import msgspec
+import phonenumbers
 
 from voice_service.auth import Principal
 from voice_service.errors import AppError, BadRequest, PayloadTooLarge
 from voice_service.leads import repository as repo
+from voice_service.leads.columns import ColumnPlan, plan_columns, require_phone_column
 from voice_service.leads.schemas import (
     CURRENCY_PATTERN,
     EMAIL_PATTERN,
@@ -45,7 +49,6 @@ MAX_BYTES = 64 * 1024 * 1024  # ~640 bytes a row at the row limit
 CSV_TYPES = frozenset({"text/csv", "application/csv"})
 JSON_TYPES = frozenset({"application/json"})
 
-_READ_ONLY = frozenset({"id", "created_at", "updated_at", "do_not_call_at"})
 _EMAIL = re.compile(EMAIL_PATTERN)
 _CURRENCY = re.compile(CURRENCY_PATTERN)
 _INT = re.compile(r"^[+-]?\d{1,12}$")
@@ -87,8 +90,29 @@ def _phone(value: Any) -> str:
         raise _Bad("must be a string in E.164 form (+15551234567)")
     e164 = normalize_phone(value) if len(value) <= 32 else None
     if e164 is None:
-        raise _Bad(f"{value[:40]!r} is not a valid phone number in E.164 form (+15551234567)")
+        raise _Bad(f"{value[:40]!r} is not a valid phone number in E.164 form (+15551234567); for national "
+                   f"numbers such as (415) 555-0103, give the import a `default_country`")
     return e164
+
+
+def _national_phone(country: str) -> Callable[[Any], str]:
+    """Phones in E.164, or national numbers of `country` (ISO 3166 alpha-2) turned into E.164."""
+
+    def convert(value: Any) -> str:
+        if not isinstance(value, str):
+            raise _Bad("must be a string")
+        e164 = normalize_phone(value) if len(value) <= 32 else None
+        if e164 is not None:
+            return e164
+        try:
+            number = phonenumbers.parse(value, country) if len(value) <= 32 else None
+        except phonenumbers.NumberParseException:
+            number = None
+        if number is None or not phonenumbers.is_valid_number(number):
+            raise _Bad(f"{value[:40]!r} is not a valid phone number of {country} or in E.164 form (+15551234567)")
+        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+    return convert
 
 
 _email_text = _text("email")
@@ -201,6 +225,8 @@ class Parsed:
     errors: list[ImportRowError] = field(default_factory=list)
     records: list[tuple[Any, ...]] = field(default_factory=list)
     seen: dict[str, int] = field(default_factory=dict)
+    plan: ColumnPlan | None = None
+    delimiter: str | None = None  # CSV only
 
     def count_row(self) -> None:
         self.received += 1
@@ -246,31 +272,54 @@ class Parsed:
         self.records.append(tuple(out))
 
 
-def _read_csv(text: str, parsed: Parsed) -> None:
-    reader = csv.reader(io.StringIO(text, newline=""))
+_DELIMITERS = (",", ";", "\t", "|")
+
+
+def sniff_delimiter(text: str) -> str:
+    """The header line's separator: the candidate found most often outside quotes (comma on a tie or none)."""
+    line, quoted = [], False
+    for ch in text[:65536]:
+        if ch == '"':
+            quoted = not quoted
+        elif ch in "\r\n" and not quoted:
+            break
+        elif not quoted:
+            line.append(ch)
+    counts = {d: line.count(d) for d in _DELIMITERS}
+    best = max(_DELIMITERS, key=lambda d: counts[d])
+    return best if counts[best] > counts[","] else ","
+
+
+def _read_csv(text: str, parsed: Parsed, options: ImportOptions) -> None:
+    delimiter = sniff_delimiter(text)
+    parsed.delimiter = delimiter
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
         header = next(reader, None)
     except csv.Error as exc:
         raise BadRequest(f"CSV header (line 1) cannot be parsed: {exc}", field="header") from None
     if header is None:
         return
+    names = [name.strip() for name in header]
+    seen: set[str] = set()
+    for name in names:
+        if name and name in seen:
+            raise BadRequest(f"the CSV header names column {name!r} twice", field="header")
+        seen.add(name)
+    plan = plan_columns([n for n in names if n], options.mapping, strict=True)
+    require_phone_column(plan, [n for n in names if n])
+    parsed.plan = plan
+    converters = options.converters()
     known: list[tuple[int, int, Callable[[Any], Any], str]] = []
     unknown: list[tuple[int, str]] = []
-    names: set[str] = set()
-    for idx, raw_name in enumerate(header):
-        name = raw_name.strip()
-        key = name.lower()
-        if not name or key in _READ_ONLY:
+    for idx, name in enumerate(names):
+        target = plan.target(name) if name else None
+        if target is None:
             continue
-        if key in names:
-            raise BadRequest(f"the CSV header names column {name!r} twice", field="header")
-        names.add(key)
-        if key in _CONVERTERS:
-            known.append((idx, _POS[key], _CONVERTERS[key], key))
+        if name in plan.fields:
+            known.append((idx, _POS[target], converters[target], target))
         else:
             unknown.append((idx, name))
-    if "phone" not in names:
-        raise BadRequest("the CSV header has no `phone` column; it is required", field="phone")
     width = len(header)
     last_line = reader.line_num
     try:
@@ -309,7 +358,7 @@ def _read_csv(text: str, parsed: Parsed) -> None:
         raise BadRequest(f"CSV cannot be parsed near line {reader.line_num}: {exc}", field="body") from None
 
 
-def _read_json(body: bytes, parsed: Parsed) -> None:
+def _read_json(body: bytes, parsed: Parsed, options: ImportOptions) -> None:
     try:
         items = _json_list.decode(body)
     except msgspec.ValidationError:
@@ -318,6 +367,12 @@ def _read_json(body: bytes, parsed: Parsed) -> None:
         raise BadRequest(f"malformed JSON: {exc}", field="body") from None
     if len(items) > MAX_ROWS:
         _too_many()
+    keys = list(dict.fromkeys(k for item in items if isinstance(item, dict) for k in item))
+    plan = plan_columns(keys, options.mapping, strict=False)
+    if items:
+        require_phone_column(plan, keys)
+    parsed.plan = plan
+    converters = options.converters()
     for index, item in enumerate(items):
         line = index + 1
         parsed.count_row()
@@ -334,14 +389,16 @@ def _read_json(body: bytes, parsed: Parsed) -> None:
                     continue
             elif value is None:
                 continue
-            convert = _CONVERTERS.get(key)
-            if convert is not None:
+            target = plan.target(key)
+            if target is None:
+                continue
+            if key in plan.fields:
                 try:
-                    out[_POS[key]] = convert(value)
+                    out[_POS[target]] = converters[target](value)
                 except _Bad as bad:
                     problems = problems or []
-                    problems.append((key, bad.reason))
-            elif key not in _READ_ONLY:
+                    problems.append((target, bad.reason))
+            else:
                 extra = extra or {}
                 extra[key] = value
         custom = out[_CUSTOM_AT]
@@ -364,26 +421,47 @@ def _decode_text(body: bytes, charset: str | None) -> str:
         ) from None
 
 
-def parse(media_type: str, options: dict[str, str], body: bytes) -> Parsed:
+@dataclass(frozen=True)
+class ImportOptions:
+    """How to read the file: an explicit column mapping, and the country of national phone numbers."""
+
+    mapping: dict[str, str] | None = None
+    default_country: str | None = None
+
+    def converters(self) -> dict[str, Callable[[Any], Any]]:
+        if self.default_country is None:
+            return _CONVERTERS
+        return {**_CONVERTERS, "phone": _national_phone(self.default_country)}
+
+
+def parse(media_type: str, options: dict[str, str], body: bytes, how: ImportOptions | None = None) -> Parsed:
     """Validates a whole import body; raises BadRequest / PayloadTooLarge / UnsupportedMediaType."""
     parsed = Parsed()
+    how = how or ImportOptions()
     if media_type in CSV_TYPES:
-        _read_csv(_decode_text(body, options.get("charset")), parsed)
+        _read_csv(_decode_text(body, options.get("charset")), parsed, how)
     elif media_type in JSON_TYPES:
-        _read_json(body, parsed)
+        _read_json(body, parsed, how)
     else:
         raise UnsupportedMediaType(
-            f"send the leads as text/csv or application/json, not {media_type or 'no content type'}",
+            f"send the leads as text/csv or application/json, or upload the file as multipart/form-data (a `file` "
+            f"field), not {media_type or 'no content type'}",
             field="content-type",
         )
     return parsed
 
 
 async def run_import(
-    conn: asyncpg.Connection, principal: Principal, media_type: str, options: dict[str, str], body: bytes
+    conn: asyncpg.Connection,
+    principal: Principal,
+    media_type: str,
+    options: dict[str, str],
+    body: bytes,
+    how: ImportOptions | None = None,
 ) -> ImportReport:
-    parsed = await asyncio.to_thread(parse, media_type, options, body)
+    parsed = await asyncio.to_thread(parse, media_type, options, body, how)
     inserted, updated = await repo.bulk_upsert(conn, principal.tenant_id, parsed.records)
+    plan = parsed.plan
     return ImportReport(
         received=parsed.received,
         inserted=inserted,
@@ -392,4 +470,8 @@ async def run_import(
         errors=parsed.errors,
         error_count=parsed.error_count,
         errors_truncated=parsed.error_count > len(parsed.errors),
+        columns=dict(plan.fields) if plan else {},
+        custom_field_columns=list(plan.custom) if plan else [],
+        ignored_columns=list(plan.ignored) if plan else [],
+        delimiter=parsed.delimiter,
     )

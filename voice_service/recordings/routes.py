@@ -20,6 +20,7 @@ from voice_service.auth import writes_need
 from voice_service.calls import repository as calls_repo
 from voice_service.deps import Caller, Conn
 from voice_service.errors import AppError, NotFound, ServiceUnavailable
+from voice_service.openapi import problems
 from voice_service.recordings import purge
 from voice_service.recordings.encoder import CONTENT_TYPE, EXTENSION
 from voice_service.recordings.schemas import RecordingSettings, RecordingSettingsUpdate
@@ -90,6 +91,7 @@ class RecordingController(Controller):
             "or deleted)."
         ),
         media_type=CONTENT_TYPE,
+        responses=problems(416, s503="The recordings storage is unavailable; retry shortly."),
     )
     async def get_recording(
         self, request: Request[Any, Any, Any], conn: Conn, principal: Caller, call_id: uuid.UUID
@@ -130,8 +132,11 @@ class RecordingController(Controller):
         operation_id="deleteCallRecording",
         summary="Delete a call's recording (admin; audited by a voice_call.recording_deleted event)",
         status_code=204,
+        responses=problems(s503="The recordings storage is unavailable; retry shortly."),
     )
     async def delete_recording(self, request: Request[Any, Any, Any], principal: Caller, call_id: uuid.UUID) -> None:
+        """Deletes the file, then clears the call's `recording_url`; a `voice_call.recording_deleted`
+        event records who did it. 404 when the call has no recording. Needs the admin role."""
         runtime: Runtime = request.app.state.runtime
         await delete_recording(runtime, principal.tenant_id, call_id, reason="api", actor=actor_of(principal))
 
@@ -143,6 +148,8 @@ class RecordingSettingsController(Controller):
 
     @get("/", operation_id="getRecordingSettings", summary="The tenant's recording settings (retention)")
     async def get_settings(self, conn: Conn, principal: Caller) -> RecordingSettings:
+        """`retention_days`: recordings older than this many days after their call are deleted (null keeps
+        them)."""
         return await purge.get_settings(conn, principal.tenant_id)
 
     @put(

@@ -123,8 +123,9 @@ def _call(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _add_scenario_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--answer", default="answer", choices=["answer", "busy", "no-answer", "failed", "machine"])
-    p.add_argument("--ring-seconds", type=float, default=0.5)
+    p.add_argument("--answer", default="answer", choices=["answer", "busy", "no-answer", "failed", "machine"],
+                   help="how the callee answers")
+    p.add_argument("--ring-seconds", type=float, default=0.5, help="ringing before the answer")
     p.add_argument("--talk-seconds", type=float, default=3.0, help="generated caller speech (without --wav)")
     p.add_argument("--wav", help="16-bit PCM WAV file to stream as the caller")
     p.add_argument("--speed", type=float, default=1.0, help="1.0 = real time")
@@ -135,20 +136,23 @@ def _add_scenario_args(p: argparse.ArgumentParser) -> None:
         "--wait-for-hangup", action="store_true", help="stay on the line until the service hangs up"
     )
     p.add_argument("--service-url", help="the service's public URL (default PUBLIC_BASE_URL)")
-    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--host", default="127.0.0.1", help="address the simulator listens on")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.description = __doc__
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    if not issubclass(parser.formatter_class, argparse.RawDescriptionHelpFormatter):
+        parser.formatter_class = argparse.RawDescriptionHelpFormatter
     sub = parser.add_subparsers(dest="simulate_command", required=True)
-    p = sub.add_parser("serve", help="run a local Twilio + Vonage that answers the service's calls")
+    fmt = parser.formatter_class
+    p = sub.add_parser("serve", help="run a local Twilio + Vonage that answers the service's calls",
+                       formatter_class=fmt)
     _add_scenario_args(p)
-    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--port", type=int, default=8765, help="port the simulator listens on (SIMULATOR_BASE_URL)")
     p.set_defaults(simulate=_serve)
-    p = sub.add_parser("call", help="place one inbound call to the service")
+    p = sub.add_parser("call", help="place one inbound call to the service", formatter_class=fmt)
     _add_scenario_args(p)
-    p.add_argument("--provider", default="twilio", choices=["twilio", "vonage"])
+    p.add_argument("--provider", default="twilio", choices=["twilio", "vonage"], help="whose wire format")
     p.add_argument(
         "--account",
         default="simulator",
@@ -156,8 +160,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="Twilio-format calls: whose account (and auth token) signs them",
     )
     p.add_argument("--to", required=True, help="one of the service's numbers (E.164)")
-    p.add_argument("--from", dest="from_", default="+14155550100")
-    p.add_argument("--timeout", type=float, default=300.0)
+    p.add_argument("--from", dest="from_", default="+14155550100", help="the caller's number (E.164)")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the call to end")
     p.set_defaults(simulate=_call)
 
 

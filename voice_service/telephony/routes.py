@@ -24,6 +24,8 @@ from providers.telephony.registry import route_families
 from voice_service.calls.service import apply_status_event, start_inbound_call
 from voice_service.carriers.urls import media_url
 from voice_service.errors import BadRequest
+from voice_service.openapi import problems
+from voice_service.openapi.plugin import OPEN_QUERY
 from voice_service.telephony.media import live_calls_of, media_route
 from voice_service.telephony.webhooks import runtime_of, verified_webhook, wait_for_placement
 
@@ -31,6 +33,14 @@ log = logging.getLogger(__name__)
 
 __all__ = ["REJECT_DRAINING", "REJECT_UNKNOWN", "telephony_route_handlers"]
 
+_DESCRIPTIONS = {
+    "answer": "Called by the carrier when a call comes in (or an outbound call is answered), signed by the carrier. "
+    "Answers with the carrier's call-control document: connect the call to this service's media socket, or a "
+    "polite rejection when no agent takes calls on the number. Not for API clients.",
+    "status": "Called by the carrier with each status change of a call, signed by the carrier. A status never "
+    "moves backwards and a repeated event changes nothing; events about unknown calls are answered 204 (and "
+    "logged). Not for API clients.",
+}
 REJECT_UNKNOWN = "Sorry, this number is not taking calls right now. Goodbye."
 REJECT_DRAINING = "Sorry, we cannot take your call right now. Please call again in a few minutes. Goodbye."
 
@@ -61,6 +71,10 @@ def _webhook_handler(routes: CarrierRoutes, family: tuple[Carrier, ...], hook: W
         summary=hook.summary,
         tags=["telephony"],
         status_code=200 if hook.kind == "answer" else HTTP_204_NO_CONTENT,
+        opt={OPEN_QUERY: True},  # the carrier's own parameters, and our call_id, come in the query string
+        description=_DESCRIPTIONS[hook.kind],
+        responses=problems(s403="The carrier signature is missing, invalid or stale, or the request is a replay.",
+                           s503="The call this event is about is still being placed; the carrier retries."),
     )(handler)
 
 
@@ -82,12 +96,6 @@ def _status_handler(family: tuple[Carrier, ...], hook: WebhookRoute) -> Any:
 
 def _draining(request: Request[Any, Any, Any]) -> bool:
     return bool(request.app.state.draining) or live_calls_of(request.app).draining
-
-
-def _count_final(request: Request[Any, Any, Any], status: str) -> None:
-    metrics = getattr(request.app.state, "metrics", None)
-    if metrics is not None:
-        metrics.calls_total.labels(status).inc()
 
 
 def _answer(content: tuple[str, bytes]) -> Response[bytes]:
@@ -130,6 +138,4 @@ async def _apply(request: Request[Any, Any, Any], provider: TelephonyProvider, w
     runtime = runtime_of(request)
     outcome = await apply_status_event(runtime, event)
     if outcome is None and event.call_id is None and await wait_for_placement(runtime, wh, event):
-        outcome = await apply_status_event(runtime, event)
-    if outcome is not None and outcome.became_terminal:
-        _count_final(request, outcome.status)
+        await apply_status_event(runtime, event)
