@@ -15,6 +15,21 @@ from voice_service.batches.dispatcher import Placement, run_tick
 from voice_service.billing import wallet
 from voice_service.db import tenant_tx
 from voice_service.runtime import Runtime
+from voice_service.simulator import Scenario
+
+# Answered at once, a tenth of a second of caller audio, then the callee hangs up.
+QUICK_CALL = Scenario(answer="answer", ring_seconds=0.0, talk_seconds=0.04, speed=1.0, hangup_after=0.0)
+
+
+# Speech and LLM providers point at a closed local port: these tests never reach the internet, and a
+# conversation engine driving the media sessions just ends each call quickly.
+OFFLINE = {
+    "deepgram_base_url": "ws://127.0.0.1:9",
+    "deepgram_http_url": "http://127.0.0.1:9",
+    "openai_base_url": "http://127.0.0.1:9/v1",
+    "elevenlabs_base_url": "http://127.0.0.1:9",
+    "cartesia_base_url": "http://127.0.0.1:9",
+}
 
 
 def unique_phone(prefix: str = "+1415") -> str:

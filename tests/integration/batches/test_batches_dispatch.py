@@ -26,28 +26,20 @@ import httpx
 import msgspec
 import pytest
 
-from tests.support.batches import assert_counts_add_up, credit, distinct_phones, unique_phone
+from tests.support.batches import (
+    OFFLINE,
+    QUICK_CALL,
+    assert_counts_add_up,
+    credit,
+    distinct_phones,
+    unique_phone,
+)
 from voice_service.runtime import Runtime
 from voice_service.settings import Settings
-from voice_service.simulator import Scenario, SimCall, Simulator
+from voice_service.simulator import SimCall, Simulator
 from voice_service.simulator.harness import RunningService, running_service
 
 ROOT = Path(__file__).resolve().parents[3]
-# Answered at once, a tenth of a second of caller audio, then the callee hangs up.
-QUICK_CALL = Scenario(answer="answer", ring_seconds=0.0, talk_seconds=0.04, speed=1.0, hangup_after=0.0)
-
-
-# Speech and LLM providers point at a closed local port: these tests never reach the internet, and a
-# conversation engine driving the media sessions just ends each call quickly.
-OFFLINE = {
-    "deepgram_base_url": "ws://127.0.0.1:9",
-    "deepgram_http_url": "http://127.0.0.1:9",
-    "openai_base_url": "http://127.0.0.1:9/v1",
-    "elevenlabs_base_url": "http://127.0.0.1:9",
-    "cartesia_base_url": "http://127.0.0.1:9",
-}
-
-
 class TimedSimulator(Simulator):
     """Records when each place-call request arrived, to count live calls over time; `place_delay` holds the
     place-call response back (a slow carrier API), so a worker can be killed while a request is in flight."""

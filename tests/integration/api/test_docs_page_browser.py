@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from tests.integration.console_browser import SCREENSHOTS, chromium, find_chromium, watch, why_no_browser
+from tests.support.browser import SCREENSHOTS, chromium, find_chromium, watch, why_no_browser
 from voice_service.openapi.docs_page import ASSETS_PATH
 from voice_service.settings import Settings
 from voice_service.simulator.harness import RunningService, running_service

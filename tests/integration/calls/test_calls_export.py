@@ -12,7 +12,7 @@ from typing import Any
 
 import asyncpg
 
-from tests.integration.test_pipeline_support import insert_call
+from tests.support.pipeline import insert_call
 from voice_service.calls import export
 
 

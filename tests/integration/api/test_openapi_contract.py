@@ -21,7 +21,7 @@ from openapi_spec_validator import validate as validate_spec
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from tests.integration.test_pipeline_support import insert_call
+from tests.support.pipeline import insert_call
 from voice_service.recordings.service import audio_key
 from voice_service.recordings.storage import get_storage
 

@@ -15,8 +15,7 @@ import httpx
 import jsonschema
 import pytest
 
-from tests.integration.test_batches_dispatch import OFFLINE, QUICK_CALL
-from tests.integration.test_batches_support import credit
+from tests.support.batches import OFFLINE, QUICK_CALL, credit
 from voice_service.batches import events as batch_events
 from voice_service.settings import Settings
 from voice_service.simulator import Scenario, Simulator
