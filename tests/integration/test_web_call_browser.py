@@ -34,7 +34,10 @@ from voice_service.settings import Settings
 from voice_service.simulator.harness import RunningService, running_service
 
 _MISSING = why_no_browser()
-pytestmark = [pytest.mark.browser, pytest.mark.skipif(_MISSING is not None, reason=f"browser tests: {_MISSING}")]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(_MISSING is not None, reason=f"browser tests: {_MISSING}"),
+]
 
 TIMEOUT_MS = 20_000
 GREETING = "Hello, this is Ava from Bistro Uno."
@@ -93,8 +96,13 @@ async def chromium_with_microphone(wav: str) -> AsyncIterator[Any]:
         async with async_playwright() as pw:
             pw.selectors.set_test_id_attribute("data-figure")
             context = await pw.chromium.launch_persistent_context(
-                profile, executable_path=path, args=args, viewport={"width": 1280, "height": 900},
-                timezone_id="Europe/Berlin", locale="en-GB", permissions=["microphone"],
+                profile,
+                executable_path=path,
+                args=args,
+                viewport={"width": 1280, "height": 900},
+                timezone_id="Europe/Berlin",
+                locale="en-GB",
+                permissions=["microphone"],
             )
             context.set_default_timeout(TIMEOUT_MS)
             try:
@@ -114,9 +122,16 @@ async def test_talk_to_the_agent_from_the_agent_page(
     # 40 ms of audio a character: the greeting's first sentence plays for 1.4 s, the second for 4.4 s.
     fakes.reset(script=[HEARD], replies=[REPLY], seconds_per_char=0.04)
     async with httpx.AsyncClient(base_url=svc.base_url, timeout=30) as api:
-        r = await api.post("/v1/agents", json={"name": "Ava", "agent_instructions": "You book tables.",
-                                               "inbound_starter_prompt": f"{GREETING} {MENU}",
-                                               "config": {"interrupt_min_words": 2}}, headers=tenant.headers)
+        r = await api.post(
+            "/v1/agents",
+            json={
+                "name": "Ava",
+                "agent_instructions": "You book tables.",
+                "inbound_starter_prompt": f"{GREETING} {MENU}",
+                "config": {"interrupt_min_words": 2},
+            },
+            headers=tenant.headers,
+        )
         assert r.status_code == 201, r.text
         agent = r.json()
     # The caller lets the first sentence play, then speaks over the second (a barge-in), once.
@@ -164,9 +179,14 @@ async def test_talk_to_the_agent_from_the_agent_page(
     assert (row["direction"], row["provider"], row["status"]) == ("web", None, "ended")
     meta = msgspec.json.decode(row["metadata"]) if isinstance(row["metadata"], str) else row["metadata"]
     assert meta["end_reason"] == "caller_hung_up" and meta["web"]["origin"] == svc.base_url
-    transcripts = msgspec.json.decode(row["transcripts"]) if isinstance(row["transcripts"], str) else row["transcripts"]
+    transcripts = (
+        msgspec.json.decode(row["transcripts"]) if isinstance(row["transcripts"], str) else row["transcripts"]
+    )
     assert [(t["role"], t["text"], t["interrupted"]) for t in transcripts] == [
-        ("agent", GREETING, True), ("caller", HEARD, False), ("agent", REPLY, False)]
+        ("agent", GREETING, True),
+        ("caller", HEARD, False),
+        ("agent", REPLY, False),
+    ]
     assert meta["conversation"]["barge_ins"] == 1
     assert re.fullmatch(r"[0-9a-f-]{36}", call_id), transcripts
 
@@ -174,8 +194,9 @@ async def test_talk_to_the_agent_from_the_agent_page(
 async def test_a_viewer_has_no_talk_button(svc: RunningService, tenant: Any, tmp_path: Path) -> None:
     async with httpx.AsyncClient(base_url=svc.base_url, timeout=30) as api:
         agent = (await api.post("/v1/agents", json={"name": "Ava"}, headers=tenant.headers)).json()
-        viewer = (await api.post("/v1/api-keys", json={"name": "viewer", "role": "viewer"},
-                                 headers=tenant.headers)).json()
+        viewer = (
+            await api.post("/v1/api-keys", json={"name": "viewer", "role": "viewer"}, headers=tenant.headers)
+        ).json()
     wav = caller_wav(tmp_path, [("silence", 1.0)])
     async with chromium_with_microphone(wav) as browser:
         page = await browser.new_page()

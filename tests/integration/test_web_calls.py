@@ -23,7 +23,7 @@ import msgspec
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from tests.fakes.openai import FakeOpenAI, ToolCall, ToolCalls
+from tests.fakes.openai import ToolCall, ToolCalls
 from tests.fakes.server import LocalServer, PathRouter
 from tests.integration.test_conversation_calls import ENGINE, Fakes, caller_wav
 from tests.integration.test_pipeline_support import credit, drop_jobs, wait_for, worker

@@ -23,8 +23,15 @@ from voice_service.webcalls.schemas import WebCallCreate
 class TalkToAgent(Controller):
     path = "/agents"
 
-    @post("/{agent_id:str}/web-call", name="console:agent-web-call", status_code=201, guards=[requires("member")])
-    async def create_web_call(self, request: Request[Any, Any, Any], principal: Caller, agent_id: str) -> dict[str, Any]:
+    @post(
+        "/{agent_id:str}/web-call",
+        name="console:agent-web-call",
+        status_code=201,
+        guards=[requires("member")],
+    )
+    async def create_web_call(
+        self, request: Request[Any, Any, Any], principal: Caller, agent_id: str
+    ) -> dict[str, Any]:
         call = await web_calls.create(
             request.app.state.runtime, principal, WebCallCreate(agent_id=agent_id_of(agent_id))
         )
