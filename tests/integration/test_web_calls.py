@@ -143,7 +143,12 @@ async def test_a_web_call_is_answered_logged_billed_analysed_and_recorded(
         replies=["Sure, for what time?", ToolCalls([ToolCall("end_call", {})], text="Booked. Goodbye!")],
     )
     fakes.openai.responder = _analysis_or_okay
-    agent = await _agent(api, tenant, inbound_starter_prompt="Hi {{name}}, this is Ava from Bistro Uno.")
+    agent = await _agent(
+        api,
+        tenant,
+        inbound_starter_prompt="Hi {{name}}, this is Ava from Bistro Uno.",
+        config={"transfer_targets": [{"name": "Front desk", "phone": "+14155550100"}]},
+    )
     created = await _web_call(api, tenant, agent_id=agent["id"], variables={"name": "Grace"})
     assert created["status"] == "pending" and created["protocol"] == "web-call.v1"
     assert created["socket_url"] == f"{svc.ws_url}/v1/web-calls/{created['call_id']}/socket"
@@ -177,8 +182,12 @@ async def test_a_web_call_is_answered_logged_billed_analysed_and_recorded(
     assert client.audio_bytes / 32000 == pytest.approx(spoken * 0.01, abs=0.3)
     assert len(client.marks_echoed) == 4 and client.clears == 0  # one mark per sentence, each played
     # The LLM was told where the caller is, and had no transfer to offer.
-    system = fakes.openai.chat_requests()[0].json["messages"][0]["content"]
-    assert "from a web page" in system
+    request = fakes.openai.chat_requests()[0].json
+    assert (
+        "from a web page" in request["messages"][0]["content"]
+        and "Front desk" not in request["messages"][0]["content"]
+    )
+    assert [tool["function"]["name"] for tool in request["tools"]] == ["end_call"]
 
     # The call log: a web call, no carrier, both sides of the transcript, metered without telephony.
     row = await _row(admin_conn, created["call_id"])

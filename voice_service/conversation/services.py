@@ -245,7 +245,7 @@ class RuntimeServices:
             tts=tts,
             voice_id=voice_name,
             # A call without a carrier (a web call) has no phone leg to transfer.
-            tools=tools.tool_schemas(config.transfer_targets if call.provider else []),
+            tools=tools.tool_schemas(config.transfer_targets if call.direction != "web" else []),
             country=country_of(remote_number(call)),
         )
 

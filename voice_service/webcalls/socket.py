@@ -10,9 +10,9 @@ conversation engine a phone call uses, with no per-frame framework work. The ste
    HANDSHAKE_TIMEOUT; a wrong, used or expired token, or a malformed start: close 1008 with the reason.
 3. The call becomes ongoing; the service sends `started`; the media session runs the process's session handler
    (the conversation engine) inside a WebCallHandler that adds the protocol's events and the recording capture.
-4. However it ends (the caller's `stop` or close, the agent hanging up, the API, a shutdown drain): the events still
-   queued and `end` with the reason are sent, the socket is closed (1000), the call's end is recorded (which starts
-   billing and analysis) and the recording is handed to its encode job.
+4. However it ends (the caller's `stop` or close, the agent hanging up, the API, a shutdown drain): the call's end
+   is recorded (which starts billing and analysis), the events still queued and `end` with the reason are sent, the
+   socket is closed (1000), and the recording is handed to its encode job.
 """
 
 from __future__ import annotations
@@ -218,17 +218,19 @@ async def serve(scope: Any, receive: Receive, send: Send) -> None:
         except Exception:
             log.exception("web call session failed", extra={"call": str(info.call_id)})
         finally:
+            ended_at = asyncio.get_running_loop().time()
             reason = service.end_reason_of(session.end_reason)
-            await outbox.flush()
-            await _send_text(raw_send, encode_end(reason))
-            await _close(raw_send, 1000)
-            await service.ended(
-                runtime, info.ref, reason=reason, inbound_audio_seconds=session.inbound_seconds
-            )
-            if capture is not None:
-                await recordings.finish_capture(
-                    runtime, info.ref, capture, ended_at=asyncio.get_running_loop().time()
+            try:
+                # Recorded before the client is told: a client that reads the call after `end` finds it over.
+                await service.ended(
+                    runtime, info.ref, reason=reason, inbound_audio_seconds=session.inbound_seconds
                 )
+            finally:
+                await outbox.flush()
+                await _send_text(raw_send, encode_end(reason))
+                await _close(raw_send, 1000)
+            if capture is not None:
+                await recordings.finish_capture(runtime, info.ref, capture, ended_at=ended_at)
     finally:
         session.mark_finished()
         calls.remove(session)
