@@ -474,3 +474,52 @@ async def test_the_protocol_is_in_the_openapi_document(api: httpx.AsyncClient) -
     assert operation["operationId"] == "createWebCall"
     for words in ('"type": "start"', '"type": "clear"', '"type": "end"', "pcm_s16le", "allowed_origins"):
         assert words in operation["description"]
+
+
+async def test_the_console_creates_web_calls_for_its_session(
+    svc: RunningService, api: httpx.AsyncClient, make_tenant: Any, no_leftover_jobs: None
+) -> None:
+    """The agent page's button: the console's session (and CSRF token) authorises creating the web call, with the
+    same rules as the API."""
+    from tests.integration.test_console import Console
+
+    owner, other = await make_tenant(), await make_tenant()
+    agent = (await api.post("/v1/agents", json={"name": "Ava"}, headers=owner.headers)).json()
+    others_agent = (await api.post("/v1/agents", json={"name": "Bo"}, headers=other.headers)).json()
+    viewer = (
+        await api.post("/v1/api-keys", json={"name": "v", "role": "viewer"}, headers=owner.headers)
+    ).json()
+    await credit(svc.app.state.runtime, owner.id, "5")
+
+    async with (
+        httpx.AsyncClient(base_url=svc.base_url) as owner_http,
+        httpx.AsyncClient(base_url=svc.base_url) as viewer_http,
+    ):
+        console = Console(owner_http)
+        assert (await console.sign_in(owner.key)).status_code == 303
+        page = await console.http.get(f"/console/agents/{agent['id']}")
+        assert page.status_code == 200 and "Talk to this agent" in page.text and "webcall.js" in page.text
+        assert "microphone=(self)" in page.headers["permissions-policy"]
+
+        path = f"/console/agents/{agent['id']}/web-call"
+        r = await console.http.post(path, headers={"X-CSRF-Token": console.csrf, "HX-Request": "true"})
+        assert r.status_code == 201, r.text
+        created = r.json()
+        assert created["socket_path"] == f"/v1/web-calls/{created['call_id']}/socket" and created["token"]
+        call = (await api.get(f"/v1/calls/{created['call_id']}", headers=owner.headers)).json()
+        assert (call["direction"], call["status"], call["agent_id"]) == ("web", "pending", agent["id"])
+
+        r = await console.http.post(path, headers={"HX-Request": "true"})  # no CSRF token
+        assert r.status_code == 403
+        r = await console.http.post(
+            f"/console/agents/{others_agent['id']}/web-call",
+            headers={"X-CSRF-Token": console.csrf, "HX-Request": "true"},
+        )
+        assert r.status_code == 404
+
+        as_viewer = Console(viewer_http)
+        assert (await as_viewer.sign_in(viewer["key"])).status_code == 303
+        page = await as_viewer.http.get(f"/console/agents/{agent['id']}")
+        assert page.status_code == 200 and "Talk to this agent" not in page.text
+        r = await as_viewer.http.post(path, headers={"X-CSRF-Token": as_viewer.csrf, "HX-Request": "true"})
+        assert r.status_code == 403 and "member" in r.text
