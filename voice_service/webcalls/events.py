@@ -21,7 +21,10 @@ from voice_service.recordings.capture import CallCapture
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Outbox", "WebCallHandler", "WebEvents"]
+__all__ = ["MAX_AUDIO_AHEAD", "Outbox", "WebCallHandler", "WebEvents"]
+
+# How far ahead of real time a client's audio may run (network bursts after a stall) before it is dropped.
+MAX_AUDIO_AHEAD = 2.0
 
 
 class Outbox:
@@ -90,12 +93,29 @@ class WebEvents(CallObserver):
 
 
 class WebCallHandler:
-    """The web call's SessionHandler: the process's handler for the conversation, plus events and capture."""
+    """The web call's SessionHandler: the process's handler for the conversation, plus events and capture.
 
-    def __init__(self, inner: SessionHandler, outbox: Outbox, capture: CallCapture | None) -> None:
+    A carrier delivers audio in real time; a web client could send it faster, and every second of it would be
+    recognised and billed. So caller audio that runs more than MAX_AUDIO_AHEAD seconds ahead of the wall clock
+    (counted from the start of the media) is dropped before the engine sees it, and counted (`dropped_seconds`)."""
+
+    def __init__(
+        self,
+        inner: SessionHandler,
+        outbox: Outbox,
+        capture: CallCapture | None,
+        *,
+        bytes_per_second: int,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
         self.inner = inner
         self.outbox = outbox
         self.capture = capture
+        self._bytes_per_second = bytes_per_second
+        self._clock = clock or asyncio.get_running_loop().time
+        self._t0 = self._clock()
+        self._audio_bytes = 0  # taken (bytes: no rounding drift over a long call)
+        self._dropped_bytes = 0
         # The conversation engine's observer seam (a metering handler has none: then only audio flows).
         observe = getattr(inner, "observe", None)
         self._stop_watching = observe(WebEvents(outbox.put)) if observe is not None else None
@@ -105,7 +125,18 @@ class WebCallHandler:
             tg.create_task(self.outbox.pump(), name="web-call-events")
             await self.inner.run()
 
+    @property
+    def dropped_seconds(self) -> float:
+        return self._dropped_bytes / self._bytes_per_second
+
     def on_audio(self, payload: bytes) -> None:
+        size = len(payload)
+        if self._audio_bytes + size > (self._clock() - self._t0 + MAX_AUDIO_AHEAD) * self._bytes_per_second:
+            if not self._dropped_bytes:
+                log.warning("web call client sends audio faster than real time: dropping the excess")
+            self._dropped_bytes += size
+            return
+        self._audio_bytes += size
         self.inner.on_audio(payload)
         if self.capture is not None:
             self.capture.caller(payload)

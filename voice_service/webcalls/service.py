@@ -227,9 +227,17 @@ async def _notify_end(
         )
 
 
-async def ended(runtime: Runtime, ref: CallRef, *, reason: str, inbound_audio_seconds: float) -> bool:
+async def ended(
+    runtime: Runtime,
+    ref: CallRef,
+    *,
+    reason: str,
+    inbound_audio_seconds: float,
+    dropped_audio_seconds: float = 0.0,
+) -> bool:
     """The web call's media has ended: with no carrier to report a final status, the call ends here (both ends
-    recorded, so the post-call pipeline runs now). Returns whether the call became terminal here."""
+    recorded, so the post-call pipeline runs now). Returns whether the call became terminal here.
+    `dropped_audio_seconds`: caller audio the client sent ahead of real time, not listened to (metadata)."""
     now = datetime.now(UTC)
     async with tenant_tx(runtime.pool, ref.tenant_id) as conn:
         state = await calls_repo.lock_state(conn, ref.tenant_id, ref.id, ref.created_at)
@@ -240,6 +248,8 @@ async def ended(runtime: Runtime, ref: CallRef, *, reason: str, inbound_audio_se
             "media_end_reason": reason,
             "media_inbound_seconds": round(inbound_audio_seconds, 3),
         }
+        if dropped_audio_seconds:
+            patch["web_audio_dropped_seconds"] = round(dropped_audio_seconds, 3)
         if state["media_ended_at"] is None:
             fields["media_ended_at"] = now
         if state["provider_final_at"] is None:

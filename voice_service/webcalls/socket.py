@@ -211,9 +211,15 @@ async def serve(scope: Any, receive: Receive, send: Send) -> None:
     )
     outbox = Outbox(lambda text: _send_text(raw_send, text))
     calls.add(session)
+    handler: WebCallHandler | None = None
     try:
         try:
-            handler = WebCallHandler(live.session_handler_factory(session), outbox, capture)
+            handler = WebCallHandler(
+                live.session_handler_factory(session),
+                outbox,
+                capture,
+                bytes_per_second=session.bytes_per_second,
+            )
             await session.run(handler)
         except Exception:
             log.exception("web call session failed", extra={"call": str(info.call_id)})
@@ -223,7 +229,11 @@ async def serve(scope: Any, receive: Receive, send: Send) -> None:
             try:
                 # Recorded before the client is told: a client that reads the call after `end` finds it over.
                 await service.ended(
-                    runtime, info.ref, reason=reason, inbound_audio_seconds=session.inbound_seconds
+                    runtime,
+                    info.ref,
+                    reason=reason,
+                    inbound_audio_seconds=session.inbound_seconds,
+                    dropped_audio_seconds=handler.dropped_seconds if handler is not None else 0.0,
                 )
             finally:
                 await outbox.flush()
