@@ -31,8 +31,8 @@ cancelled (`end_reason` `not_connected`). The page's origin must be this service
 or one of the call's `allowed_origins`; otherwise the upgrade is refused with HTTP 403.
 
 **The socket** `GET {socket_url}` (WebSocket). Binary frames carry audio both ways: PCM signed 16-bit
-little-endian, mono, 16 kHz, 20 ms per frame (640 bytes; the client may send any whole number of samples). Text
-frames are JSON objects with a `type`.
+little-endian, mono, 16 kHz, 20 ms per frame (640 bytes; the client may send any whole number of samples), sent as
+recorded (audio more than 2 s ahead of real time is dropped). Text frames are JSON objects with a `type`.
 
 Client → service:
 - `{"type": "start", "token": "…", "format": {"encoding": "pcm_s16le", "sample_rate": 16000, "channels": 1}}` —

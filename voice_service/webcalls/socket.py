@@ -139,7 +139,7 @@ async def _reject_http(send: Send) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-async def serve(scope: Any, receive: Receive, send: Send) -> None:
+async def serve_web_call(scope: Any, receive: Receive, send: Send) -> None:
     if scope["type"] != "websocket":
         await _reject_http(send)
         return
@@ -166,13 +166,12 @@ async def serve(scope: Any, receive: Receive, send: Send) -> None:
         per_call=target.allowed_origins,
     )
     if target is None or not allowed or calls.draining:
-        why = (
-            "no such waiting web call"
-            if target is None
-            else "origin not allowed"
-            if not allowed
-            else "draining"
-        )
+        if target is None:
+            why = "no such web call waiting for its socket"
+        elif not allowed:
+            why = "origin not allowed"
+        else:
+            why = "draining"
         log.warning(
             "web call socket refused",
             extra={"call": str(call_id), "origin": (origin or "")[:200], "why": why},
@@ -253,4 +252,4 @@ web_call_socket = asgi(
     copy_scope=False,
     include_in_schema=False,
     opt={"exclude_from_auth": True},
-)(serve)
+)(serve_web_call)
