@@ -20,6 +20,7 @@ from typing import Any
 import asyncpg
 import httpx
 import msgspec
+import numpy as np
 import pytest
 from websockets.exceptions import InvalidStatus
 
@@ -27,6 +28,7 @@ from tests.fakes.openai import ToolCall, ToolCalls
 from tests.fakes.server import LocalServer, PathRouter
 from tests.integration.test_conversation_calls import ENGINE, Fakes, caller_wav
 from tests.integration.test_pipeline_support import credit, drop_jobs, wait_for, worker
+from tests.integration.test_recordings_support import decode
 from tests.integration.web_call_client import read_wav, talk, web_call
 from voice_service.billing.pipeline import POST_CALL_JOB
 from voice_service.call_analysis.service import ANALYSIS_JOB
@@ -231,7 +233,18 @@ async def test_a_web_call_is_answered_logged_billed_analysed_and_recorded(
     assert analysis["summary"] == "The caller booked a table for two."
     recording = await api.get(call["recording_url"], headers=tenant.headers)
     assert recording.status_code == 200 and recording.headers["content-type"] == "audio/mpeg"
-    assert len(recording.content) > 10_000
+    # Two channels (caller left, agent right), each heard where the transcript places its turns.
+    audio = decode(recording.content)
+    assert audio.channels == 2
+
+    def loudness(channel: int, start_ms: int, end_ms: int) -> float:
+        part = audio.samples[channel, start_ms * audio.rate // 1000 : end_ms * audio.rate // 1000]
+        return float(np.sqrt(np.mean(part**2))) if part.size else 0.0
+
+    for turn in row["transcripts"]:
+        channel = 0 if turn["role"] == "caller" else 1
+        assert loudness(channel, turn["start_ms"], turn["end_ms"]) > 0.01, turn
+    assert loudness(0, 200, 1200) < 0.01  # the caller was silent for the first 1.5 s
     listed = (await api.get("/v1/calls?direction=web", headers=tenant.headers)).json()
     assert [c["id"] for c in listed["items"]] == [created["call_id"]]
 
