@@ -119,8 +119,8 @@ async def test_talk_to_the_agent_from_the_agent_page(
     from playwright.async_api import expect
 
     await credit(svc.app.state.runtime, tenant.id, "10")
-    # 40 ms of audio a character: the greeting's first sentence plays for 1.4 s, the second for 4.4 s.
-    fakes.reset(script=[HEARD], replies=[REPLY], seconds_per_char=0.04)
+    # 50 ms of audio a character: the greeting's first sentence plays for 1.75 s, the second for 5.2 s.
+    fakes.reset(script=[HEARD], replies=[REPLY], seconds_per_char=0.05)
     async with httpx.AsyncClient(base_url=svc.base_url, timeout=30) as api:
         r = await api.post(
             "/v1/agents",
@@ -134,8 +134,10 @@ async def test_talk_to_the_agent_from_the_agent_page(
         )
         assert r.status_code == 201, r.text
         agent = r.json()
-    # The caller lets the first sentence play, then speaks over the second (a barge-in), once.
-    wav = caller_wav(tmp_path, [("silence", 3.0), ("speech", 1.0), ("silence", 1.0)])
+    # The caller lets the first sentence play, then speaks over the second (a barge-in), once. The fake microphone
+    # starts when the page asks for it, a moment before the call connects: the speech lands well inside the second
+    # sentence however long that moment is (up to ~3 s).
+    wav = caller_wav(tmp_path, [("silence", 5.0), ("speech", 1.0), ("silence", 1.0)])
 
     async with chromium_with_microphone(wav) as browser:
         page = await browser.new_page()
@@ -154,9 +156,12 @@ async def test_talk_to_the_agent_from_the_agent_page(
         # A line is partial (words as they come) until its turn is over: then it is final. The greeting was cut
         # where the caller spoke: the service sent `clear`, the page dropped the rest; what was heard stays.
         finals = talk.locator("[data-talk-transcript] li:not(.partial)")
-        await expect(finals.filter(has_text=GREETING)).to_have_text(f"Agent{GREETING} (interrupted)")
-        await expect(finals.filter(has_text=HEARD)).to_have_count(1)
-        await expect(finals.filter(has_text=REPLY)).to_have_count(1)  # played to the end, its mark echoed
+        await expect(finals.filter(has_text=GREETING)).to_have_text(
+            f"Agent{GREETING} (interrupted)", timeout=TIMEOUT_MS
+        )
+        await expect(finals.filter(has_text=HEARD)).to_have_count(1, timeout=TIMEOUT_MS)
+        # Played to the end, its mark echoed.
+        await expect(finals.filter(has_text=REPLY)).to_have_count(1, timeout=TIMEOUT_MS)
         await expect(lines).to_have_count(3)
         await expect(lines.nth(0)).to_contain_text("Agent")
         await expect(lines.nth(1)).to_contain_text("You")
