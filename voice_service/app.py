@@ -50,6 +50,7 @@ from voice_service.settings import Settings, load_settings
 from voice_service.telephony.routes import telephony_route_handlers
 from voice_service.tenancy.routes import route_handlers as tenancy_routes
 from voice_service.voices.routes import route_handlers as voice_routes
+from voice_service.webcalls.routes import route_handlers as web_call_routes
 from voice_service.workers import running_workers
 
 log = logging.getLogger(__name__)
@@ -139,7 +140,7 @@ def create_app(settings: Settings | None = None, *, bootstrap: bool = True) -> L
     return Litestar(
         route_handlers=[health, metrics, *tenancy_routes, *agent_routes, *number_routes, *voice_routes, *lead_routes,
                         *batch_routes, *call_routes, *call_analysis_routes, *billing_routes, *event_routes,
-                        *telephony_route_handlers(), *recording_routes, assets_router()],
+                        *telephony_route_handlers(), *recording_routes, *web_call_routes, assets_router()],
         dependencies=dependencies,
         exception_handlers=exception_handlers,
         middleware=[RequestContextMiddleware,

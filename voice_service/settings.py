@@ -100,6 +100,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     console_session_idle_minutes: int = 60
     console_session_max_hours: int = 12
     console_live_interval_seconds: float = 5.0
+    # Browser origins (`https://shop.example.com`, comma-separated; `*` = any) allowed to use this service from
+    # another site: CORS on the API and, for web calls, the origins whose pages may open the call's socket (the
+    # service's own origin always may). Empty: none.
+    cors_allowed_origins: str = ""
 
     # The settings file read besides the environment (default `.env` in the working directory; ENV_FILE= with no
     # value reads none). Set by load_settings to the file it read, or None.

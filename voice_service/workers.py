@@ -29,10 +29,11 @@ from voice_service.jobs import Handler, JobSpec
 from voice_service.recordings import jobs as recording_jobs
 from voice_service.runtime import Runtime
 from voice_service.settings import Settings
+from voice_service.webcalls import jobs as web_call_jobs
 
 log = logging.getLogger(__name__)
 
-JOB_MODULES = (batch_jobs, billing_jobs, call_analysis_jobs, event_jobs, recording_jobs)
+JOB_MODULES = (batch_jobs, billing_jobs, call_analysis_jobs, event_jobs, recording_jobs, web_call_jobs)
 
 
 def job_registry() -> dict[str, JobSpec]:

@@ -16,6 +16,7 @@ from voice_service.calls.listeners import CallListeners
 from voice_service.events.outbox import DELIVER_JOB
 from voice_service.recordings.purge import PURGE_JOB
 from voice_service.recordings.service import ENCODE_JOB
+from voice_service.webcalls.service import EXPIRE_JOB
 
 
 @pytest.mark.parametrize("listeners", [CallListeners, BillingListeners])
@@ -44,7 +45,7 @@ def test_each_listener_is_the_reacting_domains_function() -> None:
 def test_the_runner_serves_every_job_the_domains_enqueue() -> None:
     registry = workers.job_registry()
     enqueued = {dispatcher.JOB, pipeline.POST_CALL_JOB, pipeline.RECONCILE_JOB, ANALYSIS_JOB, DELIVER_JOB,
-                ENCODE_JOB, PURGE_JOB}
+                ENCODE_JOB, PURGE_JOB, EXPIRE_JOB}
     assert set(registry) == enqueued
     # Names stored with queued jobs in the database: a rename would strand the jobs already queued.
     assert ANALYSIS_JOB == "billing.analyze_call"
@@ -56,4 +57,5 @@ def test_the_runner_serves_every_job_the_domains_enqueue() -> None:
         "events.deliver": 50,
         "recordings.encode": 2,
         "recordings.purge": 1,
+        "webcalls.expire": 8,
     }

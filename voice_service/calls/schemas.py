@@ -14,7 +14,7 @@ from voice_service.openapi import example
 from voice_service.schemas import E164, FreeJson, check_free_json
 
 CallStatusName = Literal["pending", "ringing", "ongoing", "ended", "declined", "cancelled", "failed"]
-Direction = Literal["inbound", "outbound"]
+Direction = Literal["inbound", "outbound", "web"]
 
 
 class CallRef(msgspec.Struct, frozen=True):

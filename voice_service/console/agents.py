@@ -143,7 +143,7 @@ def parse(form: AgentForm, base_config: dict[str, Any]) -> tuple[dict[str, Any],
     return values, errors
 
 
-def _agent_id(text: str) -> int:
+def agent_id_of(text: str) -> int:
     """A str path parameter, parsed here: a malformed id is this console's 404 page, behind the session check."""
     if not (text.isdigit() and len(text) <= 19):
         raise NotFound("agent not found")
@@ -201,7 +201,7 @@ class AgentPages(Controller):
     @get("/{agent_id:str}", name="console:agent")
     async def show_agent(self, request: Request[Any, Any, Any], conn: Conn, principal: Caller,
                          agent_id: str, saved: bool = QueryParameter(name="saved", default=False)) -> Template:
-        agent = await agents.get(conn, principal, _agent_id(agent_id))
+        agent = await agents.get(conn, principal, agent_id_of(agent_id))
         voice_list = await self._voices(conn, principal)
         if not principal.at_least("admin"):
             voice = next((v for v in voice_list if v.id == agent.voice_id), None)
@@ -210,7 +210,7 @@ class AgentPages(Controller):
 
     @post("/{agent_id:str}", name="console:agent-update", status_code=303)
     async def update_agent(self, request: Request[Any, Any, Any], principal: Caller, agent_id: str) -> Response[Any]:
-        number = _agent_id(agent_id)
+        number = agent_id_of(agent_id)
         form = form_from_request(await request.form())
         pool = request.app.state.pool
         errors: dict[str, str] = {}

@@ -28,7 +28,7 @@ from voice_service.pagination import encode_cursor
 
 PAGE_SIZE = 25
 STATUSES = ("pending", "ringing", "ongoing", "ended", "declined", "cancelled", "failed")
-DIRECTIONS = ("outbound", "inbound")
+DIRECTIONS = ("outbound", "inbound", "web")
 _LAST_ID = "ffffffff-ffff-ffff-ffff-ffffffffffff"  # sorts after every id at the same instant
 _Q = {"default": None, "max_length": 200}
 _FIRST_DAY, _LAST_DAY = date(2000, 1, 1), date(2999, 12, 31)
@@ -66,7 +66,7 @@ def _checked(f: CallFilters) -> tuple[dict[str, Any], date | None, dict[str, str
         if f.direction in DIRECTIONS:
             filters["direction"] = f.direction
         else:
-            errors["direction"] = "Direction: choose inbound or outbound"
+            errors["direction"] = "Direction: choose inbound, outbound or web"
     if f.agent_id:
         agent_id = int(f.agent_id) if f.agent_id.isdigit() and len(f.agent_id) <= 19 else 0
         if 0 < agent_id < 2**63:

@@ -32,7 +32,8 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
     "Cross-Origin-Opener-Policy": "same-origin",
-    "Permissions-Policy": "camera=(), geolocation=(), payment=(), usb=()",
+    # The agent page's "Talk to this agent" uses the microphone (this origin only, never a framed page).
+    "Permissions-Policy": "camera=(), geolocation=(), microphone=(self), payment=(), usb=()",
 }
 
 SIGN_IN_PATH = "/console/sign-in"

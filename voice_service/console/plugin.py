@@ -31,6 +31,7 @@ from voice_service.console.middleware import SecurityHeadersMiddleware, SessionM
 from voice_service.console.numbers import NumberPages
 from voice_service.console.overview import OverviewController
 from voice_service.console.signin import SignInPages, SignOut
+from voice_service.console.talk import TalkToAgent
 from voice_service.console.templating import STATIC, STATIC_PATH, template_config
 from voice_service.errors import NotFound
 
@@ -56,7 +57,7 @@ def routers() -> list[Router]:
                     **common)
     pages = Router(
         path="/console",
-        route_handlers=[OverviewController, AgentPages, CallPages, NumberPages, SignOut, not_found],
+        route_handlers=[OverviewController, AgentPages, TalkToAgent, CallPages, NumberPages, SignOut, not_found],
         middleware=[SecurityHeadersMiddleware, SessionMiddleware],
         before_request=csrf.require_token,
         **common,

@@ -63,6 +63,8 @@ def render(template: str | None, variables: Mapping[str, str]) -> str:
 
 def starter_text(agent: Mapping[str, Any], direction: str, variables: Mapping[str, str]) -> str:
     """The line the agent opens with; empty when the agent has none for this direction (the LLM opens)."""
+    if direction == "web":  # the person came to the agent (as on an inbound call); else the outbound greeting
+        return render(agent.get("inbound_starter_prompt") or agent.get("outbound_starter_prompt"), variables)
     key = "inbound_starter_prompt" if direction == "inbound" else "outbound_starter_prompt"
     return render(agent.get(key), variables)
 
@@ -88,7 +90,10 @@ def system_prompt(
         parts.append(f"The goal of this call: {goal}")
     language = language_name(agent.get("language"))
     parts.append(f"Speak only in the language with the code {language}, whatever language the caller uses.")
-    who = "The caller phoned you." if direction == "inbound" else "You phoned this person."
+    who = {
+        "inbound": "The caller phoned you.",
+        "web": "The caller is talking to you from a web page (a call from their browser, not a phone).",
+    }.get(direction, "You phoned this person.")
     parts.append(who)
     facts = {k: v for k, v in variables.items() if not k.startswith("lead.")}
     if facts:
@@ -98,7 +103,7 @@ def system_prompt(
         "When the conversation is over (the caller says goodbye, asks to end the call, or the goal is "
         "reached and nothing is left to discuss), call the end_call tool; say your goodbye in the same turn."
     ]
-    if config.transfer_targets:
+    if config.transfer_targets and direction != "web":  # a web call has no phone leg to transfer
         targets = "\n".join(
             f"- {t.name}" + (f": {t.description}" if t.description else "") for t in config.transfer_targets
         )

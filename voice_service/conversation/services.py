@@ -244,7 +244,8 @@ class RuntimeServices:
             llm_model=config.llm_model or settings.openai_model,
             tts=tts,
             voice_id=voice_name,
-            tools=tools.tool_schemas(config.transfer_targets),
+            # A call without a carrier (a web call) has no phone leg to transfer.
+            tools=tools.tool_schemas(config.transfer_targets if call.direction != "web" else []),
             country=country_of(remote_number(call)),
         )
 
