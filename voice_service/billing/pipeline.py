@@ -26,6 +26,7 @@ from decimal import Decimal
 from typing import Any
 
 import asyncpg
+import msgspec
 
 from analysis.pricing import CostBreakdown, CostItem, cost_item_to_json, reconcile_telephony
 from analysis.usage import UsageMeter
@@ -134,7 +135,10 @@ def _remote_country(call: asyncpg.Record) -> str | None:
 
 def usage_meter_of(call: asyncpg.Record) -> UsageMeter:
     metadata = call["metadata"] or {}
-    meter = UsageMeter.from_builtins(metadata.get("usage"))
+    try:
+        meter = UsageMeter.from_builtins(metadata.get("usage"))
+    except msgspec.ValidationError as exc:
+        raise ValueError(f"the call's usage meter (metadata.usage) cannot be read: {exc}") from exc
     t = meter.telephony
     # A call that never reached the conversation engine still has the provider's duration.
     if t is None and call["provider"] and call["duration_seconds"]:

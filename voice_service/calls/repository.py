@@ -184,7 +184,7 @@ async def locate(conn: asyncpg.Connection, tenant_id: uuid.UUID, call_id: uuid.U
 PIPELINE_COLUMNS = (
     "id, created_at, tenant_id, initiated_by_user_id, lead_id, agent_id, batch_id, batch_entry_id, "
     "provider, status, direction, answered_by, started_at, ended_at, duration_seconds, media_ended_at, "
-    "provider_final_at, transcripts, cost, currency, cost_breakdown, metadata, to_e164"
+    "provider_final_at, transcripts, cost, currency, cost_breakdown, metadata, from_e164, to_e164"
 )
 
 
@@ -230,10 +230,12 @@ async def set_cost(
     currency: str,
     billing: dict[str, Any],
 ) -> None:
-    """The call's priced breakdown and total; `billing` is merged into metadata.billing."""
+    """The call's priced breakdown and total; `billing` is merged into metadata.billing, and a billing_error left
+    by a failed attempt is removed (the call is billed now)."""
     await conn.execute(
         f"UPDATE voice_call_logs SET cost_breakdown = $4, cost = $5, currency = $6, "
-        f"metadata = jsonb_set(metadata, '{{billing}}', coalesce(metadata -> 'billing', '{{}}') || $7::jsonb) "
+        f"metadata = jsonb_set(metadata - 'billing_error', '{{billing}}', "
+        f"coalesce(metadata -> 'billing', '{{}}') || $7::jsonb) "
         f"WHERE {_BY_ID}",
         tenant_id,
         call_id,
@@ -242,6 +244,26 @@ async def set_cost(
         cost,
         currency,
         billing,
+    )
+
+
+async def unbilled_final_calls(
+    conn: asyncpg.Connection,
+    *,
+    settled_before: datetime,
+    include_given_up: bool,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> list[asyncpg.Record]:
+    """A page of final calls without a bill, every tenant (SECURITY DEFINER `unbilled_final_calls`, sql/0070),
+    in (created_at, id) order after `after`."""
+    return await conn.fetch(
+        "SELECT tenant_id, call_id, call_created_at FROM unbilled_final_calls($1, $2, $3, $4, $5)",
+        settled_before,
+        include_given_up,
+        after[0] if after else None,
+        after[1] if after else None,
+        limit,
     )
 
 
