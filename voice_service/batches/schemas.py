@@ -135,6 +135,38 @@ class Batch(msgspec.Struct):
     completed_at: datetime | None
 
 
+# What happened to an entry's latest attempt (or why it was skipped). An attempt is `completed` (the batch's
+# `completed` count) only when it reached the callee: answered or voicemail.
+EntryOutcome = Literal[
+    # attempts
+    "answered",  # the callee answered and the agent held the conversation
+    "voicemail",  # an answering machine took the call (carrier's machine detection)
+    "no_answer",  # it rang out, or the carrier gave up before an answer
+    "busy",  # busy, or rejected by the callee
+    "cancelled",  # hung up before an answer (the batch was cancelled, or a hang-up was requested)
+    "failed",  # never spoke to the callee: the carrier refused the call, or the service could not set up or run the
+    # conversation before the agent said anything; error_message says why (the call's end reason and its detail)
+    "dispatch_interrupted",  # the dispatcher stopped while placing the call; it was not placed again
+    # skipped entries
+    "invalid_phone",
+    "no_phone",
+    "lead_not_found",
+    "duplicate",
+    "do_not_call",
+]
+
+
+OUTCOME_DESCRIPTION = (
+    "What happened to the entry's latest attempt, or why it was skipped. Attempts: `answered` (the callee answered "
+    "and the agent held the conversation), `voicemail` (an answering machine took it), `no_answer`, `busy` (busy or "
+    "rejected), `cancelled` (hung up before an answer), `failed` (never spoke to the callee: the carrier refused the "
+    "call, or the service could not set up or run the conversation before the agent said anything; "
+    "`error_message` gives the call's end reason and its detail), `dispatch_interrupted` (the dispatcher stopped "
+    "while placing it; not placed again). Only `answered` and `voicemail` count as `completed`. Skipped entries: "
+    "`invalid_phone`, `no_phone`, `lead_not_found`, `duplicate`, `do_not_call`. Null while an attempt is pending."
+)
+
+
 class BatchEntry(msgspec.Struct):
     id: uuid.UUID
     batch_id: uuid.UUID
@@ -142,9 +174,12 @@ class BatchEntry(msgspec.Struct):
     lead_id: uuid.UUID | None
     phone: str | None
     status: EntryStatus
-    # The latest attempt's result, or why the entry was skipped.
-    outcome: str | None
-    error_message: str | None
+    outcome: Annotated[EntryOutcome | None, Meta(description=OUTCOME_DESCRIPTION)]
+    # Why the attempt did not complete, in words: e.g. "the agent could not speak to the callee (setup_failed: not
+    # configured: DEEPGRAM_API_KEY (speech-to-text))".
+    error_message: Annotated[
+        str | None, Meta(description="Why the latest attempt did not complete, or why the entry was skipped.")
+    ]
     attempts: int
     last_call_id: uuid.UUID | None
     next_attempt_at: datetime | None

@@ -44,6 +44,7 @@ COLUMNS = (
     "provider_call_id",
     "answered_by",
     "metadata->>'end_reason' AS end_reason",
+    "metadata->>'end_reason_detail' AS end_reason_detail",
     "started_at",
     "ended_at",
     "duration_seconds",
@@ -56,6 +57,8 @@ COLUMNS = (
     "updated_at",
 )
 calls = Table("voice_call_logs", COLUMNS, soft_delete=False)
+# One call's whole record adds the heavy columns the lists leave out.
+_DETAIL = f"{calls.select}, transcripts, cost_breakdown"
 
 # The state the status/media logic works on (read FOR UPDATE).
 _STATE = (
@@ -83,11 +86,11 @@ async def insert_call(
 
 
 async def get_call(
-    conn: asyncpg.Connection, tenant_id: uuid.UUID, call_id: uuid.UUID
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, call_id: uuid.UUID, *, detail: bool = False
 ) -> asyncpg.Record | None:
-    """By id alone (the partition comes from the UUIDv7's timestamp)."""
+    """By id alone (the partition comes from the UUIDv7's timestamp); `detail` adds transcripts and cost_breakdown."""
     return await conn.fetchrow(
-        f"SELECT {calls.select} FROM voice_call_logs WHERE {_BY_ID_ONLY}", tenant_id, call_id
+        f"SELECT {_DETAIL if detail else calls.select} FROM voice_call_logs WHERE {_BY_ID_ONLY}", tenant_id, call_id
     )
 
 
@@ -301,9 +304,12 @@ async def attempt_state(
     *,
     lock: bool = False,
 ) -> asyncpg.Record | None:
-    """What a batch attempt's outcome is decided from: status, answered_by, end reason, the batch entry."""
+    """What a batch attempt's outcome is decided from: status, answered_by, end reason (and its detail), whether
+    the agent said anything, the batch entry."""
     return await conn.fetchrow(
         f"""SELECT id, created_at, status, provider_call_id, answered_by, metadata->>'end_reason' AS end_reason,
+                  metadata->>'end_reason_detail' AS end_reason_detail,
+                  coalesce(jsonb_path_exists(transcripts, '$[*] ? (@.role == "agent")'), false) AS agent_spoke,
                   batch_id, batch_entry_id, attempt
            FROM voice_call_logs WHERE {_BY_ID}"""
         + (" FOR UPDATE" if lock else ""),

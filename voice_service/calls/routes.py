@@ -101,6 +101,11 @@ class CallController(Controller):
         "/",
         operation_id="listCalls",
         summary="List calls, newest first; filter by status, direction, agent, lead or batch",
+        description=(
+            "Each item is the call as `GET /v1/calls/{call_id}` returns it, without its two heavy fields: "
+            "`transcripts` and `cost_breakdown` are left out of lists (get the call for them); `cost` and "
+            "`currency` are there."
+        ),
     )
     async def list_calls(
         self,
@@ -123,7 +128,17 @@ class CallController(Controller):
         }
         return await service.list_calls(conn, principal.tenant_id, limit, cursor, filters)
 
-    @get("/{call_id:uuid}", operation_id="getCall", summary="Get a call log")
+    @get(
+        "/{call_id:uuid}",
+        operation_id="getCall",
+        summary="Get a call's whole record",
+        description=(
+            "Status, timing and end reason; `transcripts` (each turn: `role` agent|user, `text`, `heard` — what "
+            "the caller heard of an agent turn cut off —, `start_ms`/`end_ms` from the start of the call's media, "
+            "`interrupted`); `cost_breakdown` (the billed items: category, provider, model, unit, quantity, "
+            "unit_price, cost) beside `cost` and `currency`, empty until the call is billed."
+        ),
+    )
     async def get_call(self, conn: Conn, principal: Caller, call_id: uuid.UUID) -> Call:
         return await service.get_call(conn, principal.tenant_id, call_id)
 

@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 from voice_service.schemas import E164, FreeJson, check_free_json
 
@@ -23,7 +24,37 @@ class CallRef(msgspec.Struct, frozen=True):
     tenant_id: uuid.UUID
 
 
-class Call(msgspec.Struct):
+class TranscriptTurn(msgspec.Struct, kw_only=True):
+    """One turn of the conversation. Offsets are milliseconds from the start of the call's media (the answer)."""
+
+    role: Literal["agent", "user"]  # user: the person on the phone
+    # What was said: the caller's words, or the agent's whole line (also when the caller cut it off).
+    text: str
+    # An agent turn the caller cut off (`interrupted`): the part the caller actually heard; null otherwise.
+    heard: str | None = None
+    start_ms: int
+    end_ms: int
+    interrupted: bool = False
+
+
+class CostItem(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One item of the call's cost breakdown, as billed: `quantity` `unit`s at `unit_price` each cost `cost`
+    (in the call's currency). `unit` `adjustment` is a carrier's reported price reconciled with the estimate."""
+
+    category: str  # telephony, stt, llm, tts
+    provider: str
+    model: str | None
+    unit: str  # minute, token, character, adjustment, …
+    quantity: Decimal
+    unit_price: Decimal
+    cost: Decimal
+    direction: str | None = None  # llm: input | output | cached_input; telephony: outbound | inbound | transfer
+    warning: str | None = None  # no_price: no catalog row priced this usage (cost 0)
+    estimated: bool = False  # LLM tokens counted by the service (a stream cut short reported none)
+    price_id: str | None = None  # the pricing catalog row applied
+
+
+class Call(msgspec.Struct, kw_only=True):
     id: uuid.UUID
     status: str
     direction: str
@@ -39,13 +70,15 @@ class Call(msgspec.Struct):
     provider: str | None
     provider_call_id: str | None
     answered_by: str | None
-    end_reason: (
-        str | None
-    )  # metadata.end_reason: busy, no_answer, media_disconnected, a provider error code, …
+    # metadata.end_reason: agent_ended, caller_hangup, busy, no_answer, setup_failed, stt_failed, transferred, a
+    # provider error code, …
+    end_reason: str | None
+    # What the end reason alone does not say, when the service knows: e.g. for setup_failed, the settings missing.
+    end_reason_detail: str | None = None
     started_at: datetime | None
     ended_at: datetime | None
     duration_seconds: int | None
-    cost: Decimal | None
+    cost: Decimal | None  # null until the call is billed (shortly after it ends)
     currency: str | None
     initiated_by_user_id: uuid.UUID | None
     metadata: dict[str, Any]
@@ -54,6 +87,9 @@ class Call(msgspec.Struct):
     # `/v1/calls/{id}/recording` once the call's recording is stored; null while there is none (recording off,
     # not encoded yet, failed: see metadata.recording_error, or deleted).
     recording_url: str | None = None
+    # Only in GET /v1/calls/{id} (and the POST response), not in lists.
+    transcripts: list[TranscriptTurn] | UnsetType = UNSET
+    cost_breakdown: list[CostItem] | UnsetType = UNSET
 
 
 class CallCreate(msgspec.Struct, forbid_unknown_fields=True):

@@ -79,11 +79,28 @@ FINALIZE_GRACE = timedelta(minutes=10)
 _ROW_DECODE = msgspec.convert
 
 
+def _turn(stored: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored transcript entry as the API shows it (see records.py for how the engine stores them)."""
+    interrupted = bool(stored.get("interrupted"))
+    text = str(stored.get("text") or "")
+    return {
+        "role": "agent" if stored.get("role") == "agent" else "user",  # stored as "caller" (or "user")
+        "text": str(stored.get("full_text") or text),
+        "heard": text if interrupted and stored.get("role") == "agent" else None,
+        "start_ms": int(stored.get("start_ms") or 0),
+        "end_ms": int(stored.get("end_ms") or 0),
+        "interrupted": interrupted,
+    }
+
+
 def _call(row: asyncpg.Record) -> Call:
     data = dict(row)
     data["from"] = data.pop("from_e164")
     data["to"] = data.pop("to_e164")
-    return _ROW_DECODE(data, Call)
+    if "transcripts" in data:
+        data["transcripts"] = [_turn(t) for t in data["transcripts"] or [] if isinstance(t, Mapping)]
+        data["cost_breakdown"] = data["cost_breakdown"] or []
+    return _ROW_DECODE(data, Call, strict=False)
 
 
 def hash_token(token: str) -> bytes:
@@ -410,7 +427,8 @@ async def create_outbound(
 
 
 async def get_call(conn: asyncpg.Connection, tenant_id: uuid.UUID, call_id: uuid.UUID) -> Call:
-    row = await repo.get_call(conn, tenant_id, call_id)
+    """The call's whole record, transcript and cost breakdown included."""
+    row = await repo.get_call(conn, tenant_id, call_id, detail=True)
     if row is None:
         raise NotFound(f"call {call_id} not found")
     return _call(row)

@@ -5,6 +5,9 @@ Transcript offsets are milliseconds from `t0` (the start of the call's media) on
 is placed where the caller spoke on the STT stream's audio timeline; an agent turn from its first audio to the
 last sentence the caller heard. Entries are appended as turns end (a backchannel before the agent turn it fell
 inside): `transcripts()` orders them by start for storage. Every entry is also told to the call's observers.
+
+An agent turn the caller cut off is stored with `text` = what the caller heard (what the LLM history keeps) and
+`full_text` = the whole line the agent was saying; the API shows the line as `text` and the heard part as `heard`.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ class CallRecords:
         self.observers = observers
         self.usage = UsageMeter()
         self.transcript: list[TranscriptTurn] = []
+        self._full_text: dict[int, str] = {}  # id(entry) → the whole line of an agent turn cut off
         self.latencies: list[TurnLatency] = []
         self.endpointing_seconds = (
             0.0  # the STT's endpointing silence (the call's setup), inside a final's end
@@ -80,21 +84,30 @@ class CallRecords:
         if turn.sentences:
             start = turn.first_audio_at if turn.first_audio_at is not None else at
             end = at if interrupted or turn.last_played_at is None else turn.last_played_at
-            self._add(
-                TranscriptTurn(
-                    role="agent",
-                    text=text,
-                    start_ms=self.ms(start),
-                    end_ms=max(self.ms(end), self.ms(start)),
-                    interrupted=interrupted,
-                )
+            entry = TranscriptTurn(
+                role="agent",
+                text=text,
+                start_ms=self.ms(start),
+                end_ms=max(self.ms(end), self.ms(start)),
+                interrupted=interrupted,
             )
+            if interrupted:
+                line = turn.text if turn.kind == "say" else turn.generated or turn.spoken_text()
+                if line and line != text:
+                    self._full_text[id(entry)] = line
+            self._add(entry)
         if turn.first_audio_at is not None or turn.latency.llm_first_token_ms is not None:
             self.latencies.append(turn.latency)
 
     def transcripts(self) -> list[dict[str, Any]]:
         """`voice_call_logs.transcripts`: chronological (turns are recorded when they end)."""
-        return transcripts_builtins(sorted(self.transcript, key=lambda t: t.start_ms))
+        ordered = sorted(self.transcript, key=lambda t: t.start_ms)
+        stored = transcripts_builtins(ordered)
+        for entry, item in zip(ordered, stored, strict=True):
+            line = self._full_text.get(id(entry))
+            if line is not None:
+                item["full_text"] = line
+        return stored
 
     def metadata(
         self, setup: CallSetup | None, *, end_reason: str | None, ended_at: float, stt_seconds: float
