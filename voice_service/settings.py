@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -96,10 +97,33 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     console_session_idle_minutes: int = 60
     console_session_max_hours: int = 12
     console_live_interval_seconds: float = 5.0
+    # Browser origins (scheme://host[:port]) allowed to call the API from another site, comma-separated; empty: no
+    # CORS (the default: browsers on other origins get no grant).
+    cors_allowed_origins: str = ""
 
     @property
     def resolved_data_dir(self) -> Path:
         return Path(self.data_dir).expanduser().resolve()
+
+
+_ORIGIN = re.compile(r"^https?://[^\s/?#*]+$")
+
+
+def cors_origins(settings: Settings) -> list[str]:
+    """CORS_ALLOWED_ORIGINS as a list of origins (a trailing slash dropped). Raises ValueError naming the setting
+    for anything that is not an origin: a path, another scheme, or `*` (every origin would get the API)."""
+    origins = []
+    for raw in settings.cors_allowed_origins.split(","):
+        origin = raw.strip().rstrip("/")
+        if not origin:
+            continue
+        if not _ORIGIN.match(origin):
+            raise ValueError(
+                f"CORS_ALLOWED_ORIGINS: {raw.strip()!r} is not an origin (scheme://host[:port], e.g. "
+                "https://console.example.com)"
+            )
+        origins.append(origin)
+    return origins
 
 
 def _coerce(field_type: Any, raw: str) -> Any:
