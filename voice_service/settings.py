@@ -44,6 +44,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     vonage_api_key: str | None = None
     vonage_signature_secret: str | None = None
     vonage_base_url: str = "https://api.nexmo.com"
+    # The Vonage account's billing currency (ISO 4217): event webhooks report prices in it without saying so.
+    vonage_account_currency: str = "EUR"
 
     # The built-in simulator "carrier": Twilio's wire format against a local simulator process.
     simulator_base_url: str = "http://127.0.0.1:8765"

@@ -49,6 +49,17 @@ VONAGE_API_BASE = "https://api.nexmo.com"
 DEFAULT_HTTP_TIMEOUT = 10.0
 APP_JWT_TTL_SECONDS = 300
 WEBHOOK_MAX_SKEW_SECONDS = 300
+# A Vonage account is billed in the currency chosen when it was opened (EUR unless another was asked for); its
+# event webhooks' `price` and `rate` are in that currency and say nothing of it.
+DEFAULT_ACCOUNT_CURRENCY = "EUR"
+
+
+def account_currency(value: str | None) -> str:
+    """VONAGE_ACCOUNT_CURRENCY as an ISO 4217 code; ValueError naming the setting otherwise."""
+    code = (value or DEFAULT_ACCOUNT_CURRENCY).strip().upper()
+    if len(code) != 3 or not code.isalpha() or not code.isascii():
+        raise ValueError(f"VONAGE_ACCOUNT_CURRENCY must be an ISO 4217 code such as EUR or USD, not {value!r}")
+    return code
 
 
 # --- event webhooks ---
@@ -141,7 +152,7 @@ class VonageProvider:
         *,
         clock: Callable[[], float] = time.time,
         max_skew_seconds: int = WEBHOOK_MAX_SKEW_SECONDS,
-        price_currency: str | None = "EUR",
+        price_currency: str = DEFAULT_ACCOUNT_CURRENCY,
     ) -> None:
         self.application_id = application_id
         self._private_key = private_key_pem
@@ -151,8 +162,9 @@ class VonageProvider:
         self._http = http_client or httpx.AsyncClient(timeout=DEFAULT_HTTP_TIMEOUT)
         self._clock = clock
         self._max_skew = max_skew_seconds
-        # Event webhooks give a price without a currency: it is the account's billing currency.
-        self._price_currency = price_currency
+        # Event webhooks give `price` and `rate` without a currency: they are in the account's billing currency
+        # (VONAGE_ACCOUNT_CURRENCY), which the billing pipeline reconciles or flags against its own.
+        self._price_currency = account_currency(price_currency)
 
     # --- REST ---
 
@@ -455,6 +467,7 @@ def _build(config: CarrierConfig) -> VonageProvider:
         private_key_pem=config["vonage_private_key"] or "",
         signature_secret=config["vonage_signature_secret"] or "",
         base_url=config["vonage_base_url"] or VONAGE_API_BASE,
+        price_currency=account_currency(config.get("vonage_account_currency")),
     )
 
 
@@ -463,6 +476,12 @@ CARRIER = Carrier(
     title="Vonage",
     routes=ROUTES,
     build=_build,
-    settings=("vonage_application_id", "vonage_private_key", "vonage_signature_secret", "vonage_base_url"),
+    settings=(
+        "vonage_application_id",
+        "vonage_private_key",
+        "vonage_signature_secret",
+        "vonage_base_url",
+        "vonage_account_currency",
+    ),
     required=("vonage_application_id", "vonage_signature_secret"),
 )

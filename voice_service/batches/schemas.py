@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-from voice_service.schemas import FreeJson, Name, check_free_json
+from voice_service.schemas import AgentRef, FreeJson, Name, check_free_json
 
 MAX_ENTRIES = 10_000
 
@@ -67,7 +67,7 @@ Entries = Annotated[
 
 
 class BatchCreate(msgspec.Struct, forbid_unknown_fields=True):
-    agent_id: Annotated[int, Meta(ge=1)]
+    agent_id: AgentRef
     entries: Entries
     name: Name | None = None
     from_number_id: uuid.UUID | None = None

@@ -18,7 +18,7 @@ from voice_service.db import tenant_tx
 from voice_service.deps import Caller, Conn
 from voice_service.errors import BadRequest, Conflict, ServiceUnavailable
 from voice_service.pagination import Page
-from voice_service.params import Cursor, Limit
+from voice_service.params import BIGINT_MAX, Cursor, Limit
 from voice_service.runtime import Runtime
 
 _encoder = msgspec.json.Encoder()
@@ -115,7 +115,7 @@ class CallController(Controller):
         cursor: str | None = Cursor,
         status: CallStatusName | None = QueryParameter(name="status", default=None),
         direction: Direction | None = QueryParameter(name="direction", default=None),
-        agent_id: int | None = QueryParameter(name="agent_id", default=None),
+        agent_id: int | None = QueryParameter(name="agent_id", ge=1, le=BIGINT_MAX, default=None),
         lead_id: uuid.UUID | None = QueryParameter(name="lead_id", default=None),
         batch_id: uuid.UUID | None = QueryParameter(name="batch_id", default=None),
     ) -> Page[Call]:

@@ -10,7 +10,7 @@ from typing import Any, Literal
 import msgspec
 from msgspec import UNSET, UnsetType
 
-from voice_service.schemas import E164, FreeJson, check_free_json
+from voice_service.schemas import E164, AgentRef, FreeJson, check_free_json
 
 CallStatusName = Literal["pending", "ringing", "ongoing", "ended", "declined", "cancelled", "failed"]
 Direction = Literal["inbound", "outbound"]
@@ -96,7 +96,7 @@ class CallCreate(msgspec.Struct, forbid_unknown_fields=True):
     """Place one outbound call: to a number (`to`) or to a lead (its phone), or both (`to` wins, the lead is
     linked)."""
 
-    agent_id: int
+    agent_id: AgentRef
     from_number_id: uuid.UUID
     to: E164 | None = None
     lead_id: uuid.UUID | None = None

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
-from voice_service.schemas import E164, FreeJson, check_free_json
+from voice_service.schemas import E164, AgentRef, FreeJson, check_free_json
 
 # One of the registered telephony carriers (providers/telephony/registry.py); the service checks which, so a carrier
 # added to the registry needs no change here.
@@ -36,7 +36,7 @@ class NumberCreate(msgspec.Struct, forbid_unknown_fields=True):
     phone_number: E164
     provider: ProviderName
     status: NumberStatus = "active"
-    default_agent_id: int | None = None
+    default_agent_id: AgentRef | None = None
     metadata: FreeJson = {}
 
     def __post_init__(self) -> None:
@@ -46,7 +46,7 @@ class NumberCreate(msgspec.Struct, forbid_unknown_fields=True):
 class NumberUpdate(msgspec.Struct, forbid_unknown_fields=True):
     provider: ProviderName | UnsetType = UNSET
     status: NumberStatus | UnsetType = UNSET
-    default_agent_id: int | None | UnsetType = UNSET
+    default_agent_id: AgentRef | None | UnsetType = UNSET
     metadata: FreeJson | UnsetType = UNSET
 
     def __post_init__(self) -> None:

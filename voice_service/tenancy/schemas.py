@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
-from voice_service.schemas import FreeJson, check_free_json
+from voice_service.schemas import AgentRef, FreeJson, check_free_json
 
 Role = Literal["owner", "admin", "member", "viewer"]
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
@@ -72,7 +72,7 @@ class VoiceProfile(msgspec.Struct):
 
 
 class VoiceProfileUpdate(msgspec.Struct, forbid_unknown_fields=True):
-    default_agent_id: int | None | UnsetType = UNSET
+    default_agent_id: AgentRef | None | UnsetType = UNSET
     default_number_id: uuid.UUID | None | UnsetType = UNSET
     preferences: FreeJson | UnsetType = UNSET
     metadata: FreeJson | UnsetType = UNSET
