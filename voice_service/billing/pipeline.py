@@ -167,16 +167,36 @@ def _provider_price(call: asyncpg.Record) -> tuple[Decimal, str] | None:
 
 def _with_reconciliation(
     call: asyncpg.Record, breakdown: CostBreakdown
-) -> tuple[CostBreakdown, CostItem | None]:
+) -> tuple[CostBreakdown, CostItem | None, dict[str, Any] | None]:
+    """(breakdown, adjustment item, carrier_price) for the carrier's reported price, if any.
+
+    A price in the breakdown's currency is reconciled: the adjustment item makes the telephony items add up to it.
+    A price in another currency cannot be (no exchange rate is kept): it stays beside the estimate in its own
+    currency, `carrier_price.reconciled` false with the reason, on the call, its cost event and its usage event."""
     reported = _provider_price(call)
     if reported is None:
-        return breakdown, None
+        return breakdown, None, None
+    amount, currency = reported
+    carrier_price: dict[str, Any] = {"amount": _money(abs(amount)), "currency": currency, "reconciled": True}
+    if currency != breakdown.currency.upper():
+        carrier_price.update(
+            reconciled=False,
+            reason=(
+                f"the carrier reports its price in {currency}; the call is billed in {breakdown.currency}: kept "
+                "beside the estimate, not converted"
+            ),
+        )
+        log.info(
+            "carrier price in another currency: kept beside the estimate",
+            extra={"call_id": str(call["id"]), "currency": currency, "billed_in": breakdown.currency},
+        )
+        return breakdown, None, carrier_price
     try:
-        item = reconcile_telephony(breakdown, reported[0], reported[1], provider=call["provider"])
+        item = reconcile_telephony(breakdown, amount, currency, provider=call["provider"])
     except ValueError as exc:
-        log.warning("provider price not reconciled", extra={"call_id": str(call["id"]), "reason": str(exc)})
-        return breakdown, None
-    return (breakdown, None) if item is None else (breakdown.with_item(item), item)
+        carrier_price.update(reconciled=False, reason=str(exc))
+        return breakdown, None, carrier_price
+    return (breakdown, None, carrier_price) if item is None else (breakdown.with_item(item), item, carrier_price)
 
 
 def _money(value: Decimal) -> str:
@@ -208,7 +228,7 @@ async def finalize_call(
         return None
     meter = usage_meter_of(call)
     at = call["started_at"] or call["created_at"]
-    breakdown, _ = _with_reconciliation(call, await price_meter(conn, tenant_id, meter, at))
+    breakdown, _, carrier_price = _with_reconciliation(call, await price_meter(conn, tenant_id, meter, at))
     items = breakdown.to_json_items()
     await checkpoint("priced")
 
@@ -228,6 +248,7 @@ async def finalize_call(
             "call_created_at": call_created_at.isoformat(),
             "batch_id": None if call["batch_id"] is None else str(call["batch_id"]),
             "usage": meter.to_builtins(),
+            "carrier_price": carrier_price,
         },
     )
     if usage_event_id is None:
@@ -242,7 +263,11 @@ async def finalize_call(
         breakdown=items,
         cost=breakdown.total,
         currency=breakdown.currency,
-        billing={"usage_event_id": str(usage_event_id), "billed_at": datetime.now(UTC).isoformat()},
+        billing={
+            "usage_event_id": str(usage_event_id),
+            "billed_at": datetime.now(UTC).isoformat(),
+            "carrier_price": carrier_price,
+        },
     )
     await checkpoint("call_updated")
 
@@ -265,6 +290,7 @@ async def finalize_call(
             "agent_id": call["agent_id"],
             "lead_id": None if call["lead_id"] is None else str(call["lead_id"]),
             "batch_id": None if call["batch_id"] is None else str(call["batch_id"]),
+            "carrier_price": carrier_price,
         },
     )
     await checkpoint("event")
@@ -290,7 +316,9 @@ async def reconcile_call(
     if call is None or call["cost"] is None:
         return None  # not billed yet: finalize_call includes the provider price itself
     current = CostBreakdown.from_json_items(call["cost_breakdown"], call["currency"] or "USD")
-    updated, item = _with_reconciliation(call, current)
+    updated, item, carrier_price = _with_reconciliation(call, current)
+    if carrier_price is not None and carrier_price != (call["metadata"] or {}).get("billing", {}).get("carrier_price"):
+        await calls_repo.merge_billing(conn, tenant_id, call_id, call_created_at, {"carrier_price": carrier_price})
     if item is None:
         return None
     n = sum(1 for i in current.items if i.unit == "adjustment") + 1

@@ -45,6 +45,7 @@ COLUMNS = (
     "answered_by",
     "metadata->>'end_reason' AS end_reason",
     "metadata->>'end_reason_detail' AS end_reason_detail",
+    "metadata->'billing'->'carrier_price' AS carrier_price",
     "started_at",
     "ended_at",
     "duration_seconds",
@@ -246,6 +247,20 @@ async def set_cost(
         breakdown,
         cost,
         currency,
+        billing,
+    )
+
+
+async def merge_billing(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, call_id: uuid.UUID, created_at: datetime, billing: dict[str, Any]
+) -> None:
+    """Merge `billing` into metadata.billing (the bill itself unchanged)."""
+    await conn.execute(
+        f"UPDATE voice_call_logs SET metadata = jsonb_set(metadata, '{{billing}}', "
+        f"coalesce(metadata -> 'billing', '{{}}') || $4::jsonb) WHERE {_BY_ID}",
+        tenant_id,
+        call_id,
+        created_at,
         billing,
     )
 

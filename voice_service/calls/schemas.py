@@ -54,6 +54,17 @@ class CostItem(msgspec.Struct, kw_only=True, omit_defaults=True):
     price_id: str | None = None  # the pricing catalog row applied
 
 
+class CarrierPrice(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """What the carrier itself charged for the call, as it reported it (Vonage: in its `completed` event)."""
+
+    amount: Decimal
+    currency: str  # the carrier account's currency (Vonage: VONAGE_ACCOUNT_CURRENCY)
+    # true: the breakdown's telephony items add up to it (an `adjustment` item); false: it could not be (e.g. in
+    # another currency than the bill) and is kept here beside the estimate: `reason` says why.
+    reconciled: bool
+    reason: str | None = None
+
+
 class Call(msgspec.Struct, kw_only=True):
     id: uuid.UUID
     status: str
@@ -80,6 +91,8 @@ class Call(msgspec.Struct, kw_only=True):
     duration_seconds: int | None
     cost: Decimal | None  # null until the call is billed (shortly after it ends)
     currency: str | None
+    # The carrier's own price for the call, once it reported one and the call was billed; null otherwise.
+    carrier_price: CarrierPrice | None = None
     initiated_by_user_id: uuid.UUID | None
     metadata: dict[str, Any]
     created_at: datetime
