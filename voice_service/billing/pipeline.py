@@ -28,7 +28,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from analysis.pricing import CostBreakdown, CostItem, cost_item_to_json, reconcile_telephony
+from analysis.pricing import TRANSFER_LEG, CostBreakdown, CostItem, cost_item_to_json, reconcile_telephony
 from analysis.usage import UsageMeter
 from voice_service.billing import repository as repo
 from voice_service.billing.listeners import BillingListeners
@@ -133,7 +133,7 @@ def _remote_country(call: asyncpg.Record) -> str | None:
     return phone.region if phone is not None else None
 
 
-def usage_meter_of(call: asyncpg.Record) -> UsageMeter:
+def usage_meter_of(call: asyncpg.Record, *, with_transfer_leg: bool = True) -> UsageMeter:
     metadata = call["metadata"] or {}
     try:
         meter = UsageMeter.from_builtins(metadata.get("usage"))
@@ -148,9 +148,32 @@ def usage_meter_of(call: asyncpg.Record) -> UsageMeter:
             direction=call["direction"],
             country=_remote_country(call),
         )
-    elif t is not None and t.country is None:
-        meter.set_telephony(t.provider, t.seconds, direction=t.direction, country=_remote_country(call))
+    elif t is not None:
+        seconds = t.seconds
+        if _transferred(metadata) and call["duration_seconds"]:
+            # The engine stopped metering when the call was transferred; the carrier's leg went on until the
+            # dialled party hung up: its final duration is what the carrier bills.
+            seconds = max(seconds, float(call["duration_seconds"]))
+        meter.set_telephony(
+            t.provider, seconds, direction=t.direction, country=t.country or _remote_country(call)
+        )
+    leg = transfer_leg(call)
+    if with_transfer_leg and leg is not None:
+        meter.add_transfer_leg(leg[0], leg[1], country=leg[2])
     return meter
+
+
+def _transferred(metadata: dict[str, Any]) -> bool:
+    return metadata.get("end_reason") == "transferred" or "transfer_leg" in metadata or "transfer_to" in metadata
+
+
+def transfer_leg(call: asyncpg.Record) -> tuple[str, float, str | None] | None:
+    """(provider, seconds, country) of the transferred call's dialled leg once its final status came; else None."""
+    leg = (call["metadata"] or {}).get("transfer_leg") or {}
+    if not leg.get("final") or not call["provider"]:
+        return None
+    phone = parse_phone(str(leg.get("to") or ""))
+    return call["provider"], float(leg.get("duration_seconds") or 0), phone.region if phone is not None else None
 
 
 def _provider_price(call: asyncpg.Record) -> tuple[Decimal, str] | None:
@@ -308,6 +331,58 @@ async def finalize_call(
     return Billed(usage_event_id, breakdown.total, ledger_id)
 
 
+async def _bill_transfer_leg(
+    conn: asyncpg.Connection, call: asyncpg.Record, current: CostBreakdown
+) -> CostBreakdown:
+    """A transfer's dialled leg whose final status came after the call was billed: its items, usage event, ledger
+    debit and `voice_call.cost_adjusted` event, like a price adjustment (one transaction, keyed once per call)."""
+    tenant_id, call_id, call_created_at = call["tenant_id"], call["id"], call["created_at"]
+    leg = transfer_leg(call)
+    assert leg is not None
+    meter = UsageMeter()
+    meter.add_transfer_leg(leg[0], leg[1], country=leg[2])
+    priced = await price_meter(conn, tenant_id, meter, call["started_at"] or call["created_at"], current.currency)
+    key = f"voice_call:{call_id}:transfer_leg"
+    items = priced.to_json_items()
+    usage_event_id = await repo.insert_usage_event(
+        conn,
+        tenant_id,
+        user_id=call["initiated_by_user_id"],
+        feature_key=FEATURE_KEY,
+        usage_items=items,
+        total_quantity=Decimal(1),
+        total_cost=priced.total,
+        currency=current.currency,
+        idempotency_key=key,
+        metadata={"call_id": str(call_id), "call_created_at": call_created_at.isoformat(), "usage": meter.to_builtins()},
+    )
+    if usage_event_id is None:
+        return current
+    updated = CostBreakdown(items=[*current.items, *priced.items], total=current.total + priced.total,
+                            currency=current.currency)
+    await calls_repo.set_cost(
+        conn, tenant_id, call_id, call_created_at, breakdown=updated.to_json_items(), cost=updated.total,
+        currency=updated.currency, billing={},
+    )
+    await emit(
+        conn,
+        tenant_id=tenant_id,
+        event_type="voice_call.cost_adjusted",
+        aggregate_type="voice_call",
+        aggregate_id=call_id,
+        payload={
+            "call_id": str(call_id),
+            "usage_event_id": str(usage_event_id),
+            "adjustment": _money(priced.total),
+            "cost": _money(updated.total),
+            "currency": updated.currency,
+            "items": items,
+        },
+    )
+    await charge(conn, tenant_id, usage_event_id, priced.total, key, f"transferred leg, call {call_id}", None)
+    return updated
+
+
 async def reconcile_call(
     conn: asyncpg.Connection, *, tenant_id: uuid.UUID, call_id: uuid.UUID, call_created_at: datetime
 ) -> CostItem | None:
@@ -316,6 +391,8 @@ async def reconcile_call(
     if call is None or call["cost"] is None:
         return None  # not billed yet: finalize_call includes the provider price itself
     current = CostBreakdown.from_json_items(call["cost_breakdown"], call["currency"] or "USD")
+    if transfer_leg(call) is not None and not any(i.leg == TRANSFER_LEG for i in current.items):
+        current = await _bill_transfer_leg(conn, call, current)
     updated, item, carrier_price = _with_reconciliation(call, current)
     if carrier_price is not None and carrier_price != (call["metadata"] or {}).get("billing", {}).get("carrier_price"):
         await calls_repo.merge_billing(conn, tenant_id, call_id, call_created_at, {"carrier_price": carrier_price})

@@ -51,6 +51,7 @@ class CostItem(msgspec.Struct, kw_only=True, omit_defaults=True):
     direction: str | None = None  # llm: input | output | cached_input; telephony: outbound | inbound | transfer
     warning: str | None = None  # no_price: no catalog row priced this usage (cost 0)
     estimated: bool = False  # LLM tokens counted by the service (a stream cut short reported none)
+    leg: str | None = None  # telephony: "transfer" for the leg the carrier dialled when the call was transferred
     price_id: str | None = None  # the pricing catalog row applied
 
 

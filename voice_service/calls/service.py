@@ -36,7 +36,7 @@ from providers.telephony.base import (
     is_status_advance,
 )
 from voice_service.auth import Principal
-from voice_service.calls import live
+from voice_service.calls import legs, live
 from voice_service.calls import repository as repo
 from voice_service.calls.listeners import CallListeners
 from voice_service.calls.schemas import Call, CallCreate, CallInfo, CallRef, CallStats
@@ -494,12 +494,19 @@ def plan_status_update(
     if ev.price is not None:
         patch["provider_price"] = {"amount": str(ev.price), "currency": ev.price_currency}
     meta = state["metadata"] or {}
+    if ev.conversation_id and "provider_conversation_id" not in meta:
+        # Vonage: every leg of the call shares it; a transfer's dialled leg is known by it (legs.py).
+        patch["provider_conversation_id"] = ev.conversation_id
     patch = {key: value for key, value in patch.items() if meta.get(key) != value}
     return fields, patch, advance and ev.status in TERMINAL_STATUSES
 
 
 async def apply_status_event(runtime: Runtime, ev: StatusEvent) -> StatusOutcome | None:
     """Apply a verified status webhook. None when it is about no call we know (logged; answer 2xx anyway)."""
+    if ev.leg == "transfer":
+        # The leg the carrier dialled for a transfer: recorded on the transferred call, its status unchanged.
+        recorded = await legs.apply_transfer_leg(runtime, ev)
+        return StatusOutcome(applied=recorded, status=ev.status.value, became_terminal=False) if recorded else None
     async with system_tx(runtime.pool) as conn:
         loc = await _locate(conn, ev)
     if loc is None:

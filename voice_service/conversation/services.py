@@ -33,6 +33,7 @@ from voice_service.agents.schemas import AgentConfig
 from voice_service.calls import repository as calls_repo
 from voice_service.calls.schemas import CallInfo
 from voice_service.carriers.clients import get_provider
+from voice_service.carriers.urls import status_url
 from voice_service.conversation import prompts, tools
 from voice_service.conversation import repository as repo
 from voice_service.db import tenant_tx
@@ -329,7 +330,16 @@ class RuntimeServices:
             )
 
     async def transfer(self, call: CallInfo, to_e164: str) -> None:
+        """Ask the carrier to move the call to `to_e164`. The dialled leg's statuses come to the call's status
+        webhook marked `leg=transfer` (billing bills that leg from them); the call records where it went."""
         if not call.provider or not call.provider_call_id:
             raise ProviderError("rejected", "the call has no provider call id to transfer")
         provider = await get_provider(self.runtime, call.provider)
-        await provider.transfer(call.provider_call_id, to_e164, caller_id=own_number(call))
+        async with tenant_tx(self.runtime.pool, call.tenant_id) as conn:
+            await calls_repo.patch_metadata(
+                conn, call.tenant_id, call.call_id, call.call_created_at, {"transfer_to": to_e164}
+            )
+        leg_status_url = f"{status_url(self.runtime.settings, call.provider, call.call_id)}&leg=transfer"
+        await provider.transfer(
+            call.provider_call_id, to_e164, caller_id=own_number(call), status_url=leg_status_url
+        )
