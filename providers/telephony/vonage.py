@@ -77,7 +77,7 @@ class _Event(msgspec.Struct):
     price: Decimal | None = None
     end_time: datetime | None = None
     detail: str | None = None
-    conversation_uuid: str | None = None
+    conversation_uuid: Any = None  # read leniently: only a string is used
     to: Any = None  # a number's digits; other endpoints (websocket, app) may name theirs otherwise: read leniently
 
 
@@ -358,7 +358,7 @@ class VonageProvider:
             # conversation_uuid.
             call_id=query_param(req.url, "call_id") if leg == "transfer" else None,
             leg=leg,
-            conversation_id=event.conversation_uuid,
+            conversation_id=event.conversation_uuid if isinstance(event.conversation_uuid, str) else None,
             to=_plus(event.to) if isinstance(event.to, str) and event.to else None,
         )
 

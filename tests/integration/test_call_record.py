@@ -25,10 +25,10 @@ from voice_service.settings import Settings
 _dec = msgspec.json.Decoder()
 
 # As the conversation engine stores it: caller turns are "caller"; an agent turn cut off keeps what was heard in
-# `text` and the whole line it was saying in `full_text`.
+# `text`, and metadata.cut_off_lines the whole line it was saying (by the turn's start).
+LINE = "Hi, this is Sam from Acme. Do you have a minute to talk about your phone bill?"
 STORED = [
-    {"role": "agent", "text": "Hi, this is Sam from Acme.", "full_text": "Hi, this is Sam from Acme. Do you have a "
-     "minute to talk about your phone bill?", "start_ms": 0, "end_ms": 1900, "interrupted": True},
+    {"role": "agent", "text": "Hi, this is Sam from Acme.", "start_ms": 0, "end_ms": 1900, "interrupted": True},
     {"role": "caller", "text": "Sorry, who is this?", "start_ms": 1700, "end_ms": 2900, "interrupted": False},
     {"role": "agent", "text": "Sam, from Acme.", "start_ms": 3300, "end_ms": 4400, "interrupted": False},
     {"role": "user", "text": "Not interested, bye.", "start_ms": 4700, "end_ms": 5900, "interrupted": False},
@@ -51,7 +51,10 @@ async def _no_leftover_jobs(admin_conn: asyncpg.Connection) -> AsyncIterator[Non
 async def test_the_call_record_has_its_transcript_and_cost_breakdown(
     client: Any, runtime: Runtime, tenant: Any, make_tenant: Any, admin_conn: asyncpg.Connection
 ) -> None:
-    call_id, created_at = await insert_call(admin_conn, tenant.id, meter=sample_meter(), transcripts=STORED)
+    call_id, created_at = await insert_call(
+        admin_conn, tenant.id, meter=sample_meter(), transcripts=STORED,
+        metadata={"cut_off_lines": [{"start_ms": 0, "text": LINE}]},
+    )
     async with tenant_tx(runtime.pool, tenant.id) as conn:
         billed = await pipeline.finalize_call(
             conn,
@@ -66,7 +69,7 @@ async def test_the_call_record_has_its_transcript_and_cost_breakdown(
     assert r.status_code == 200, r.text
     call = r.json()
     assert call["transcripts"] == [
-        {"role": "agent", "text": STORED[0]["full_text"], "heard": "Hi, this is Sam from Acme.", "start_ms": 0,
+        {"role": "agent", "text": LINE, "heard": "Hi, this is Sam from Acme.", "start_ms": 0,
          "end_ms": 1900, "interrupted": True},
         {"role": "user", "text": "Sorry, who is this?", "heard": None, "start_ms": 1700, "end_ms": 2900,
          "interrupted": False},

@@ -1,5 +1,6 @@
 """The transcript the engine stores for an agent turn the caller cut off: `text` is what the caller heard (what the
-LLM history keeps too), `full_text` the whole line the agent was saying; a turn played out stores only `text`."""
+LLM history keeps too); the whole line the agent was saying goes to metadata.cut_off_lines, by the turn's start. A
+turn played out stores only its `text`."""
 
 from __future__ import annotations
 
@@ -50,9 +51,12 @@ def test_an_interrupted_agent_turn_keeps_what_was_heard_and_the_whole_line() -> 
                  generated="Hi, this is Sam. Do you have a minute? It is about your bill.")
     records.agent(turn, text=turn.heard_text(), interrupted=True, at=clock.now + 0.4)
     [entry] = records.transcripts()
-    assert entry["text"] == "Hi, this is Sam." and entry["interrupted"] is True
-    assert entry["full_text"] == "Hi, this is Sam. Do you have a minute? It is about your bill."
-    assert (entry["start_ms"], entry["end_ms"]) == (0, 1400)
+    assert entry == {"role": "agent", "text": "Hi, this is Sam.", "start_ms": 0, "end_ms": 1400, "interrupted": True}
+    assert records.cut_off_lines() == [
+        {"start_ms": 0, "text": "Hi, this is Sam. Do you have a minute? It is about your bill."}
+    ]
+    metadata = records.metadata(None, end_reason="caller_hangup", ended_at=clock.now, stt_seconds=0)
+    assert metadata["cut_off_lines"] == records.cut_off_lines()
 
 
 def test_a_turn_played_out_stores_its_text_only() -> None:
@@ -63,3 +67,4 @@ def test_a_turn_played_out_stores_its_text_only() -> None:
     [entry] = records.transcripts()
     assert entry == {"role": "agent", "text": "Sure. For how many people?", "start_ms": 0, "end_ms": 2000,
                      "interrupted": False}
+    assert records.cut_off_lines() == []

@@ -79,15 +79,18 @@ FINALIZE_GRACE = timedelta(minutes=10)
 _ROW_DECODE = msgspec.convert
 
 
-def _turn(stored: Mapping[str, Any]) -> dict[str, Any]:
-    """A stored transcript entry as the API shows it (see records.py for how the engine stores them)."""
+def _turn(stored: Mapping[str, Any], lines: Mapping[int, str]) -> dict[str, Any]:
+    """A stored transcript entry as the API shows it (see conversation/records.py for how the engine stores them:
+    an agent turn cut off keeps what was heard, and metadata.cut_off_lines the whole line, by the turn's start)."""
+    agent = stored.get("role") == "agent"
     interrupted = bool(stored.get("interrupted"))
     text = str(stored.get("text") or "")
+    start_ms = int(stored.get("start_ms") or 0)
     return {
-        "role": "agent" if stored.get("role") == "agent" else "user",  # stored as "caller" (or "user")
-        "text": str(stored.get("full_text") or text),
-        "heard": text if interrupted and stored.get("role") == "agent" else None,
-        "start_ms": int(stored.get("start_ms") or 0),
+        "role": "agent" if agent else "user",  # stored as "caller" (or "user")
+        "text": lines.get(start_ms, text) if agent and interrupted else text,
+        "heard": text if interrupted and agent else None,
+        "start_ms": start_ms,
         "end_ms": int(stored.get("end_ms") or 0),
         "interrupted": interrupted,
     }
@@ -98,7 +101,11 @@ def _call(row: asyncpg.Record) -> Call:
     data["from"] = data.pop("from_e164")
     data["to"] = data.pop("to_e164")
     if "transcripts" in data:
-        data["transcripts"] = [_turn(t) for t in data["transcripts"] or [] if isinstance(t, Mapping)]
+        cut_off = (data["metadata"] or {}).get("cut_off_lines") or []
+        lines = {
+            int(c["start_ms"]): str(c["text"]) for c in cut_off if isinstance(c, Mapping) and "start_ms" in c
+        }
+        data["transcripts"] = [_turn(t, lines) for t in data["transcripts"] or [] if isinstance(t, Mapping)]
         data["cost_breakdown"] = data["cost_breakdown"] or []
     return _ROW_DECODE(data, Call, strict=False)
 

@@ -6,8 +6,9 @@ is placed where the caller spoke on the STT stream's audio timeline; an agent tu
 last sentence the caller heard. Entries are appended as turns end (a backchannel before the agent turn it fell
 inside): `transcripts()` orders them by start for storage. Every entry is also told to the call's observers.
 
-An agent turn the caller cut off is stored with `text` = what the caller heard (what the LLM history keeps) and
-`full_text` = the whole line the agent was saying; the API shows the line as `text` and the heard part as `heard`.
+An agent turn the caller cut off is stored with `text` = what the caller heard (what the LLM history keeps and the
+call's observers are told); the whole line the agent was saying goes to `metadata.cut_off_lines` ({start_ms, text}
+per such turn, matched by its start). The API shows the line as the turn's `text` and the heard part as `heard`.
 """
 
 from __future__ import annotations
@@ -101,13 +102,15 @@ class CallRecords:
 
     def transcripts(self) -> list[dict[str, Any]]:
         """`voice_call_logs.transcripts`: chronological (turns are recorded when they end)."""
-        ordered = sorted(self.transcript, key=lambda t: t.start_ms)
-        stored = transcripts_builtins(ordered)
-        for entry, item in zip(ordered, stored, strict=True):
-            line = self._full_text.get(id(entry))
-            if line is not None:
-                item["full_text"] = line
-        return stored
+        return transcripts_builtins(sorted(self.transcript, key=lambda t: t.start_ms))
+
+    def cut_off_lines(self) -> list[dict[str, Any]]:
+        """`metadata.cut_off_lines`: the whole line of each agent turn the caller cut off, by the turn's start."""
+        return [
+            {"start_ms": entry.start_ms, "text": self._full_text[id(entry)]}
+            for entry in sorted(self.transcript, key=lambda t: t.start_ms)
+            if id(entry) in self._full_text
+        ]
 
     def metadata(
         self, setup: CallSetup | None, *, end_reason: str | None, ended_at: float, stt_seconds: float
@@ -141,6 +144,9 @@ class CallRecords:
             "latency": latency_summary(self.latencies),
             "conversation": conversation,
         }
+        cut_off = self.cut_off_lines()
+        if cut_off:
+            records["cut_off_lines"] = cut_off
         if end_reason == "transferred":
             # The call itself ends later, with the carrier's status (which carries no reason): say why here.
             records["end_reason"] = "transferred"
