@@ -103,7 +103,7 @@ async def test_an_out_of_range_agent_filter_is_a_4xx(client: Any, tenant: Any, v
 
 @pytest.mark.parametrize("value", ["-459223949772489851142144", "9223372036854775808", "0"])
 async def test_an_out_of_range_agent_id_is_a_4xx(client: Any, tenant: Any, value: str) -> None:
-    """Found by the fuzzer: `/v1/agents/{agent_id}` beyond a bigint was a 500."""
+    """`/v1/agents/{agent_id}` beyond a bigint: no such agent (a 4xx, never the database's error)."""
     for method in ("GET", "DELETE"):
         r = await client.request(method, f"/v1/agents/{value}", headers=tenant.headers)
         assert r.status_code in (400, 404) and r.status_code < 500, r.text

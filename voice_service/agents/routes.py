@@ -13,7 +13,7 @@ from voice_service.agents.schemas import Agent, AgentCreate, AgentUpdate
 from voice_service.auth import writes_need
 from voice_service.deps import Caller, Conn
 from voice_service.pagination import Page
-from voice_service.params import AgentId, Cursor, Limit
+from voice_service.params import Cursor, Limit
 
 
 class AgentController(Controller):
@@ -31,17 +31,17 @@ class AgentController(Controller):
         return await service.create(conn, principal, data)
 
     @get("/{agent_id:int}", operation_id="getAgent", summary="Get an agent")
-    async def get_agent(self, conn: Conn, principal: Caller, agent_id: AgentId) -> Agent:
+    async def get_agent(self, conn: Conn, principal: Caller, agent_id: int) -> Agent:
         return await service.get(conn, principal, agent_id)
 
     @patch("/{agent_id:int}", operation_id="updateAgent", summary="Update an agent (only the fields sent)")
-    async def update_agent(self, conn: Conn, principal: Caller, agent_id: AgentId,
+    async def update_agent(self, conn: Conn, principal: Caller, agent_id: int,
                            data: JSONBody[AgentUpdate]) -> Agent:
         return await service.update(conn, principal, agent_id, data)
 
     @delete("/{agent_id:int}", operation_id="deleteAgent", summary="Delete an agent (soft)",
             status_code=HTTP_204_NO_CONTENT)
-    async def delete_agent(self, conn: Conn, principal: Caller, agent_id: AgentId) -> None:
+    async def delete_agent(self, conn: Conn, principal: Caller, agent_id: int) -> None:
         await service.delete(conn, principal, agent_id)
 
 
