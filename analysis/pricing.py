@@ -56,6 +56,7 @@ CACHED_INPUT = "cached_input"  # llm direction of the prompt tokens served from 
 _FALLBACK_DIRECTION = {CACHED_INPUT: "input"}
 
 NO_PRICE = "no_price"
+TRANSFER_LEG = "transfer"  # CostItem.leg of the leg a transferred call's carrier dialled
 MISSING_QUANTITY = "missing_quantity"  # the matched row's unit needs a quantity the meter did not record
 
 SUPPORTED_UNITS: dict[str, frozenset[str]] = {
@@ -115,6 +116,7 @@ class CostItem(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     # Extensions to the {category, provider, model, unit, quantity, unit_price, cost} item, omitted when unset:
     direction: str | None = None  # llm: input | output; telephony: outbound | inbound
     estimated: bool = False  # llm tokens counted by us (cancelled stream)
+    leg: str | None = None  # telephony: "transfer" for the leg the carrier dialled when the call was transferred
 
 
 class CostBreakdown(msgspec.Struct, frozen=True, kw_only=True):
@@ -160,6 +162,8 @@ def cost_item_to_json(item: CostItem) -> dict[str, Any]:
         out["direction"] = item.direction
     if item.estimated:
         out["estimated"] = True
+    if item.leg is not None:
+        out["leg"] = item.leg
     return out
 
 
@@ -173,6 +177,7 @@ class _Line:
     seconds: Decimal | None = None  # telephony, stt; tts audio seconds
     count: Decimal | None = None  # tokens, characters
     estimated: bool = False
+    leg: str | None = None
 
 
 def _seconds(value: float) -> Decimal:
@@ -186,6 +191,13 @@ def _lines(meter: UsageMeter) -> list[_Line]:
     if t is not None:
         lines.append(
             _Line("telephony", t.provider, None, t.direction, t.country, seconds=_seconds(t.seconds))
+        )
+    for leg in meter.transfer_legs:
+        lines.append(
+            _Line(
+                "telephony", leg.provider, None, leg.direction, leg.country, seconds=_seconds(leg.seconds),
+                leg=TRANSFER_LEG,
+            )
         )
     for s in meter.stt:
         lines.append(_Line("stt", s.provider, s.model, None, None, seconds=_seconds(s.seconds)))
@@ -365,6 +377,7 @@ def _price_line(line: _Line, row: PriceRow | None) -> CostItem:
             warning=NO_PRICE,
             direction=line.direction,
             estimated=line.estimated,
+            leg=line.leg,
         )
     warning = None
     if row.unit in ("minute", "second"):
@@ -386,6 +399,7 @@ def _price_line(line: _Line, row: PriceRow | None) -> CostItem:
         warning=warning,
         direction=line.direction,
         estimated=line.estimated,
+        leg=line.leg,
     )
 
 
@@ -442,7 +456,8 @@ def reconcile_telephony(
     """
     if currency.upper() != breakdown.currency.upper():
         raise ValueError(f"provider price is in {currency}, the breakdown in {breakdown.currency}")
-    telephony = [i for i in breakdown.items if i.category == "telephony"]
+    # The call's own leg: a transferred call's dialled leg is another call of the carrier's, priced apart.
+    telephony = [i for i in breakdown.items if i.category == "telephony" and i.leg is None]
     priced = sum((i.cost for i in telephony), Decimal(0))
     actual = abs(Decimal(provider_price)).quantize(MONEY_QUANTUM, rounding=ROUND_HALF_UP)
     diff = actual - priced

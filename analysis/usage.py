@@ -52,6 +52,9 @@ class UsageMeter(msgspec.Struct, omit_defaults=True):
     """Mutable accumulator (the entries themselves are frozen and replaced on add)."""
 
     telephony: TelephonyUsage | None = None
+    # The legs the carrier dialled when the call was transferred (calls of their own on the carrier's bill, from
+    # the carrier's final status of each): outbound to the transfer target's country.
+    transfer_legs: list[TelephonyUsage] = []
     stt: list[SttUsage] = []
     llm: list[LlmUsage] = []
     tts: list[TtsUsage] = []
@@ -62,6 +65,11 @@ class UsageMeter(msgspec.Struct, omit_defaults=True):
         """The call leg's billable duration (set once the provider reports the final duration)."""
         self.telephony = TelephonyUsage(
             provider=provider, seconds=seconds, direction=direction, country=country
+        )
+
+    def add_transfer_leg(self, provider: str, seconds: float, *, country: str | None = None) -> None:
+        self.transfer_legs.append(
+            TelephonyUsage(provider=provider, seconds=seconds, direction="outbound", country=country)
         )
 
     def add_stt(self, provider: str, model: str, seconds: float) -> None:
@@ -115,6 +123,7 @@ class UsageMeter(msgspec.Struct, omit_defaults=True):
                 self.telephony = msgspec.structs.replace(
                     self.telephony, seconds=self.telephony.seconds + other.telephony.seconds
                 )
+        self.transfer_legs.extend(other.transfer_legs)
         for s in other.stt:
             self.add_stt(s.provider, s.model, s.seconds)
         for u in other.llm:
@@ -130,7 +139,7 @@ class UsageMeter(msgspec.Struct, omit_defaults=True):
             self.add_tts(t.provider, t.model, t.characters, t.audio_seconds)
 
     def is_empty(self) -> bool:
-        return self.telephony is None and not self.stt and not self.llm and not self.tts
+        return self.telephony is None and not self.transfer_legs and not self.stt and not self.llm and not self.tts
 
     def to_builtins(self) -> dict[str, Any]:
         """JSON-ready dict for ``metadata.usage``."""

@@ -14,6 +14,7 @@ from typing import Any
 
 import msgspec
 from litestar import Litestar, Request, Response, get
+from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.middleware import DefineMiddleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -46,7 +47,7 @@ from voice_service.openapi.docs_page import assets_router, openapi_config
 from voice_service.openapi.plugin import ApiDocsPlugin, ExampleSchemaPlugin
 from voice_service.recordings.routes import route_handlers as recording_routes
 from voice_service.schemas import BODY_MAX_BYTES
-from voice_service.settings import Settings, load_settings
+from voice_service.settings import Settings, cors_origins, load_settings
 from voice_service.telephony.routes import telephony_route_handlers
 from voice_service.tenancy.routes import route_handlers as tenancy_routes
 from voice_service.voices.routes import route_handlers as voice_routes
@@ -57,6 +58,28 @@ log = logging.getLogger(__name__)
 
 # Paths served without an API key: health, docs, metrics, and provider webhooks (verified by signature).
 PUBLIC_PATHS = ["^/health", "^/schema", "^/metrics", "^/v1/telephony/"]
+
+# What a browser on an allowed origin may send and read (CORS_ALLOWED_ORIGINS): the API's methods and request
+# headers, and the response headers a client needs.
+CORS_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+CORS_REQUEST_HEADERS = ["Authorization", "Content-Type", "Idempotency-Key"]
+CORS_EXPOSED_HEADERS = ["Location", "Idempotent-Replayed", "Retry-After", "Content-Range", "Accept-Ranges"]
+
+
+def cors_config(settings: Settings) -> CORSConfig | None:
+    """None (no CORS) unless CORS_ALLOWED_ORIGINS lists origins; preflights are answered before authentication."""
+    origins = cors_origins(settings)
+    if not origins:
+        return None
+    return CORSConfig(
+        allow_origins=origins,
+        allow_methods=CORS_METHODS,  # type: ignore[arg-type]
+        allow_headers=CORS_REQUEST_HEADERS,
+        expose_headers=CORS_EXPOSED_HEADERS,
+        allow_credentials=False,  # bearer tokens, not cookies (the console is same-origin)
+        max_age=600,
+    )
+
 
 # Long-running parts the lifespan starts after the pool and stops before it: (name, factory(app) -> async CM).
 BackgroundFactory = Callable[[Litestar], Any]
@@ -147,6 +170,7 @@ def create_app(settings: Settings | None = None, *, bootstrap: bool = True) -> L
                     DefineMiddleware(AuthMiddleware, exclude=PUBLIC_PATHS)],
         lifespan=[_lifespan],
         openapi_config=openapi,
+        cors_config=cors_config(settings),
         plugins=[ConsolePlugin(),  # the operator console at /console: routes, templates, live views
                  ApiDocsPlugin(PUBLIC_PATHS),  # every operation's standard errors; unknown query parameters → 400
                  ExampleSchemaPlugin()],  # schemas' examples (`voice_service.openapi.example`)

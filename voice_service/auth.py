@@ -161,7 +161,10 @@ class AuthMiddleware(AbstractAuthenticationMiddleware):
         return AuthenticationResult(user=principal, auth=principal)
 
 
-_READ_METHODS = {"GET", "HEAD", "OPTIONS"}
+_READ_METHODS = {"GET", "HEAD"}
+# OPTIONS is not authenticated (a browser's CORS preflight never carries credentials; the middleware excludes it) and
+# only answers which methods a path allows: the guards let it through before looking for a user, which it has none.
+_UNAUTHENTICATED_METHODS = {"OPTIONS"}
 
 
 def writes_need(role: str):  # noqa: ANN201 - Litestar guard factory
@@ -171,9 +174,10 @@ def writes_need(role: str):  # noqa: ANN201 - Litestar guard factory
     measured at a quarter of the service's CPU on GET /v1/agents/{id})."""
 
     async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-        principal: Principal = connection.user
-        if connection.scope.get("method", "GET") in _READ_METHODS:
+        method = connection.scope.get("method", "GET")
+        if method in _UNAUTHENTICATED_METHODS or method in _READ_METHODS:
             return
+        principal: Principal = connection.user
         if not principal.at_least(role):
             raise Forbidden(f"this action needs the {role} role; your role is {principal.role}")
 
@@ -184,6 +188,8 @@ def writes_need(role: str):  # noqa: ANN201 - Litestar guard factory
 
 def requires(role: str):  # noqa: ANN201 - Litestar guard factory
     async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        if connection.scope.get("method") in _UNAUTHENTICATED_METHODS:
+            return
         principal: Principal = connection.user
         if not principal.at_least(role):
             raise Forbidden(f"this action needs the {role} role; your role is {principal.role}")

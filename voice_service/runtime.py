@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from providers.tts.base import TtsProvider
     from voice_service.batches.dispatcher import DispatchLease, Placer
     from voice_service.billing.listeners import BillingListeners
+    from voice_service.billing.recovery import BillingRetryPolicy
     from voice_service.call_analysis.service import AnalysisPolicy
     from voice_service.calls.listeners import CallListeners
     from voice_service.calls.live import LiveCalls
@@ -56,6 +57,7 @@ class Runtime:
     batch_placer: Placer | None = None  # places a claimed batch call (default: calls.service.place_call)
     webhook_policy: DeliveryPolicy | None = None  # webhook retry/backoff (default: events.delivery.DEFAULT_POLICY)
     analysis_policy: AnalysisPolicy | None = None  # analysis retry/backoff (default: AnalysisPolicy())
+    billing_retry: BillingRetryPolicy | None = None  # post-call billing retry/backoff (default: recovery.DEFAULT_POLICY)
     analysis_llm: LlmProvider | None = None  # the analyses' LLM (default: built from settings on first use)
     recording_policy: RecordingPolicy | None = None  # upload/encode retries (default: RecordingPolicy())
     recording_storage: RecordingStorage | None = None  # default: built from RECORDINGS_URL on first use

@@ -9,6 +9,8 @@ from msgspec import Meta
 
 from voice_service.errors import ValidationFailed
 
+# An agent's id in a request body: a PostgreSQL bigint (out of range is a 400 naming the field, not a database error).
+AgentRef = Annotated[int, Meta(ge=1, le=2**63 - 1)]
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
 ShortText = Annotated[str, Meta(max_length=200)]
 Text = Annotated[str, Meta(max_length=2000)]

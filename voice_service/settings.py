@@ -8,6 +8,7 @@ lifespan does that.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     vonage_api_key: str | None = None
     vonage_signature_secret: str | None = None
     vonage_base_url: str = "https://api.nexmo.com"
+    # The Vonage account's billing currency (ISO 4217): event webhooks report prices in it without saying so.
+    vonage_account_currency: str = "EUR"
 
     # The built-in simulator "carrier": Twilio's wire format against a local simulator process.
     simulator_base_url: str = "http://127.0.0.1:8765"
@@ -112,6 +115,26 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def resolved_data_dir(self) -> Path:
         return Path(self.data_dir).expanduser().resolve()
+
+
+_ORIGIN = re.compile(r"^https?://[^\s/?#*]+$")
+
+
+def cors_origins(settings: Settings) -> list[str]:
+    """CORS_ALLOWED_ORIGINS as a list of origins (a trailing slash dropped). Raises ValueError naming the setting
+    for anything that is not an origin: a path, another scheme, or `*` (every origin would get the API)."""
+    origins = []
+    for raw in settings.cors_allowed_origins.split(","):
+        origin = raw.strip().rstrip("/")
+        if not origin:
+            continue
+        if not _ORIGIN.match(origin):
+            raise ValueError(
+                f"CORS_ALLOWED_ORIGINS: {raw.strip()!r} is not an origin (scheme://host[:port], e.g. "
+                "https://console.example.com)"
+            )
+        origins.append(origin)
+    return origins
 
 
 def _coerce(field_type: Any, raw: str) -> Any:

@@ -21,6 +21,7 @@ from pgqueuer import AsyncpgPoolDriver, Job, Queries, QueueManager
 
 from voice_service.batches import jobs as batch_jobs
 from voice_service.billing import jobs as billing_jobs
+from voice_service.billing import recovery as billing_recovery
 from voice_service.call_analysis import jobs as call_analysis_jobs
 from voice_service.composition import open_runtime
 from voice_service.enqueue import decode_payload
@@ -64,9 +65,11 @@ def build_queue_manager(runtime: Runtime) -> QueueManager:
 MAINTENANCE_INTERVAL_SECONDS = 6 * 3600
 
 
-async def maintenance_once(runtime: Runtime) -> list[str]:
-    """Create the coming months' call-log partitions (the function is idempotent and safe on every instance)."""
+async def maintenance_once(runtime: Runtime, *, starting: bool = False) -> list[str]:
+    """Create the coming months' call-log partitions (the function is idempotent and safe on every instance), and
+    re-enqueue the billing of final calls left unbilled (at start-up, those whose billing gave up too)."""
     created = await runtime.pool.fetchval("SELECT ensure_call_log_partitions(3)")
+    await billing_recovery.sweep_unbilled(runtime, include_given_up=starting)
     return list(created or [])
 
 
@@ -80,9 +83,11 @@ async def purge_media_tokens(runtime: Runtime, grace: timedelta = MEDIA_TOKEN_GR
 
 
 async def maintenance_loop(runtime: Runtime, stop: asyncio.Event) -> None:
+    starting = True
     while not stop.is_set():
         try:
-            created = await maintenance_once(runtime)
+            created = await maintenance_once(runtime, starting=starting)
+            starting = False
             if created:
                 log.info("call-log partitions created", extra={"partitions": created})
         except (asyncpg.PostgresError, OSError) as exc:

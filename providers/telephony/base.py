@@ -177,6 +177,13 @@ class StatusEvent(msgspec.Struct, frozen=True, kw_only=True):
     # Our call id from the status URL's ?call_id=…, only where the carrier's signature covers the URL (Twilio):
     # an unsigned query parameter never names the call.
     call_id: str | None = None
+    # "transfer": the status of the leg the carrier dialled when the call was transferred (the status URL given
+    # with the transfer says so). `call_id` then names the transferred call (Vonage: unsigned, so the service
+    # checks the leg's signed conversation against the call's), and the fields below tie the leg to it.
+    leg: str | None = None
+    parent_provider_call_id: str | None = None  # Twilio ParentCallSid
+    conversation_id: str | None = None  # Vonage conversation_uuid (every leg of a call shares it)
+    to: str | None = None  # the number the leg is connected to (E.164)
 
 
 # --- placing calls ---
@@ -255,10 +262,13 @@ class TelephonyProvider(Protocol):
         """End a call. Idempotent: a call that has already ended is success. Raises ProviderError."""
         ...
 
-    async def transfer(self, provider_call_id: str, to_e164: str, *, caller_id: str | None) -> None:
+    async def transfer(
+        self, provider_call_id: str, to_e164: str, *, caller_id: str | None, status_url: str | None = None
+    ) -> None:
         """Move a live call to `to_e164`, showing `caller_id` (one of our numbers) when given. The provider
         then ends our media leg (Twilio: `stop`, Vonage: close 1000); the call goes on, and its final status
-        arrives once the transferred leg ends. Raises ProviderError: a call that has already ended (or is not
+        arrives once the transferred leg ends. With `status_url`, the dialled leg's own statuses (duration, price)
+        are posted there, so that it can be billed. Raises ProviderError: a call that has already ended (or is not
         answered yet) is `rejected`, never success."""
         ...
 

@@ -175,9 +175,15 @@ def _twiml_stream(media_url: str, call_id: str, token: str) -> str:
     )
 
 
-def _twiml_dial(to_e164: str, caller_id: str | None) -> str:
+def _twiml_dial(to_e164: str, caller_id: str | None, status_url: str | None = None) -> str:
     caller = f" callerId={quoteattr(caller_id)}" if caller_id else ""
-    return f"<Response><Dial{caller}><Number>{escape(to_e164)}</Number></Dial></Response>"
+    # The dialled (child) call's own status callback: its `completed` carries its CallDuration and ParentCallSid.
+    callback = (
+        f' statusCallback={quoteattr(status_url)} statusCallbackEvent="completed" statusCallbackMethod="POST"'
+        if status_url
+        else ""
+    )
+    return f"<Response><Dial{caller}><Number{callback}>{escape(to_e164)}</Number></Dial></Response>"
 
 
 class TwilioProvider:
@@ -251,11 +257,15 @@ class TwilioProvider:
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise ProviderError("unavailable", f"Twilio unreachable: {exc!r}", retryable=True) from exc
 
-    async def transfer(self, provider_call_id: str, to_e164: str, *, caller_id: str | None) -> None:
+    async def transfer(
+        self, provider_call_id: str, to_e164: str, *, caller_id: str | None, status_url: str | None = None
+    ) -> None:
         # New TwiML on a live call replaces <Connect><Stream>: Twilio sends `stop` on the media socket, dials
         # the target, and the call completes (final status callback) when the dialled leg ends.
         try:
-            await self._rest().calls(provider_call_id).update_async(twiml=_twiml_dial(to_e164, caller_id))
+            await self._rest().calls(provider_call_id).update_async(
+                twiml=_twiml_dial(to_e164, caller_id, status_url)
+            )
         except (TwilioRestException, TwilioServiceException) as exc:
             if exc.status == 404 or exc.code in _ALREADY_ENDED_CODES:
                 raise ProviderError(
@@ -318,6 +328,9 @@ class TwilioProvider:
             is_final=status in TERMINAL_STATUSES,
             sip_response_code=_int_or_none(form.get("SipResponseCode"), "SipResponseCode"),
             call_id=query_param(req.url, "call_id"),
+            leg=query_param(req.url, "leg"),
+            parent_provider_call_id=form.get("ParentCallSid") or None,
+            to=form.get("To") or None,
         )
 
     def parse_inbound(self, req: WebhookRequest) -> InboundCall:

@@ -39,6 +39,7 @@ from providers.telephony.base import (
     ProviderErrorCode,
     StatusEvent,
     WebhookRequest,
+    query_param,
 )
 from providers.telephony.carrier import Carrier, CarrierConfig, CarrierRoutes, MediaRoute, WebhookRoute
 from providers.telephony.vonage_media import VONAGE_CONTENT_TYPE, VonageCodec
@@ -49,6 +50,17 @@ VONAGE_API_BASE = "https://api.nexmo.com"
 DEFAULT_HTTP_TIMEOUT = 10.0
 APP_JWT_TTL_SECONDS = 300
 WEBHOOK_MAX_SKEW_SECONDS = 300
+# A Vonage account is billed in the currency chosen when it was opened (EUR unless another was asked for); its
+# event webhooks' `price` and `rate` are in that currency and say nothing of it.
+DEFAULT_ACCOUNT_CURRENCY = "EUR"
+
+
+def account_currency(value: str | None) -> str:
+    """VONAGE_ACCOUNT_CURRENCY as an ISO 4217 code; ValueError naming the setting otherwise."""
+    code = (value or DEFAULT_ACCOUNT_CURRENCY).strip().upper()
+    if len(code) != 3 or not code.isalpha() or not code.isascii():
+        raise ValueError(f"VONAGE_ACCOUNT_CURRENCY must be an ISO 4217 code such as EUR or USD, not {value!r}")
+    return code
 
 
 # --- event webhooks ---
@@ -65,6 +77,8 @@ class _Event(msgspec.Struct):
     price: Decimal | None = None
     end_time: datetime | None = None
     detail: str | None = None
+    conversation_uuid: Any = None  # read leniently: only a string is used
+    to: Any = None  # a number's digits; other endpoints (websocket, app) may name theirs otherwise: read leniently
 
 
 _EVENT_DECODER = msgspec.json.Decoder(_Event)
@@ -116,12 +130,15 @@ def _ncco_connect(media_url: str, call_id: str, token: str, from_: str | None = 
     return [connect]
 
 
-def _transfer_body(to_e164: str, caller_id: str | None) -> dict[str, Any]:
+def _transfer_body(to_e164: str, caller_id: str | None, status_url: str | None = None) -> dict[str, Any]:
     """PUT /v1/calls/{uuid} body moving the call to an NCCO that connects `to_e164` (vonage-voice's
-    transfer_call_ncco with a Connect to a PhoneEndpoint)."""
+    transfer_call_ncco with a Connect to a PhoneEndpoint); the connected leg's events go to `status_url`."""
     connect: dict[str, Any] = {"action": "connect"}
     if caller_id:
         connect["from"] = _e164_digits(caller_id)
+    if status_url:
+        connect["eventUrl"] = [status_url]
+        connect["eventMethod"] = "POST"
     connect["endpoint"] = [{"type": "phone", "number": _e164_digits(to_e164)}]
     return {"action": "transfer", "destination": {"type": "ncco", "ncco": [connect]}}
 
@@ -141,7 +158,7 @@ class VonageProvider:
         *,
         clock: Callable[[], float] = time.time,
         max_skew_seconds: int = WEBHOOK_MAX_SKEW_SECONDS,
-        price_currency: str | None = "EUR",
+        price_currency: str = DEFAULT_ACCOUNT_CURRENCY,
     ) -> None:
         self.application_id = application_id
         self._private_key = private_key_pem
@@ -151,8 +168,9 @@ class VonageProvider:
         self._http = http_client or httpx.AsyncClient(timeout=DEFAULT_HTTP_TIMEOUT)
         self._clock = clock
         self._max_skew = max_skew_seconds
-        # Event webhooks give a price without a currency: it is the account's billing currency.
-        self._price_currency = price_currency
+        # Event webhooks give `price` and `rate` without a currency: they are in the account's billing currency
+        # (VONAGE_ACCOUNT_CURRENCY), which the billing pipeline reconciles or flags against its own.
+        self._price_currency = account_currency(price_currency)
 
     # --- REST ---
 
@@ -210,11 +228,13 @@ class VonageProvider:
             return
         raise _map_http_error(response)
 
-    async def transfer(self, provider_call_id: str, to_e164: str, *, caller_id: str | None) -> None:
+    async def transfer(
+        self, provider_call_id: str, to_e164: str, *, caller_id: str | None, status_url: str | None = None
+    ) -> None:
         # The phone leg moves to a new NCCO that connects the target; Vonage then closes our WebSocket leg
         # (1000), and the call's `completed` event comes once the transferred leg ends.
         response = await self._request(
-            "PUT", f"/v1/calls/{provider_call_id}", _transfer_body(to_e164, caller_id)
+            "PUT", f"/v1/calls/{provider_call_id}", _transfer_body(to_e164, caller_id, status_url)
         )
         if response.status_code < 300:
             return
@@ -312,6 +332,7 @@ class VonageProvider:
                 end_reason = event.detail
         else:
             return None
+        leg = query_param(req.url, "leg")
         duration = None
         if event.duration is not None and event.duration != "":
             try:
@@ -332,8 +353,13 @@ class VonageProvider:
             price_currency=self._price_currency if event.price is not None else None,
             is_final=status in TERMINAL_STATUSES,
             # The signed token covers the body, not the URL: the ?call_id= of the event URL is nobody's word, so
-            # the call is found by the body's uuid alone.
-            call_id=None,
+            # the call is found by the body's uuid alone. A transferred call's dialled leg (?leg=transfer) has a
+            # uuid of its own: its call_id is only a hint, which the service checks against the signed
+            # conversation_uuid.
+            call_id=query_param(req.url, "call_id") if leg == "transfer" else None,
+            leg=leg,
+            conversation_id=event.conversation_uuid if isinstance(event.conversation_uuid, str) else None,
+            to=_plus(event.to) if isinstance(event.to, str) and event.to else None,
         )
 
     def owns_webhook(self, req: WebhookRequest) -> bool:
@@ -455,6 +481,7 @@ def _build(config: CarrierConfig) -> VonageProvider:
         private_key_pem=config["vonage_private_key"] or "",
         signature_secret=config["vonage_signature_secret"] or "",
         base_url=config["vonage_base_url"] or VONAGE_API_BASE,
+        price_currency=account_currency(config.get("vonage_account_currency")),
     )
 
 
@@ -463,6 +490,12 @@ CARRIER = Carrier(
     title="Vonage",
     routes=ROUTES,
     build=_build,
-    settings=("vonage_application_id", "vonage_private_key", "vonage_signature_secret", "vonage_base_url"),
+    settings=(
+        "vonage_application_id",
+        "vonage_private_key",
+        "vonage_signature_secret",
+        "vonage_base_url",
+        "vonage_account_currency",
+    ),
     required=("vonage_application_id", "vonage_signature_secret"),
 )

@@ -191,7 +191,9 @@ class JsonWireProvider:
         if response.status_code not in (204, 404):
             raise ProviderError("unavailable", response.text, status=response.status_code, retryable=True)
 
-    async def transfer(self, provider_call_id: str, to_e164: str, *, caller_id: str | None) -> None:
+    async def transfer(
+        self, provider_call_id: str, to_e164: str, *, caller_id: str | None, status_url: str | None = None
+    ) -> None:
         raise ProviderError("rejected", "JSONWire cannot transfer calls")
 
     def owns_webhook(self, req: WebhookRequest) -> bool:

@@ -22,6 +22,7 @@ from tests.fakes.deepgram import FakeDeepgram
 from tests.fakes.openai import FakeOpenAI
 from tests.fakes.server import Fault
 from tests.fakes.tts import FakeTts
+from tests.support.pipeline import wait_for
 from voice_service.conversation.services import EngineConfig
 from voice_service.simulator import Scenario, Simulator
 from voice_service.simulator.audio import speech_like
@@ -180,3 +181,86 @@ async def settled(admin_conn: asyncpg.Connection, call_id: str, within: float = 
 
 def said(row: dict[str, Any], role: str = "agent") -> list[str]:
     return [t["text"] for t in row["transcripts"] if t["role"] == role]
+
+
+# --- shared by the inbound, transfer and billing tests ---
+
+_enc = msgspec.json.Encoder()
+_dec = msgspec.json.Decoder()
+
+INBOUND_STARTER = "Thanks for calling Bistro Uno, this is Ava. How can I help?"
+OUTBOUND_STARTER = "Hi, this is Ava calling from Bistro Uno."
+SALES = "+15557654321"
+TARGETS = {"transfer_targets": [{"name": "Sales", "phone": SALES, "description": "New orders"}]}
+
+
+async def inbound_number(api: httpx.AsyncClient, tenant: Any, provider: str) -> tuple[int, str]:
+    """An agent with both starter prompts, and a number of `provider` whose default agent it is."""
+    r = await api.post(
+        "/v1/agents",
+        json={
+            "name": "Ava",
+            "agent_instructions": "You take table bookings for Bistro Uno.",
+            "inbound_starter_prompt": INBOUND_STARTER,
+            "outbound_starter_prompt": OUTBOUND_STARTER,
+        },
+        headers=tenant.headers,
+    )
+    assert r.status_code == 201, r.text
+    agent_id = r.json()["id"]
+    phone = f"+4420796{uuid.uuid4().int % 100000:05d}"
+    r = await api.post(
+        "/v1/numbers",
+        json={"phone_number": phone, "provider": provider, "default_agent_id": agent_id},
+        headers=tenant.headers,
+    )
+    assert r.status_code == 201, r.text
+    return agent_id, phone
+
+
+def analysis_reply(body: dict[str, Any]) -> str:
+    """The fake OpenAI's answer to the post-call analysis (a json_schema request); other requests get small talk."""
+    if (body.get("response_format") or {}).get("type") != "json_schema":
+        return "Okay."
+    return _enc.encode(
+        {
+            "summary": "The caller booked a table for two tonight.",
+            "sentiment": "positive",
+            "lead_category": "hot",
+            "success_evaluation": {"success": True, "score": 9, "reason": "A table was booked."},
+            "lead_extraction": {},
+        }
+    ).decode()
+
+
+async def billed_and_analysed(admin: asyncpg.Connection, tenant_id: uuid.UUID, call_id: str) -> dict[str, Any]:
+    """Wait for the call's analysis to be stored; return what billing and analysis wrote for it."""
+    cid = uuid.UUID(call_id)
+
+    async def analysed() -> bool:
+        status = await admin.fetchval("SELECT status FROM voice_call_analysis WHERE call_log_id = $1", cid)
+        return status == "completed"
+
+    await wait_for(analysed, within=30)
+    call = await admin.fetchrow(
+        "SELECT cost, currency, cost_breakdown, metadata FROM voice_call_logs WHERE id = $1", cid
+    )
+    usage = await admin.fetch(
+        "SELECT idempotency_key, total_cost, ledger_transaction_id FROM billing_usage_events "
+        "WHERE tenant_id = $1 AND metadata ->> 'call_id' = $2 ORDER BY idempotency_key",
+        tenant_id,
+        call_id,
+    )
+    events = await admin.fetch(
+        "SELECT event_type FROM domain_events WHERE tenant_id = $1 AND aggregate_id = $2 ORDER BY seq",
+        tenant_id,
+        cid,
+    )
+    return {
+        "cost": call["cost"],
+        "currency": call["currency"],
+        "items": _dec.decode(call["cost_breakdown"]),
+        "metadata": _dec.decode(call["metadata"]),
+        "usage": [dict(r) for r in usage],
+        "events": [r["event_type"] for r in events],
+    }

@@ -466,12 +466,25 @@ async def _recover(conn: asyncpg.Connection, tenant_id: uuid.UUID, b: asyncpg.Re
 
 
 _MESSAGES = {
+    "answered": "answered",
+    "voicemail": "voicemail",
     "no_answer": "no answer",
     "busy": "busy",
     "failed": "the call failed",
     "cancelled": "the call was cancelled",
     "dispatch_interrupted": "the dispatcher stopped while placing the call; not placed again for this attempt",
 }
+
+
+def _attempt_message(outcome: str, end_reason: str | None, detail: str | None) -> str:
+    """Why an attempt did not complete, in words: the outcome, then the call's end reason and its detail."""
+    if outcome == "failed" and end_reason in policy.SERVICE_FAILURES:
+        message = "the agent could not speak to the callee"
+    else:
+        message = _MESSAGES.get(outcome, outcome)
+    if end_reason and end_reason not in (outcome, "busy", "no_answer"):
+        message = f"{message} ({end_reason}{': ' + detail if detail else ''})"
+    return message[:1000]
 
 
 async def attempt_ended(
@@ -494,7 +507,9 @@ async def attempt_ended(
         return
     if call["status"] not in ("ended", "declined", "cancelled", "failed"):
         return
-    outcome = policy.classify(call["status"], call["answered_by"], call["end_reason"])
+    outcome = policy.classify(
+        call["status"], call["answered_by"], call["end_reason"], agent_spoke=call["agent_spoke"]
+    )
     at = at or now()
     decision = policy.after_attempt(
         outcome,
@@ -506,9 +521,7 @@ async def attempt_ended(
     )
     message = None
     if decision.status != "completed":
-        message = _MESSAGES.get(outcome, outcome)
-        if call["end_reason"] and call["end_reason"] not in (outcome, "busy", "no_answer"):
-            message = f"{message} ({call['end_reason']})"
+        message = _attempt_message(outcome, call["end_reason"], call["end_reason_detail"])
     await repo.finish_attempt(
         conn,
         tenant_id,

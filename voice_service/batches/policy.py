@@ -178,9 +178,20 @@ def window_state(window: Window | None, zones: Iterable[str], now: datetime) -> 
 # --- outcomes and retries ---
 
 
-def classify(status: str, answered_by: str | None, end_reason: str | None) -> str:
-    """The outcome of one attempt from the call's terminal status."""
+# End reasons of an answered call where the service, not the callee, ended it before any conversation: the
+# conversation could not be set up (providers not configured, agent unreadable), or a provider failed before the
+# agent said anything. Such a call never spoke to the callee: the attempt failed.
+SETUP_FAILURES = frozenset({"setup_failed"})
+SERVICE_FAILURES = frozenset({"setup_failed", "stt_failed", "llm_failed", "tts_failed"})
+
+
+def classify(status: str, answered_by: str | None, end_reason: str | None, *, agent_spoke: bool = True) -> str:
+    """The outcome of one attempt from the call's terminal status (see schemas.EntryOutcome for the values).
+
+    `agent_spoke`: the transcript has an agent turn (the callee heard the agent)."""
     if status == "ended":
+        if end_reason in SETUP_FAILURES or (end_reason in SERVICE_FAILURES and not agent_spoke):
+            return "failed"
         if answered_by and (answered_by.startswith("machine") or answered_by == "fax"):
             return "voicemail"
         return "answered"

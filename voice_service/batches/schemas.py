@@ -10,7 +10,7 @@ import msgspec
 from msgspec import Meta
 
 from voice_service.openapi import example
-from voice_service.schemas import FreeJson, Name, check_free_json
+from voice_service.schemas import AgentRef, FreeJson, Name, check_free_json
 
 MAX_ENTRIES = 10_000
 
@@ -84,7 +84,7 @@ Entries = Annotated[
 class BatchCreate(msgspec.Struct, forbid_unknown_fields=True):
     """A batch of outbound calls, one per entry, paced and retried by the service."""
 
-    agent_id: Annotated[int, Meta(ge=1, description="The agent on every call.")]
+    agent_id: Annotated[AgentRef, Meta(description="The agent on every call.")]
     entries: Entries
     name: Annotated[Name | None, Meta(description="Shown in lists and events.")] = None
     from_number_id: Annotated[uuid.UUID | None, Meta(description="A number to call from (or give "
@@ -178,6 +178,38 @@ class Batch(msgspec.Struct):
     completed_at: datetime | None
 
 
+# What happened to an entry's latest attempt (or why it was skipped). An attempt is `completed` (the batch's
+# `completed` count) only when it reached the callee: answered or voicemail.
+EntryOutcome = Literal[
+    # attempts
+    "answered",  # the callee answered and the agent held the conversation
+    "voicemail",  # an answering machine took the call (carrier's machine detection)
+    "no_answer",  # it rang out, or the carrier gave up before an answer
+    "busy",  # busy, or rejected by the callee
+    "cancelled",  # hung up before an answer (the batch was cancelled, or a hang-up was requested)
+    "failed",  # never spoke to the callee: the carrier refused the call, or the service could not set up or run the
+    # conversation before the agent said anything; error_message says why (the call's end reason and its detail)
+    "dispatch_interrupted",  # the dispatcher stopped while placing the call; it was not placed again
+    # skipped entries
+    "invalid_phone",
+    "no_phone",
+    "lead_not_found",
+    "duplicate",
+    "do_not_call",
+]
+
+
+OUTCOME_DESCRIPTION = (
+    "What happened to the entry's latest attempt, or why it was skipped. Attempts: `answered` (the callee answered "
+    "and the agent held the conversation), `voicemail` (an answering machine took it), `no_answer`, `busy` (busy or "
+    "rejected), `cancelled` (hung up before an answer), `failed` (never spoke to the callee: the carrier refused the "
+    "call, or the service could not set up or run the conversation before the agent said anything; "
+    "`error_message` gives the call's end reason and its detail), `dispatch_interrupted` (the dispatcher stopped "
+    "while placing it; not placed again). Only `answered` and `voicemail` count as `completed`. Skipped entries: "
+    "`invalid_phone`, `no_phone`, `lead_not_found`, `duplicate`, `do_not_call`. Null while an attempt is pending."
+)
+
+
 @example({"id": "6f1e2d3c-4b5a-4968-8776-655443322110", "batch_id": "0b8f3e0c-5d2a-4c7e-9f1a-2b3c4d5e6f70",
           "position": 1, "lead_id": "5e2d1c0b-9a8f-4e7d-8c6b-5a4f3e2d1c0b", "phone": "+14155550199",
           "status": "retrying", "outcome": "no_answer", "error_message": "no answer", "attempts": 1,
@@ -193,9 +225,12 @@ class BatchEntry(msgspec.Struct):
     lead_id: uuid.UUID | None
     phone: str | None
     status: EntryStatus
-    # The latest attempt's result, or why the entry was skipped.
-    outcome: str | None
-    error_message: str | None
+    outcome: Annotated[EntryOutcome | None, Meta(description=OUTCOME_DESCRIPTION)]
+    # Why the attempt did not complete, in words: e.g. "the agent could not speak to the callee (setup_failed: not
+    # configured: DEEPGRAM_API_KEY (speech-to-text))".
+    error_message: Annotated[
+        str | None, Meta(description="Why the latest attempt did not complete, or why the entry was skipped.")
+    ]
     attempts: int
     last_call_id: uuid.UUID | None
     next_attempt_at: datetime | None

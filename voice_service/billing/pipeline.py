@@ -26,8 +26,9 @@ from decimal import Decimal
 from typing import Any
 
 import asyncpg
+import msgspec
 
-from analysis.pricing import CostBreakdown, CostItem, cost_item_to_json, reconcile_telephony
+from analysis.pricing import TRANSFER_LEG, CostBreakdown, CostItem, cost_item_to_json, reconcile_telephony
 from analysis.usage import UsageMeter
 from voice_service.billing import repository as repo
 from voice_service.billing.listeners import BillingListeners
@@ -132,9 +133,12 @@ def _remote_country(call: asyncpg.Record) -> str | None:
     return phone.region if phone is not None else None
 
 
-def usage_meter_of(call: asyncpg.Record) -> UsageMeter:
+def usage_meter_of(call: asyncpg.Record, *, with_transfer_leg: bool = True) -> UsageMeter:
     metadata = call["metadata"] or {}
-    meter = UsageMeter.from_builtins(metadata.get("usage"))
+    try:
+        meter = UsageMeter.from_builtins(metadata.get("usage"))
+    except msgspec.ValidationError as exc:
+        raise ValueError(f"the call's usage meter (metadata.usage) cannot be read: {exc}") from exc
     t = meter.telephony
     # A call that never reached the conversation engine still has the provider's duration.
     if t is None and call["provider"] and call["duration_seconds"]:
@@ -144,9 +148,32 @@ def usage_meter_of(call: asyncpg.Record) -> UsageMeter:
             direction=call["direction"],
             country=_remote_country(call),
         )
-    elif t is not None and t.country is None:
-        meter.set_telephony(t.provider, t.seconds, direction=t.direction, country=_remote_country(call))
+    elif t is not None:
+        seconds = t.seconds
+        if _transferred(metadata) and call["duration_seconds"]:
+            # The engine stopped metering when the call was transferred; the carrier's leg went on until the
+            # dialled party hung up: its final duration is what the carrier bills.
+            seconds = max(seconds, float(call["duration_seconds"]))
+        meter.set_telephony(
+            t.provider, seconds, direction=t.direction, country=t.country or _remote_country(call)
+        )
+    leg = transfer_leg(call)
+    if with_transfer_leg and leg is not None:
+        meter.add_transfer_leg(leg[0], leg[1], country=leg[2])
     return meter
+
+
+def _transferred(metadata: dict[str, Any]) -> bool:
+    return metadata.get("end_reason") == "transferred" or "transfer_leg" in metadata or "transfer_to" in metadata
+
+
+def transfer_leg(call: asyncpg.Record) -> tuple[str, float, str | None] | None:
+    """(provider, seconds, country) of the transferred call's dialled leg once its final status came; else None."""
+    leg = (call["metadata"] or {}).get("transfer_leg") or {}
+    if not leg.get("final") or not call["provider"]:
+        return None
+    phone = parse_phone(str(leg.get("to") or ""))
+    return call["provider"], float(leg.get("duration_seconds") or 0), phone.region if phone is not None else None
 
 
 def _provider_price(call: asyncpg.Record) -> tuple[Decimal, str] | None:
@@ -163,16 +190,36 @@ def _provider_price(call: asyncpg.Record) -> tuple[Decimal, str] | None:
 
 def _with_reconciliation(
     call: asyncpg.Record, breakdown: CostBreakdown
-) -> tuple[CostBreakdown, CostItem | None]:
+) -> tuple[CostBreakdown, CostItem | None, dict[str, Any] | None]:
+    """(breakdown, adjustment item, carrier_price) for the carrier's reported price, if any.
+
+    A price in the breakdown's currency is reconciled: the adjustment item makes the telephony items add up to it.
+    A price in another currency cannot be (no exchange rate is kept): it stays beside the estimate in its own
+    currency, `carrier_price.reconciled` false with the reason, on the call, its cost event and its usage event."""
     reported = _provider_price(call)
     if reported is None:
-        return breakdown, None
+        return breakdown, None, None
+    amount, currency = reported
+    carrier_price: dict[str, Any] = {"amount": _money(abs(amount)), "currency": currency, "reconciled": True}
+    if currency != breakdown.currency.upper():
+        carrier_price.update(
+            reconciled=False,
+            reason=(
+                f"the carrier reports its price in {currency}; the call is billed in {breakdown.currency}: kept "
+                "beside the estimate, not converted"
+            ),
+        )
+        log.info(
+            "carrier price in another currency: kept beside the estimate",
+            extra={"call_id": str(call["id"]), "currency": currency, "billed_in": breakdown.currency},
+        )
+        return breakdown, None, carrier_price
     try:
-        item = reconcile_telephony(breakdown, reported[0], reported[1], provider=call["provider"])
+        item = reconcile_telephony(breakdown, amount, currency, provider=call["provider"])
     except ValueError as exc:
-        log.warning("provider price not reconciled", extra={"call_id": str(call["id"]), "reason": str(exc)})
-        return breakdown, None
-    return (breakdown, None) if item is None else (breakdown.with_item(item), item)
+        carrier_price.update(reconciled=False, reason=str(exc))
+        return breakdown, None, carrier_price
+    return (breakdown, None, carrier_price) if item is None else (breakdown.with_item(item), item, carrier_price)
 
 
 def _money(value: Decimal) -> str:
@@ -204,7 +251,7 @@ async def finalize_call(
         return None
     meter = usage_meter_of(call)
     at = call["started_at"] or call["created_at"]
-    breakdown, _ = _with_reconciliation(call, await price_meter(conn, tenant_id, meter, at))
+    breakdown, _, carrier_price = _with_reconciliation(call, await price_meter(conn, tenant_id, meter, at))
     items = breakdown.to_json_items()
     await checkpoint("priced")
 
@@ -224,6 +271,7 @@ async def finalize_call(
             "call_created_at": call_created_at.isoformat(),
             "batch_id": None if call["batch_id"] is None else str(call["batch_id"]),
             "usage": meter.to_builtins(),
+            "carrier_price": carrier_price,
         },
     )
     if usage_event_id is None:
@@ -238,7 +286,11 @@ async def finalize_call(
         breakdown=items,
         cost=breakdown.total,
         currency=breakdown.currency,
-        billing={"usage_event_id": str(usage_event_id), "billed_at": datetime.now(UTC).isoformat()},
+        billing={
+            "usage_event_id": str(usage_event_id),
+            "billed_at": datetime.now(UTC).isoformat(),
+            "carrier_price": carrier_price,
+        },
     )
     await checkpoint("call_updated")
 
@@ -261,6 +313,7 @@ async def finalize_call(
             "agent_id": call["agent_id"],
             "lead_id": None if call["lead_id"] is None else str(call["lead_id"]),
             "batch_id": None if call["batch_id"] is None else str(call["batch_id"]),
+            "carrier_price": carrier_price,
         },
     )
     await checkpoint("event")
@@ -278,6 +331,58 @@ async def finalize_call(
     return Billed(usage_event_id, breakdown.total, ledger_id)
 
 
+async def _bill_transfer_leg(
+    conn: asyncpg.Connection, call: asyncpg.Record, current: CostBreakdown
+) -> CostBreakdown:
+    """A transfer's dialled leg whose final status came after the call was billed: its items, usage event, ledger
+    debit and `voice_call.cost_adjusted` event, like a price adjustment (one transaction, keyed once per call)."""
+    tenant_id, call_id, call_created_at = call["tenant_id"], call["id"], call["created_at"]
+    leg = transfer_leg(call)
+    assert leg is not None
+    meter = UsageMeter()
+    meter.add_transfer_leg(leg[0], leg[1], country=leg[2])
+    priced = await price_meter(conn, tenant_id, meter, call["started_at"] or call["created_at"], current.currency)
+    key = f"voice_call:{call_id}:transfer_leg"
+    items = priced.to_json_items()
+    usage_event_id = await repo.insert_usage_event(
+        conn,
+        tenant_id,
+        user_id=call["initiated_by_user_id"],
+        feature_key=FEATURE_KEY,
+        usage_items=items,
+        total_quantity=Decimal(1),
+        total_cost=priced.total,
+        currency=current.currency,
+        idempotency_key=key,
+        metadata={"call_id": str(call_id), "call_created_at": call_created_at.isoformat(), "usage": meter.to_builtins()},
+    )
+    if usage_event_id is None:
+        return current
+    updated = CostBreakdown(items=[*current.items, *priced.items], total=current.total + priced.total,
+                            currency=current.currency)
+    await calls_repo.set_cost(
+        conn, tenant_id, call_id, call_created_at, breakdown=updated.to_json_items(), cost=updated.total,
+        currency=updated.currency, billing={},
+    )
+    await emit(
+        conn,
+        tenant_id=tenant_id,
+        event_type="voice_call.cost_adjusted",
+        aggregate_type="voice_call",
+        aggregate_id=call_id,
+        payload={
+            "call_id": str(call_id),
+            "usage_event_id": str(usage_event_id),
+            "adjustment": _money(priced.total),
+            "cost": _money(updated.total),
+            "currency": updated.currency,
+            "items": items,
+        },
+    )
+    await charge(conn, tenant_id, usage_event_id, priced.total, key, f"transferred leg, call {call_id}", None)
+    return updated
+
+
 async def reconcile_call(
     conn: asyncpg.Connection, *, tenant_id: uuid.UUID, call_id: uuid.UUID, call_created_at: datetime
 ) -> CostItem | None:
@@ -286,7 +391,11 @@ async def reconcile_call(
     if call is None or call["cost"] is None:
         return None  # not billed yet: finalize_call includes the provider price itself
     current = CostBreakdown.from_json_items(call["cost_breakdown"], call["currency"] or "USD")
-    updated, item = _with_reconciliation(call, current)
+    if transfer_leg(call) is not None and not any(i.leg == TRANSFER_LEG for i in current.items):
+        current = await _bill_transfer_leg(conn, call, current)
+    updated, item, carrier_price = _with_reconciliation(call, current)
+    if carrier_price is not None and carrier_price != (call["metadata"] or {}).get("billing", {}).get("carrier_price"):
+        await calls_repo.merge_billing(conn, tenant_id, call_id, call_created_at, {"carrier_price": carrier_price})
     if item is None:
         return None
     n = sum(1 for i in current.items if i.unit == "adjustment") + 1

@@ -34,6 +34,7 @@ async def price_meter(
             *(u.provider for u in meter.llm),
             *(t.provider for t in meter.tts),
             *([meter.telephony.provider] if meter.telephony else []),
+            *(leg.provider for leg in meter.transfer_legs),
         }
     )
     rows = (

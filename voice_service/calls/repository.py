@@ -44,6 +44,8 @@ COLUMNS = (
     "provider_call_id",
     "answered_by",
     "metadata->>'end_reason' AS end_reason",
+    "metadata->>'end_reason_detail' AS end_reason_detail",
+    "metadata->'billing'->'carrier_price' AS carrier_price",
     "started_at",
     "ended_at",
     "duration_seconds",
@@ -56,6 +58,8 @@ COLUMNS = (
     "updated_at",
 )
 calls = Table("voice_call_logs", COLUMNS, soft_delete=False)
+# One call's whole record adds the heavy columns the lists leave out.
+_DETAIL = f"{calls.select}, transcripts, cost_breakdown"
 
 # The state the status/media logic works on (read FOR UPDATE).
 _STATE = (
@@ -83,11 +87,11 @@ async def insert_call(
 
 
 async def get_call(
-    conn: asyncpg.Connection, tenant_id: uuid.UUID, call_id: uuid.UUID
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, call_id: uuid.UUID, *, detail: bool = False
 ) -> asyncpg.Record | None:
-    """By id alone (the partition comes from the UUIDv7's timestamp)."""
+    """By id alone (the partition comes from the UUIDv7's timestamp); `detail` adds transcripts and cost_breakdown."""
     return await conn.fetchrow(
-        f"SELECT {calls.select} FROM voice_call_logs WHERE {_BY_ID_ONLY}", tenant_id, call_id
+        f"SELECT {_DETAIL if detail else calls.select} FROM voice_call_logs WHERE {_BY_ID_ONLY}", tenant_id, call_id
     )
 
 
@@ -187,7 +191,7 @@ async def locate(conn: asyncpg.Connection, tenant_id: uuid.UUID, call_id: uuid.U
 PIPELINE_COLUMNS = (
     "id, created_at, tenant_id, initiated_by_user_id, lead_id, agent_id, batch_id, batch_entry_id, "
     "provider, status, direction, answered_by, started_at, ended_at, duration_seconds, media_ended_at, "
-    "provider_final_at, transcripts, cost, currency, cost_breakdown, metadata, to_e164"
+    "provider_final_at, transcripts, cost, currency, cost_breakdown, metadata, from_e164, to_e164"
 )
 
 
@@ -233,10 +237,12 @@ async def set_cost(
     currency: str,
     billing: dict[str, Any],
 ) -> None:
-    """The call's priced breakdown and total; `billing` is merged into metadata.billing."""
+    """The call's priced breakdown and total; `billing` is merged into metadata.billing, and a billing_error left
+    by a failed attempt is removed (the call is billed now)."""
     await conn.execute(
         f"UPDATE voice_call_logs SET cost_breakdown = $4, cost = $5, currency = $6, "
-        f"metadata = jsonb_set(metadata, '{{billing}}', coalesce(metadata -> 'billing', '{{}}') || $7::jsonb) "
+        f"metadata = jsonb_set(metadata - 'billing_error', '{{billing}}', "
+        f"coalesce(metadata -> 'billing', '{{}}') || $7::jsonb) "
         f"WHERE {_BY_ID}",
         tenant_id,
         call_id,
@@ -245,6 +251,40 @@ async def set_cost(
         cost,
         currency,
         billing,
+    )
+
+
+async def merge_billing(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, call_id: uuid.UUID, created_at: datetime, billing: dict[str, Any]
+) -> None:
+    """Merge `billing` into metadata.billing (the bill itself unchanged)."""
+    await conn.execute(
+        f"UPDATE voice_call_logs SET metadata = jsonb_set(metadata, '{{billing}}', "
+        f"coalesce(metadata -> 'billing', '{{}}') || $4::jsonb) WHERE {_BY_ID}",
+        tenant_id,
+        call_id,
+        created_at,
+        billing,
+    )
+
+
+async def unbilled_final_calls(
+    conn: asyncpg.Connection,
+    *,
+    settled_before: datetime,
+    include_given_up: bool,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> list[asyncpg.Record]:
+    """A page of final calls without a bill, every tenant (SECURITY DEFINER `unbilled_final_calls`, sql/0070),
+    in (created_at, id) order after `after`."""
+    return await conn.fetch(
+        "SELECT tenant_id, call_id, call_created_at FROM unbilled_final_calls($1, $2, $3, $4, $5)",
+        settled_before,
+        include_given_up,
+        after[0] if after else None,
+        after[1] if after else None,
+        limit,
     )
 
 
@@ -335,9 +375,12 @@ async def attempt_state(
     *,
     lock: bool = False,
 ) -> asyncpg.Record | None:
-    """What a batch attempt's outcome is decided from: status, answered_by, end reason, the batch entry."""
+    """What a batch attempt's outcome is decided from: status, answered_by, end reason (and its detail), whether
+    the agent said anything, the batch entry."""
     return await conn.fetchrow(
         f"""SELECT id, created_at, status, provider_call_id, answered_by, metadata->>'end_reason' AS end_reason,
+                  metadata->>'end_reason_detail' AS end_reason_detail,
+                  coalesce(jsonb_path_exists(transcripts, '$[*] ? (@.role == "agent")'), false) AS agent_spoke,
                   batch_id, batch_entry_id, attempt
            FROM voice_call_logs WHERE {_BY_ID}"""
         + (" FOR UPDATE" if lock else ""),

@@ -22,7 +22,7 @@ from voice_service.deps import Caller, Conn
 from voice_service.errors import BadRequest, Conflict, ServiceUnavailable
 from voice_service.openapi import problems
 from voice_service.pagination import Page
-from voice_service.params import Cursor, Limit
+from voice_service.params import BIGINT_MAX, Cursor, Limit
 from voice_service.runtime import Runtime
 
 _encoder = msgspec.json.Encoder()
@@ -132,7 +132,7 @@ class CallController(Controller):
         cursor: str | None = Cursor,
         status: CallStatusName | None = QueryParameter(name="status", default=None),
         direction: Direction | None = QueryParameter(name="direction", default=None),
-        agent_id: int | None = QueryParameter(name="agent_id", default=None),
+        agent_id: int | None = QueryParameter(name="agent_id", ge=1, le=BIGINT_MAX, default=None),
         lead_id: uuid.UUID | None = QueryParameter(name="lead_id", default=None),
         batch_id: uuid.UUID | None = QueryParameter(name="batch_id", default=None),
         created_after: datetime | None = CreatedAfter,
@@ -141,7 +141,10 @@ class CallController(Controller):
         """Cursor-paginated, newest first: pass the page's `next_cursor` back as `cursor` for the next
         page; `next_cursor` is null on the last page.
         Filters: `status`, `direction`, `agent_id`, `lead_id`, `batch_id`, and the creation time range
-        `created_after` (inclusive) / `created_before` (exclusive), RFC 3339 date-times with a time zone."""
+        `created_after` (inclusive) / `created_before` (exclusive), RFC 3339 date-times with a time zone.
+        Each item is the call as `GET /v1/calls/{call_id}` returns it, without its two heavy fields:
+        `transcripts` and `cost_breakdown` are left out of lists (get the call for them); `cost` and `currency`
+        are there."""
         filters = _filters(status, direction, agent_id, lead_id, batch_id)
         return await service.list_calls(conn, principal.tenant_id, limit, cursor, filters,
                                         created_after=created_after, created_before=created_before)
@@ -161,7 +164,7 @@ class CallController(Controller):
         principal: Caller,
         status: CallStatusName | None = QueryParameter(name="status", default=None),
         direction: Direction | None = QueryParameter(name="direction", default=None),
-        agent_id: int | None = QueryParameter(name="agent_id", default=None),
+        agent_id: int | None = QueryParameter(name="agent_id", ge=1, le=BIGINT_MAX, default=None),
         lead_id: uuid.UUID | None = QueryParameter(name="lead_id", default=None),
         batch_id: uuid.UUID | None = QueryParameter(name="batch_id", default=None),
         created_after: datetime | None = CreatedAfter,
@@ -178,9 +181,12 @@ class CallController(Controller):
         return Stream(rows, media_type="text/csv; charset=utf-8",
                       headers={"Content-Disposition": f'attachment; filename="calls-{day}.csv"'})
 
-    @get("/{call_id:uuid}", operation_id="getCall", summary="Get a call log")
+    @get("/{call_id:uuid}", operation_id="getCall", summary="Get a call's whole record")
     async def get_call(self, conn: Conn, principal: Caller, call_id: uuid.UUID) -> Call:
-        """The call log: status, times, end reason, cost and cost breakdown once billed, metadata."""
+        """Status, timing and end reason; `transcripts` (each turn: `role` agent|user, `text`, `heard` — what the
+        caller heard of an agent turn cut off —, `start_ms`/`end_ms` from the start of the call's media,
+        `interrupted`); `cost_breakdown` (the billed items: category, provider, model, unit, quantity,
+        unit_price, cost) beside `cost` and `currency`, empty until the call is billed; metadata."""
         return await service.get_call(conn, principal.tenant_id, call_id)
 
 

@@ -36,7 +36,7 @@ from providers.telephony.base import (
     is_status_advance,
 )
 from voice_service.auth import Principal
-from voice_service.calls import lifecycle, live
+from voice_service.calls import legs, lifecycle, live
 from voice_service.calls import repository as repo
 from voice_service.calls.listeners import CallListeners
 from voice_service.calls.schemas import Call, CallCreate, CallInfo, CallRef, CallStats
@@ -79,11 +79,35 @@ FINALIZE_GRACE = timedelta(minutes=10)
 _ROW_DECODE = msgspec.convert
 
 
+def _turn(stored: Mapping[str, Any], lines: Mapping[int, str]) -> dict[str, Any]:
+    """A stored transcript entry as the API shows it (see conversation/records.py for how the engine stores them:
+    an agent turn cut off keeps what was heard, and metadata.cut_off_lines the whole line, by the turn's start)."""
+    agent = stored.get("role") == "agent"
+    interrupted = bool(stored.get("interrupted"))
+    text = str(stored.get("text") or "")
+    start_ms = int(stored.get("start_ms") or 0)
+    return {
+        "role": "agent" if agent else "user",  # stored as "caller" (or "user")
+        "text": lines.get(start_ms, text) if agent and interrupted else text,
+        "heard": text if interrupted and agent else None,
+        "start_ms": start_ms,
+        "end_ms": int(stored.get("end_ms") or 0),
+        "interrupted": interrupted,
+    }
+
+
 def _call(row: asyncpg.Record) -> Call:
     data = dict(row)
     data["from"] = data.pop("from_e164")
     data["to"] = data.pop("to_e164")
-    return _ROW_DECODE(data, Call)
+    if "transcripts" in data:
+        cut_off = (data["metadata"] or {}).get("cut_off_lines") or []
+        lines = {
+            int(c["start_ms"]): str(c["text"]) for c in cut_off if isinstance(c, Mapping) and "start_ms" in c
+        }
+        data["transcripts"] = [_turn(t, lines) for t in data["transcripts"] or [] if isinstance(t, Mapping)]
+        data["cost_breakdown"] = data["cost_breakdown"] or []
+    return _ROW_DECODE(data, Call, strict=False)
 
 
 def hash_token(token: str) -> bytes:
@@ -412,7 +436,8 @@ async def create_outbound(
 
 
 async def get_call(conn: asyncpg.Connection, tenant_id: uuid.UUID, call_id: uuid.UUID) -> Call:
-    row = await repo.get_call(conn, tenant_id, call_id)
+    """The call's whole record, transcript and cost breakdown included."""
+    row = await repo.get_call(conn, tenant_id, call_id, detail=True)
     if row is None:
         raise NotFound(f"call {call_id} not found")
     return _call(row)
@@ -486,12 +511,19 @@ def plan_status_update(
     if ev.price is not None:
         patch["provider_price"] = {"amount": str(ev.price), "currency": ev.price_currency}
     meta = state["metadata"] or {}
+    if ev.conversation_id and "provider_conversation_id" not in meta:
+        # Vonage: every leg of the call shares it; a transfer's dialled leg is known by it (legs.py).
+        patch["provider_conversation_id"] = ev.conversation_id
     patch = {key: value for key, value in patch.items() if meta.get(key) != value}
     return fields, patch, advance and ev.status in TERMINAL_STATUSES
 
 
 async def apply_status_event(runtime: Runtime, ev: StatusEvent) -> StatusOutcome | None:
     """Apply a verified status webhook. None when it is about no call we know (logged; answer 2xx anyway)."""
+    if ev.leg == "transfer":
+        # The leg the carrier dialled for a transfer: recorded on the transferred call, its status unchanged.
+        recorded = await legs.apply_transfer_leg(runtime, ev)
+        return StatusOutcome(applied=recorded, status=ev.status.value, became_terminal=False) if recorded else None
     async with system_tx(runtime.pool) as conn:
         loc = await _locate(conn, ev)
     if loc is None:

@@ -13,7 +13,7 @@ from typing import Any
 from voice_service.calls import live
 from voice_service.calls.session import MediaSession, SessionHandler
 from voice_service.conversation.engine import CallSession
-from voice_service.conversation.services import EngineConfig, RuntimeServices
+from voice_service.conversation.services import EngineConfig, RuntimeServices, warn_unconfigured
 from voice_service.runtime import Runtime
 
 __all__ = ["CallSession", "EngineConfig", "RuntimeServices", "handler_factory", "install", "running"]
@@ -35,7 +35,9 @@ def install(runtime: Runtime, config: EngineConfig | None = None) -> Callable[[M
 
 @asynccontextmanager
 async def running(app: Any) -> AsyncIterator[None]:
-    """Background service for the app's lifespan (after the Runtime is open)."""
+    """Background service for the app's lifespan (after the Runtime is open); says at start-up which speech and LLM
+    settings are missing, if any."""
+    warn_unconfigured(app.state.runtime.settings)
     previous = install(app.state.runtime)
     try:
         yield

@@ -5,6 +5,10 @@ Transcript offsets are milliseconds from `t0` (the start of the call's media) on
 is placed where the caller spoke on the STT stream's audio timeline; an agent turn from its first audio to the
 last sentence the caller heard. Entries are appended as turns end (a backchannel before the agent turn it fell
 inside): `transcripts()` orders them by start for storage. Every entry is also told to the call's observers.
+
+An agent turn the caller cut off is stored with `text` = what the caller heard (what the LLM history keeps and the
+call's observers are told); the whole line the agent was saying goes to `metadata.cut_off_lines` ({start_ms, text}
+per such turn, matched by its start). The API shows the line as the turn's `text` and the heard part as `heard`.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ class CallRecords:
         self.observers = observers
         self.usage = UsageMeter()
         self.transcript: list[TranscriptTurn] = []
+        self._full_text: dict[int, str] = {}  # id(entry) → the whole line of an agent turn cut off
         self.latencies: list[TurnLatency] = []
         self.endpointing_seconds = (
             0.0  # the STT's endpointing silence (the call's setup), inside a final's end
@@ -80,21 +85,32 @@ class CallRecords:
         if turn.sentences:
             start = turn.first_audio_at if turn.first_audio_at is not None else at
             end = at if interrupted or turn.last_played_at is None else turn.last_played_at
-            self._add(
-                TranscriptTurn(
-                    role="agent",
-                    text=text,
-                    start_ms=self.ms(start),
-                    end_ms=max(self.ms(end), self.ms(start)),
-                    interrupted=interrupted,
-                )
+            entry = TranscriptTurn(
+                role="agent",
+                text=text,
+                start_ms=self.ms(start),
+                end_ms=max(self.ms(end), self.ms(start)),
+                interrupted=interrupted,
             )
+            if interrupted:
+                line = turn.text if turn.kind == "say" else turn.generated or turn.spoken_text()
+                if line and line != text:
+                    self._full_text[id(entry)] = line
+            self._add(entry)
         if turn.first_audio_at is not None or turn.latency.llm_first_token_ms is not None:
             self.latencies.append(turn.latency)
 
     def transcripts(self) -> list[dict[str, Any]]:
         """`voice_call_logs.transcripts`: chronological (turns are recorded when they end)."""
         return transcripts_builtins(sorted(self.transcript, key=lambda t: t.start_ms))
+
+    def cut_off_lines(self) -> list[dict[str, Any]]:
+        """`metadata.cut_off_lines`: the whole line of each agent turn the caller cut off, by the turn's start."""
+        return [
+            {"start_ms": entry.start_ms, "text": self._full_text[id(entry)]}
+            for entry in sorted(self.transcript, key=lambda t: t.start_ms)
+            if id(entry) in self._full_text
+        ]
 
     def metadata(
         self, setup: CallSetup | None, *, end_reason: str | None, ended_at: float, stt_seconds: float
@@ -128,6 +144,9 @@ class CallRecords:
             "latency": latency_summary(self.latencies),
             "conversation": conversation,
         }
+        cut_off = self.cut_off_lines()
+        if cut_off:
+            records["cut_off_lines"] = cut_off
         if end_reason == "transferred":
             # The call itself ends later, with the carrier's status (which carries no reason): say why here.
             records["end_reason"] = "transferred"

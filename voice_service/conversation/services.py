@@ -5,6 +5,10 @@ Provider clients are built once per process from settings and kept on the Runtim
 client per STT model; `conversation_llm`: one OpenAI client; `tts_clients`: one TTS client per provider/model), all
 sharing the Runtime's httpx client and closed with it. The transcript is written through the calls repository,
 the one writer of the call log.
+
+Speech and LLM providers that are not configured (no API key, and the provider's public URL) are named once at
+start-up (`warn_unconfigured`) and again on each call that needs them: its setup fails with
+`ProvidersNotConfigured`, and `metadata.end_reason_detail` says which settings are missing.
 """
 
 from __future__ import annotations
@@ -29,14 +33,66 @@ from voice_service.agents.schemas import AgentConfig
 from voice_service.calls import repository as calls_repo
 from voice_service.calls.schemas import CallInfo
 from voice_service.carriers.clients import get_provider
+from voice_service.carriers.urls import status_url
 from voice_service.conversation import prompts, tools
 from voice_service.conversation import repository as repo
 from voice_service.db import tenant_tx
 from voice_service.runtime import Runtime
+from voice_service.settings import Settings
 
 log = logging.getLogger(__name__)
 
 DEFAULT_LANGUAGE = "en-US"
+# The setting holding each TTS provider's API key (providers/tts/registry.py refuses to build one without it).
+TTS_KEY_SETTINGS = {
+    "deepgram": "deepgram_api_key",
+    "openai": "openai_api_key",
+    "elevenlabs": "elevenlabs_api_key",
+    "cartesia": "cartesia_api_key",
+    "google": "google_tts_api_key",
+}
+_DEFAULTS = Settings()
+
+
+class ProvidersNotConfigured(Exception):
+    """The call's conversation needs providers whose settings are missing: {setting name: what needs it}."""
+
+    def __init__(self, missing: Mapping[str, list[str]]) -> None:
+        self.missing = dict(missing)
+        super().__init__(f"not configured: {describe_missing(self.missing)}")
+
+
+def missing_settings(settings: Settings, *, tts: bool = True) -> dict[str, list[str]]:
+    """The settings (environment variable names) a conversation needs and does not have, each with what needs it.
+    A provider pointed at another server (its *_BASE_URL changed: a self-hosted, compatible one) may go without
+    a key; the public services never do. With `tts`, the default TTS provider's key is checked too."""
+    missing: dict[str, list[str]] = {}
+    if not settings.deepgram_api_key and settings.deepgram_base_url == _DEFAULTS.deepgram_base_url:
+        missing.setdefault("DEEPGRAM_API_KEY", []).append("speech-to-text")
+    if not settings.openai_api_key and settings.openai_base_url == _DEFAULTS.openai_base_url:
+        missing.setdefault("OPENAI_API_KEY", []).append("LLM")
+    key = TTS_KEY_SETTINGS.get(settings.default_tts_provider)
+    if tts and key is not None and not getattr(settings, key):
+        missing.setdefault(key.upper(), []).append("text-to-speech")
+    return missing
+
+
+def describe_missing(missing: Mapping[str, list[str]]) -> str:
+    return ", ".join(f"{name} ({' and '.join(uses)})" for name, uses in missing.items())
+
+
+def warn_unconfigured(settings: Settings) -> bool:
+    """Log once (at start-up) which provider settings are missing; True when something is."""
+    missing = missing_settings(settings)
+    if missing:
+        log.warning(
+            "speech and LLM providers are not configured: set %s (or point DEEPGRAM_BASE_URL / OPENAI_BASE_URL "
+            "at compatible servers). Until then calls connect, the agent cannot speak, and each call ends with "
+            "end_reason setup_failed.",
+            " and ".join(missing),
+            extra={"missing_settings": sorted(missing)},
+        )
+    return bool(missing)
 
 _Client = TypeVar("_Client")
 
@@ -199,7 +255,15 @@ class RuntimeServices:
             if call.lead_id is not None:
                 row = await repo.get_lead(conn, call.tenant_id, call.lead_id)
                 lead = dict(row) if row is not None else None
-        return self.build_setup(call, agent, voice, lead)
+        try:
+            return self.build_setup(call, agent, voice, lead)
+        except ProvidersNotConfigured as exc:
+            # The call will end `setup_failed`: say which settings are missing on the call itself.
+            async with tenant_tx(self.runtime.pool, call.tenant_id) as conn:
+                await calls_repo.patch_metadata(
+                    conn, call.tenant_id, call.call_id, call.call_created_at, {"end_reason_detail": str(exc)}
+                )
+            raise
 
     def build_setup(
         self,
@@ -209,6 +273,7 @@ class RuntimeServices:
         lead: Mapping[str, Any] | None,
     ) -> CallSetup:
         settings = self.runtime.settings
+        missing = missing_settings(settings, tts=False)
         config = agent_config(agent.get("config"))
         variables = prompts.call_variables(lead, call.variables)
         language = agent.get("language") or DEFAULT_LANGUAGE
@@ -232,7 +297,15 @@ class RuntimeServices:
             )
         if tts is None:
             voice_name = settings.default_tts_voice
-            tts = self.tts(settings.default_tts_provider, None)
+            try:
+                tts = self.tts(settings.default_tts_provider, None)
+            except ValueError:
+                key = TTS_KEY_SETTINGS.get(settings.default_tts_provider)
+                if key is None:
+                    raise
+                missing.setdefault(key.upper(), []).append("text-to-speech")
+        if missing or tts is None:
+            raise ProvidersNotConfigured(missing)
         return CallSetup(
             config=config,
             system_prompt=prompts.system_prompt(agent, config, direction=call.direction, variables=variables),
@@ -258,7 +331,16 @@ class RuntimeServices:
             )
 
     async def transfer(self, call: CallInfo, to_e164: str) -> None:
+        """Ask the carrier to move the call to `to_e164`. The dialled leg's statuses come to the call's status
+        webhook marked `leg=transfer` (billing bills that leg from them); the call records where it went."""
         if not call.provider or not call.provider_call_id:
             raise ProviderError("rejected", "the call has no provider call id to transfer")
         provider = await get_provider(self.runtime, call.provider)
-        await provider.transfer(call.provider_call_id, to_e164, caller_id=own_number(call))
+        async with tenant_tx(self.runtime.pool, call.tenant_id) as conn:
+            await calls_repo.patch_metadata(
+                conn, call.tenant_id, call.call_id, call.call_created_at, {"transfer_to": to_e164}
+            )
+        leg_status_url = f"{status_url(self.runtime.settings, call.provider, call.call_id)}&leg=transfer"
+        await provider.transfer(
+            call.provider_call_id, to_e164, caller_id=own_number(call), status_url=leg_status_url
+        )

@@ -10,7 +10,7 @@ import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
 from voice_service.openapi import example
-from voice_service.schemas import E164, FreeJson, check_free_json
+from voice_service.schemas import E164, AgentRef, FreeJson, check_free_json
 
 # One of the registered telephony carriers (providers/telephony/registry.py); the service checks which, so a carrier
 # added to the registry needs no change here.
@@ -46,7 +46,7 @@ class NumberCreate(msgspec.Struct, forbid_unknown_fields=True):
     phone_number: E164
     provider: ProviderName
     status: Annotated[NumberStatus, Meta(description="Only active numbers place and take calls.")] = "active"
-    default_agent_id: Annotated[int | None, Meta(description="The agent that answers inbound calls.")] = None
+    default_agent_id: Annotated[AgentRef | None, Meta(description="The agent that answers inbound calls.")] = None
     metadata: Annotated[FreeJson, Meta(description="Your own data (at most 16 KB).")] = {}
 
     def __post_init__(self) -> None:
@@ -59,7 +59,7 @@ class NumberUpdate(msgspec.Struct, forbid_unknown_fields=True):
 
     provider: Annotated[ProviderName, Meta(description="The carrier.")] | UnsetType = UNSET
     status: Annotated[NumberStatus, Meta(description="Only active numbers place and take calls.")] | UnsetType = UNSET
-    default_agent_id: Annotated[int | None, Meta(description="The agent that answers inbound calls; null: inbound "
+    default_agent_id: Annotated[AgentRef | None, Meta(description="The agent that answers inbound calls; null: inbound "
                                                              "calls are refused politely.")] | UnsetType = UNSET
     metadata: Annotated[FreeJson, Meta(description="Your own data (at most 16 KB).")] | UnsetType = UNSET
 

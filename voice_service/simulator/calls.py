@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Literal
@@ -65,6 +66,10 @@ class SimCall:
     media_end: asyncio.Event = field(default_factory=asyncio.Event)
     transferred_to: str | None = None  # the E.164 number the service transferred the call to
     transfer_caller_id: str | None = None  # the caller id it asked to show the target (E.164), if any
+    # Where the dialled leg's statuses go (Twilio <Number statusCallback>, Vonage connect eventUrl), if given.
+    transfer_status_url: str | None = None
+    dialled_legs: list[SimCall] = field(default_factory=list)  # the legs a transfer dialled, once they ended
+    conversation_id: str | None = None  # Vonage: the conversation_uuid every leg of the call shares
     done: asyncio.Event = field(default_factory=asyncio.Event)
     answered_at: float | None = None
     ended_at: float | None = None
@@ -80,8 +85,9 @@ class SimCall:
         self.hangup_requested.set()
         self.media_end.set()
 
-    def transfer(self, to: str, caller_id: str | None) -> None:
+    def transfer(self, to: str, caller_id: str | None, status_url: str | None = None) -> None:
         self.transferred_to, self.transfer_caller_id = to, caller_id
+        self.transfer_status_url = status_url
         self.media_end.set()
 
     @property
@@ -114,7 +120,25 @@ async def wait_hangup(call: SimCall, seconds: float) -> bool:
     return call.hangup_requested.is_set()
 
 
-async def transferred_leg(call: SimCall) -> None:
-    """After a transfer the call goes on with the target until it hangs up (or the service hangs up)."""
-    if call.transferred_to is not None:
-        await wait_hangup(call, call.scenario.transferred_seconds)
+async def transferred_leg(call: SimCall, leg_id: str) -> SimCall | None:
+    """After a transfer the call goes on with the target until it hangs up (or the service hangs up); returns the
+    dialled leg (a call of the carrier's own, outbound to the target), ended, or None when there was no transfer."""
+    if call.transferred_to is None:
+        return None
+    leg = SimCall(
+        id=leg_id,
+        provider=call.provider,
+        direction="outbound",
+        to=call.transferred_to,
+        from_=call.transfer_caller_id or call.from_,
+        scenario=call.scenario,
+        account_sid=call.account_sid,
+    )
+    leg.answered_at = time.time()
+    await wait_hangup(call, call.scenario.transferred_seconds)
+    leg.ended_at = time.time()
+    leg.duration = round(leg.ended_at - leg.answered_at)
+    leg.statuses.append("completed")
+    leg.done.set()
+    call.dialled_legs.append(leg)
+    return leg

@@ -169,7 +169,7 @@ class TwilioSide:
                 "message": f"Simulated error {call.scenario.transfer_status}",
                 "status": call.scenario.transfer_status,
             }
-        call.transfer((number.text or "").strip(), dial.get("callerId"))
+        call.transfer((number.text or "").strip(), dial.get("callerId"), number.get("statusCallback"))
         return None
 
     # --- webhooks to the service ---
@@ -272,7 +272,18 @@ class TwilioSide:
                 hangup=call.media_end,
                 headers=self._signed(call.account_sid, url),
             )
-            await transferred_leg(call)
+            leg = await transferred_leg(call, "CA" + uuid.uuid4().hex)
+            if leg is not None and call.transfer_status_url:
+                # The dialled (child) call's status callback, as Twilio posts it when that call completes.
+                await self._post(
+                    call,
+                    call.transfer_status_url,
+                    {
+                        **self._status(leg, 0, "completed", CallDuration=str(leg.duration or 0)),
+                        "ParentCallSid": call.id,
+                        "Direction": "outbound-dial",
+                    },
+                )
         call.ended_at = time.time()
         call.duration = round(call.ended_at - (call.answered_at or call.ended_at))
 

@@ -175,8 +175,11 @@ class VonageSide:
                 "detail": f"Simulated error {call.scenario.transfer_status}",
             }
         caller_id = connect.get("from")
+        event_url = (connect.get("eventUrl") or [None])[0]
         call.transfer(
-            "+" + str(phone["number"]).lstrip("+"), "+" + str(caller_id).lstrip("+") if caller_id else None
+            "+" + str(phone["number"]).lstrip("+"),
+            "+" + str(caller_id).lstrip("+") if caller_id else None,
+            event_url,
         )
         return 204, {}
 
@@ -224,7 +227,7 @@ class VonageSide:
     async def _play_outbound(self, call: SimCall) -> None:
         request = call.request
         event_url = (request.get("event_url") or [None])[0]
-        conversation = "CON-" + str(uuid.uuid4())
+        conversation = call.conversation_id = "CON-" + str(uuid.uuid4())
 
         async def event(status: str, **extra: Any) -> None:
             call.statuses.append(status)
@@ -306,16 +309,33 @@ class VonageSide:
                 call_sid=call.id,
                 hangup=call.media_end,
             )
-            await transferred_leg(call)
+            leg = await transferred_leg(call, str(uuid.uuid4()))
+            if leg is not None and call.transfer_status_url:
+                await self._leg_events(call, leg, call.transfer_status_url)
         call.ended_at = time.time()
         call.duration = round(call.ended_at - (call.answered_at or call.ended_at))
+
+    async def _leg_events(self, call: SimCall, leg: SimCall, url: str) -> None:
+        """The dialled leg's answered and completed events (its own uuid, the call's conversation, its duration,
+        rate and price), to the connect action's eventUrl, as Vonage posts them."""
+        common = {
+            "uuid": leg.id,
+            "conversation_uuid": call.conversation_id,
+            "direction": "outbound",
+            "from": leg.from_.lstrip("+"),
+            "to": leg.to.lstrip("+"),
+        }
+        await self._event(call, url, {**common, "status": "answered", "timestamp": _iso(leg.answered_at or 0)})
+        await self._event(
+            call, url, {**common, "status": "completed", "timestamp": _iso(leg.ended_at or 0), **self._completed(leg)}
+        )
 
     def new_inbound_id(self) -> str:
         return str(uuid.uuid4())
 
     async def play_inbound(self, call: SimCall, service_url: str) -> None:
         """A caller dialling one of the service's numbers: the answer webhook, then the NCCO's websocket."""
-        conversation = "CON-" + str(uuid.uuid4())
+        conversation = call.conversation_id = "CON-" + str(uuid.uuid4())
         fields = {
             "to": call.to.lstrip("+"),
             "from": call.from_.lstrip("+"),

@@ -10,7 +10,7 @@ import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
 from voice_service.openapi import example
-from voice_service.schemas import FreeJson, check_free_json
+from voice_service.schemas import AgentRef, FreeJson, check_free_json
 
 Role = Literal["owner", "admin", "member", "viewer"]
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
@@ -106,7 +106,7 @@ class VoiceProfile(msgspec.Struct):
 class VoiceProfileUpdate(msgspec.Struct, forbid_unknown_fields=True):
     """The calling user's defaults; a field not sent keeps its value."""
 
-    default_agent_id: Annotated[int | None, Meta(description="The agent this user's calls use by default.")] | UnsetType = UNSET
+    default_agent_id: Annotated[AgentRef | None, Meta(description="The agent this user's calls use by default.")] | UnsetType = UNSET
     default_number_id: Annotated[uuid.UUID | None, Meta(description="The number this user calls from by default.")] | UnsetType = UNSET
     preferences: Annotated[FreeJson, Meta(description="This user's own settings (at most 16 KB).")] | UnsetType = UNSET
     metadata: Annotated[FreeJson, Meta(description="Your own data (at most 16 KB).")] | UnsetType = UNSET

@@ -5,7 +5,6 @@ caller speaks, the agent answers, and `end_call` hangs up through the provider.
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -14,36 +13,17 @@ import httpx
 import pytest
 
 from tests.fakes.openai import ToolCall, ToolCalls
-from tests.support.conversation import Fakes, caller_wav, said, settled
+from tests.support.conversation import (
+    INBOUND_STARTER,
+    Fakes,
+    caller_wav,
+    inbound_number,
+    said,
+    settled,
+)
 from voice_service.simulator import Scenario
 
 CALLER = "+14155550123"
-INBOUND_STARTER = "Thanks for calling Bistro Uno, this is Ava. How can I help?"
-OUTBOUND_STARTER = "Hi, this is Ava calling from Bistro Uno."
-
-
-async def inbound_number(api: httpx.AsyncClient, tenant: Any, provider: str) -> tuple[int, str]:
-    """An agent with both starter prompts, and a number of `provider` whose default agent it is."""
-    r = await api.post(
-        "/v1/agents",
-        json={
-            "name": "Ava",
-            "agent_instructions": "You take table bookings for Bistro Uno.",
-            "inbound_starter_prompt": INBOUND_STARTER,
-            "outbound_starter_prompt": OUTBOUND_STARTER,
-        },
-        headers=tenant.headers,
-    )
-    assert r.status_code == 201, r.text
-    agent_id = r.json()["id"]
-    phone = f"+4420796{uuid.uuid4().int % 100000:05d}"
-    r = await api.post(
-        "/v1/numbers",
-        json={"phone_number": phone, "provider": provider, "default_agent_id": agent_id},
-        headers=tenant.headers,
-    )
-    assert r.status_code == 201, r.text
-    return agent_id, phone
 
 
 @pytest.mark.parametrize("provider", ["twilio", "vonage"])

@@ -14,12 +14,9 @@ import msgspec
 import pytest
 
 from tests.fakes.openai import ToolCall, ToolCalls
-from tests.support.conversation import Fakes, call, caller_wav, place, said, settled
+from tests.support.conversation import SALES, TARGETS, Fakes, call, caller_wav, place, said, settled
 from voice_service.conversation.engine import TRANSFER_FAILED_TEXT, TRANSFER_TEXT
 from voice_service.simulator import Scenario
-
-SALES = "+15557654321"
-TARGETS = {"transfer_targets": [{"name": "Sales", "phone": SALES, "description": "New orders"}]}
 
 
 async def from_number(api: httpx.AsyncClient, tenant: Any, request: str) -> str:
