@@ -27,12 +27,13 @@ class AppError(Exception):
     type_ = "about:blank"
 
     def __init__(self, detail: str, *, field: str | None = None, errors: list[dict[str, Any]] | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+                 headers: dict[str, str] | None = None, extensions: dict[str, Any] | None = None) -> None:
         super().__init__(detail)
         self.detail = detail
         self.field = field
         self.errors = errors or ([{"field": field, "message": detail}] if field else [])
         self.headers = headers or {}
+        self.extensions = extensions or {}  # RFC 9457 extension members (e.g. a call's status with a 409)
 
 
 class BadRequest(AppError):
@@ -72,8 +73,10 @@ class ServiceUnavailable(AppError):
 
 
 def problem(status: int, title: str, detail: str, request: Request[Any, Any, Any] | None = None,
-            errors: list[dict[str, Any]] | None = None, headers: dict[str, str] | None = None) -> Response[Any]:
-    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+            errors: list[dict[str, Any]] | None = None, headers: dict[str, str] | None = None,
+            extensions: dict[str, Any] | None = None) -> Response[Any]:
+    body: dict[str, Any] = {**(extensions or {}), "type": "about:blank", "title": title, "status": status,
+                            "detail": detail}
     if request is not None:
         body["instance"] = request.url.path
         rid = request.scope.get("state", {}).get("request_id")
@@ -85,7 +88,7 @@ def problem(status: int, title: str, detail: str, request: Request[Any, Any, Any
 
 
 def _app_error(request: Request[Any, Any, Any], exc: AppError) -> Response[Any]:
-    return problem(exc.status, exc.title, exc.detail, request, exc.errors, exc.headers)
+    return problem(exc.status, exc.title, exc.detail, request, exc.errors, exc.headers, exc.extensions)
 
 
 _MSGSPEC_PATH = re.compile(r"at `\$\.?([^`]*)`")

@@ -97,6 +97,13 @@ class EntriesAdd(msgspec.Struct, forbid_unknown_fields=True):
         check_free_json({f"entries[{i}].variables": e.variables for i, e in enumerate(self.entries) if e.variables})
 
 
+class BatchCancel(msgspec.Struct, forbid_unknown_fields=True):
+    """POST /v1/batches/{id}/cancel (the body is optional)."""
+
+    # true: the batch's calls that are ringing or talking are hung up too (end_reason `batch_cancelled`).
+    hangup_live: bool = False
+
+
 class BatchCounts(msgspec.Struct):
     total: int
     queued: int

@@ -6,6 +6,9 @@ the default (MeteringHandler) at start-up:
     from voice_service.calls import live
     live.session_handler_factory = lambda session: CallSession(session)
 
+A registry may carry its own factory (`LiveCalls.handler_factory`): several apps in one process (tests running two
+service instances side by side) then each drive their sessions with their own runtime.
+
 Draining (SIGTERM): uvicorn closes every WebSocket (1012) as soon as it starts shutting down, so the drain has to
 run before that: `DrainingServer` (a uvicorn.Server) first stops new calls (inbound webhooks answer with a polite
 rejection, POST /v1/calls with 503), lets live sessions finish for up to `drain_timeout_seconds`, hangs up the
@@ -51,6 +54,8 @@ class LiveCalls:
     """Sessions with an open media socket in this process."""
 
     def __init__(self) -> None:
+        # This registry's own handler factory; None: the process's `session_handler_factory`.
+        self.handler_factory: Callable[[MediaSession], SessionHandler] | None = None
         self._sessions: dict[uuid.UUID, MediaSession] = {}
         self._gauges: list[Any] = []
         self._empty = asyncio.Event()
@@ -59,6 +64,10 @@ class LiveCalls:
 
     def __len__(self) -> int:
         return len(self._sessions)
+
+    def new_handler(self, session: MediaSession) -> SessionHandler:
+        """The handler that will drive `session`."""
+        return (self.handler_factory or session_handler_factory)(session)
 
     def get(self, call_id: uuid.UUID) -> MediaSession | None:
         return self._sessions.get(call_id)

@@ -76,6 +76,7 @@ class CallSetup:
     voice_id: str
     tools: list[dict[str, Any]] = field(default_factory=list)
     country: str | None = None
+    recording_notice: str = ""  # said before the starter when the call is recorded (config.recording_notice)
 
 
 class EngineServices(Protocol):
@@ -246,6 +247,7 @@ class RuntimeServices:
             voice_id=voice_name,
             tools=tools.tool_schemas(config.transfer_targets),
             country=country_of(remote_number(call)),
+            recording_notice=config.recording_notice.strip() if config.recording_enabled else "",
         )
 
     async def save(

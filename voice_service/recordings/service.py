@@ -25,12 +25,13 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import av
 
 from voice_service.auth import Principal
@@ -68,6 +69,7 @@ __all__ = [
     "recording_enabled",
     "recording_notice",
     "recording_url",
+    "recovering",
     "spool_dir",
     "spool_key",
 ]
@@ -116,8 +118,8 @@ def recording_enabled(agent_config: Mapping[str, Any] | None) -> bool:
 
 
 def recording_notice(agent_config: Mapping[str, Any] | None) -> str | None:
-    """The line to speak at the start of a recorded call (`config.recording_notice`), if any. Speaking it is
-    the conversation engine's part (wired with the engine's restructuring)."""
+    """The line to speak at the start of a recorded call (`config.recording_notice`), if any. The conversation
+    engine says it before the starter (conversation/services.py reads the same config)."""
     config = agent_config or {}
     notice = str(config.get("recording_notice") or "").strip()
     return notice if notice and recording_enabled(config) else None
@@ -202,6 +204,33 @@ async def note_error(runtime: Runtime, tenant_id: uuid.UUID, call_id: uuid.UUID,
             await calls_repo.patch_metadata(
                 conn, tenant_id, call_id, state["created_at"], {"recording_error": message[:1000]}
             )
+
+
+RECOVER_EVERY_SECONDS = 600.0
+
+
+@contextlib.asynccontextmanager
+async def recovering(runtime: Runtime, *, every: float = RECOVER_EVERY_SECONDS) -> AsyncIterator[None]:
+    """For an app's lifespan: hand over the spools this instance's disk still holds, at start-up and every
+    `every` seconds (recover_spools)."""
+
+    async def loop() -> None:
+        while True:
+            try:
+                handed = await recover_spools(runtime)
+            except (OSError, asyncpg.PostgresError, StorageError) as exc:
+                log.warning("recovering recording spools failed", extra={"detail": repr(exc)[:300]})
+            else:
+                if handed:
+                    log.info("recording spools recovered", extra={"count": handed})
+            await asyncio.sleep(every)
+
+    async with asyncio.TaskGroup() as tg:
+        task = tg.create_task(loop(), name="recordings-recover-spools")
+        try:
+            yield
+        finally:
+            task.cancel()
 
 
 async def recover_spools(runtime: Runtime, *, idle_seconds: float = 300.0) -> int:
