@@ -422,3 +422,36 @@ async def test_batch_cancel_can_hang_up_its_live_calls(
         assert bad.status_code in (400, 422) and "hangup_live" in bad.text
     finally:
         await drop_batch_jobs(admin_conn, tenant.id)
+
+
+async def test_commands_still_route_after_the_bus_loses_its_connection(
+    pair: Pair,
+    fakes: Fakes,  # noqa: F811
+    tenant: Any,
+    admin_conn: asyncpg.Connection,
+    tmp_path: Path,
+) -> None:
+    """A database restart or a dropped connection costs the bus its LISTENs: it reconnects and LISTENs again, on
+    its inbox and on the channels of the calls it carries."""
+    fakes.reset(script=["I'd like to book a table."], replies=["Sure. For how many people?"])
+    call_id, _ = await live_call(pair, tenant, "twilio", tmp_path)
+    buses = [pair.a.app.state.live_control.bus, pair.b.app.state.live_control.bus]
+    killed = await admin_conn.fetch(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN \"vs_live_%'"
+    )
+    assert len(killed) >= 2
+    await until(lambda: not all(bus.connected for bus in buses), within=5)
+    await until(lambda: all(bus.connected for bus in buses), within=10)
+    path = f"/v1/calls/{call_id}"
+    async with listening(ws_url(pair.a, f"{path}/listen"), tenant.headers) as listener:
+        await listener.wait(lambda: bool(listener.of("start")))
+        r = await pair.api_a.post(f"{path}/say", json={"text": "Still here."}, headers=tenant.headers)
+        assert r.status_code == 202, r.text
+        await listener.wait(
+            lambda: any(e["role"] == "agent" and e["text"] == "Still here." for e in listener.of("transcript"))
+        )
+        r = await pair.api_a.post(f"{path}/end", headers=tenant.headers)
+        assert r.status_code == 202 and r.json()["status"] == "ended", r.text
+        await listener.wait(lambda: bool(listener.of("end")))
+    row = await settled(admin_conn, call_id)
+    assert "Still here." in [t["text"] for t in row["transcripts"] if t["role"] == "agent"]

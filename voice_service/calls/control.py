@@ -3,8 +3,8 @@
 A call's media socket is on one instance (its LiveCalls registry); the API request that ends, steers or listens
 to it may land on any other. Each instance runs one `LiveControl` (for the app's lifespan, `running(app)`):
 
-* the media side: `attach(session)` when a call's media starts makes the instance answer requests on the call's
-  bus channel (calls/bus.py: PostgreSQL LISTEN/NOTIFY); `detach` when it ends;
+* the media side: a session that joins the instance's LiveCalls registry makes the instance answer requests on
+  the call's bus channel (calls/bus.py: PostgreSQL LISTEN/NOTIFY) until it leaves;
 * the API side: `send(...)` applies a command to a call of this instance directly, or sends it over the bus and
   waits for the holding instance's reply (None when none comes: that instance is gone or the media has ended);
   `listen(...)` opens a listen stream, local (a feed on the session) or remote (the holding instance pumps its
@@ -46,6 +46,7 @@ PUMP_SECONDS = 0.1  # a listen stream's batches
 KEEPALIVE_SECONDS = 3.0  # a remote listener's keep-alives
 STREAM_IDLE_SECONDS = 10.0  # a remote stream without keep-alives this long has lost its listener
 LISTEN_SILENCE_SECONDS = 5.0  # a remote listener with no batch this long has lost the call's instance
+HEARTBEAT_SECONDS = 2.0  # a remote stream with nothing to send says it is alive this often
 
 
 def control_of(app: Any) -> LiveControl | None:
@@ -239,13 +240,21 @@ class LiveControl:
 
     # --- the media side ---
 
-    async def attach(self, session: MediaSession) -> None:
-        """Answer requests for `session`'s call from now on."""
+    def on_registry(self, session: MediaSession, added: bool) -> None:
+        """A session joined or left this instance's registry (LiveCalls.watch): answer for its call, or stop."""
         call_id = session.call.call_id
-        await self.bus.listen(call_channel(call_id), functools.partial(self._on_request, call_id))
+        if added:
+            handler = functools.partial(self._on_request, call_id)
+            self._spawn(self._channel(self.bus.listen(call_channel(call_id), handler)), name="live-control:listen")
+        else:
+            self._spawn(self._channel(self.bus.unlisten(call_channel(call_id))), name="live-control:unlisten")
 
-    async def detach(self, session: MediaSession) -> None:
-        await self.bus.unlisten(call_channel(session.call.call_id))
+    async def _channel(self, change: Any) -> None:
+        try:
+            await change
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            # The bus LISTENs on every registered channel again when it reconnects.
+            log.warning("live-control channel change failed", extra={"detail": repr(exc)[:300]})
 
     def _on_request(self, call_id: uuid.UUID, message: Message) -> None:
         self._spawn(self._serve(call_id, message), name=f"live-control:{message.get('op')}")
@@ -289,6 +298,7 @@ class LiveControl:
         session, loop = outbound.session, asyncio.get_running_loop()
         width = _width(session.format.encoding)
         end: Message | None = None
+        sent_at = loop.time()
         try:
             while end is None:
                 await asyncio.sleep(PUMP_SECONDS)
@@ -301,8 +311,11 @@ class LiveControl:
                     await session.wait_finished(FINISH_WAIT_SECONDS)
                     end = {"end_reason": session.end_reason}
                 bodies = items_to_bus(outbound.feed.take(), width)
+                if not bodies and loop.time() - sent_at >= HEARTBEAT_SECONDS:
+                    bodies = [[]]
                 for body in bodies:
                     await self.bus.notify(outbound.reply_to, {"stream": outbound.stream_id, "items": body})
+                    sent_at = loop.time()
             await self.bus.notify(outbound.reply_to, {"stream": outbound.stream_id, "end": end})
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("listen stream failed", extra={"stream": outbound.stream_id, "detail": repr(exc)[:300]})
@@ -347,10 +360,14 @@ async def running(app: Any) -> AsyncIterator[LiveControl]:
         runner = tg.create_task(bus.run(), name="live-control-bus")
         control = LiveControl(calls, bus, tg)
         app.state.live_control = control
+        unwatch = calls.watch(control.on_registry)
+        for session in calls.sessions():  # (none, as a rule: the lifespan starts before any media socket)
+            control.on_registry(session, True)
         await bus.wait_ready(5.0)  # requests before it is up time out cleanly; the start-up need not fail
         try:
             yield control
         finally:
+            unwatch()
             app.state.live_control = None
             control.stop()
             runner.cancel()

@@ -15,11 +15,11 @@ this socket serves (one whose signature the upgrade carries, where it is signed)
 own carrier's socket. Anything else, a wrong, reused or expired token, or nothing within HANDSHAKE_TIMEOUT: close
 with 1008 (policy violation) and nothing else happens.
 
-Once the call is claimed: its handler is built (the conversation engine, or the registry's), its recording capture
-is opened and tapped onto the session (recordings: every call with media is recorded unless its agent turned it
-off; the capture's t0 is the handler's t0, the transcript's origin), the instance answers live-control requests
-for the call (calls/control.py), and the session runs. When the media ends: the end is recorded (media_ended), the
-session leaves the registry, and the spool is handed to the recordings storage with its encode job.
+Once the call is claimed: its handler is built (the conversation engine, or the registry's), its recording is
+started (recordings.start_recording: every call with media is recorded unless its agent turned it off; the
+capture's t0 is the handler's t0, the transcript's origin), the session joins the registry (so the instance's live
+control answers for the call) and runs. When the media ends: the end is recorded (media_ended), the session leaves
+the registry, and the recording is handed over (the spool to the recordings storage, with its encode job).
 """
 
 from __future__ import annotations
@@ -35,16 +35,13 @@ from providers.telephony.base import MediaCodec, MediaIgnored, MediaStarted, Pro
 from providers.telephony.carrier import Carrier, CarrierRoutes
 from voice_service.calls import live
 from voice_service.calls import repository as calls_repo
-from voice_service.calls.control import control_of
-from voice_service.calls.schemas import CallInfo, CallRef
+from voice_service.calls.schemas import CallRef
 from voice_service.calls.service import claim_media, media_connected, media_ended
-from voice_service.calls.session import MediaSession, Receive, Send, SessionHandler
+from voice_service.calls.session import MediaSession, Receive, Send
 from voice_service.carriers.clients import get_provider
 from voice_service.db import system_tx
 from voice_service.errors import ServiceUnavailable
 from voice_service.recordings import service as recordings
-from voice_service.recordings.capture import CallCapture
-from voice_service.recordings.spool import SpoolError
 from voice_service.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -195,13 +192,12 @@ async def serve_media(
         clean_close_codes=routes.media.clean_close_codes,
     )
     handler = calls.new_handler(session)
-    capture = await _open_capture(runtime, info, session, handler)
-    control = control_of(app)
-    calls.add(session)
+    # The transcript's offsets count from the engine's t0: the recording's must too. Both clocks are the host's
+    # monotonic clock (the engine's time.monotonic, the event loop's time), so t0 carries over.
+    capture = await recordings.start_recording(runtime, session, t0=getattr(handler, "t0", session.t0))
+    calls.add(session)  # from here on live control answers for the call (calls/control.py watches the registry)
     try:
         try:
-            if control is not None:
-                await control.attach(session)
             await session.run(handler)
         except Exception:
             log.exception("media session failed", extra={"call": str(ref.id)})
@@ -218,38 +214,6 @@ async def serve_media(
     finally:
         session.mark_finished()
         calls.remove(session)
-        if control is not None:
-            await control.detach(session)
         if capture is not None:
-            await _finish_capture(runtime, ref, capture, session)
+            await recordings.finish_recording(runtime, session, capture)
 
-
-async def _open_capture(
-    runtime: Runtime, info: CallInfo, session: MediaSession, handler: SessionHandler
-) -> CallCapture | None:
-    """The call's recording capture, tapped onto the session (None: its agent does not record, or the spool
-    could not be opened — the call goes on unrecorded and says why)."""
-    fmt = session.format
-    # The transcript's offsets count from the engine's t0: the recording's must too. Both clocks are the host's
-    # monotonic clock (the engine's time.monotonic, the event loop's time), so t0 carries over.
-    t0 = getattr(handler, "t0", session.t0)
-    try:
-        capture = await recordings.open_capture(
-            runtime, info, encoding=fmt.encoding, sample_rate=fmt.sample_rate, t0=t0
-        )
-    except (OSError, SpoolError) as exc:
-        log.warning("the call is not recorded: its spool could not be opened", extra={"detail": str(exc)[:300]})
-        await recordings.note_error(runtime, info.tenant_id, info.call_id, f"the call was not recorded: {exc}")
-        return None
-    if capture is not None:
-        session.add_tap(capture)
-    return capture
-
-
-async def _finish_capture(runtime: Runtime, ref: CallRef, capture: CallCapture, session: MediaSession) -> None:
-    ended_at = session.ended_at if session.ended_at is not None else session.t0
-    try:
-        await recordings.finish_capture(runtime, ref, capture, ended_at=ended_at)
-    except Exception:
-        # The call's end is recorded already; the spool stays on disk for recordings.recover_spools.
-        log.exception("handing the recording over failed", extra={"call": str(ref.id)})
