@@ -149,8 +149,11 @@ async def test_a_call_is_recorded_as_two_aligned_channels(
 
     audio = decode(response.content)
     assert audio.channels == 2
-    call_seconds = (row["ended_at"] - row["started_at"]).total_seconds()
+    # The call's length as the carrier measured it (answer to hang-up; the call log's own times are whole seconds).
+    assert sim_call.answered_at is not None and sim_call.ended_at is not None
+    call_seconds = sim_call.ended_at - sim_call.answered_at
     assert abs(audio.duration - call_seconds) < 1.0, (audio.duration, call_seconds)
+    assert abs(audio.duration - row["duration_seconds"]) <= 1.5
     assert abs(audio.duration - got["metadata"]["recording"]["duration_ms"] / 1000) < 0.1
     # Caller on the left: sound where the caller spoke, and the caller's silence before it.
     barge = caller[-1]
