@@ -561,7 +561,7 @@ def orchestrate(ns: list[int], seconds: float, recording: str = "off", rounds: i
                     if floor_result is None:
                         floor_result = _run_client(floor_port, "/", calls, seconds, flo.pid, False)
                     rows.append((n, record, service_result, floor_result))
-                    time.sleep(3.0)  # let the service record the ends of the calls (and hand the spools over)
+                    time.sleep(5.0)  # let the service record the ends of the calls (and hand the spools over)
                     if record and not any(line.startswith(f"  N={n}:") for line in encode_lines):
                         encode_lines.append(_encode_sample(Path(data_dir), n))
         finally:
