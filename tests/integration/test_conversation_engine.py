@@ -39,6 +39,7 @@ from voice_service.conversation.metering import TranscriptTurn
 from voice_service.conversation.services import CallSetup, EngineConfig, RuntimeServices
 from voice_service.runtime import Runtime
 from voice_service.settings import load_settings
+from voice_service.simulator.harness import until
 
 _json = msgspec.json.Encoder()
 FRAME = 160  # 20 ms of μ-law 8 kHz
@@ -844,10 +845,11 @@ async def test_say_without_interrupt_cuts_an_llm_reply_after_its_current_sentenc
     async def operator(session: CallSession, line: PhoneLine) -> None:
         session.observe(starts)
         # The reply's first sentence is playing (the others are synthesized and queued behind it by then).
-        await until_true(lambda: "Sure, I can help with that booking." in starts.agent_texts, line, within=8.0)
+        await until(lambda: "Sure, I can help with that booking." in starts.agent_texts, within=8.0)
         await asyncio.sleep(0.3)
         assert session.command(Say(operator_line, interrupt=False))
-        await until_true(lambda: "t3.0" in line.marks_echoed, line, within=8.0)
+        # Once the line has played and its turn is over (its transcript entry is written), hang up.
+        await until(lambda: any(e.text == operator_line for e in starts.entries), within=8.0)
         assert session.command(EndCall())
 
     async with fakes(script=["Can I book a table?"], replies=[reply, "Of course."], seconds_per_char=0.05) as f:
@@ -875,8 +877,3 @@ async def test_the_recording_notice_opens_an_llm_starter() -> None:
     # The LLM wrote the reply, not the notice; the history keeps both, as the caller heard them.
     assert chat_messages(f, 0)[-1]["role"] == "system"
 
-
-async def until_true(predicate: Callable[[], bool], line: PhoneLine, within: float) -> None:
-    async with asyncio.timeout(within):
-        while not predicate():
-            await asyncio.sleep(0.01)

@@ -330,13 +330,16 @@ async def test_say_after_the_current_sentence(
     session = pair.b.live_calls.get(uuid.UUID(call_id))
     assert session is not None
     await until(lambda: session.frames_out > 10, within=10)  # the first sentence is playing
-    r = await pair.api_a.post(
-        f"{path}/say", json={"text": "Sorry, one moment please.", "interrupt": False}, headers=tenant.headers
-    )
-    assert r.status_code == 202, r.text
-    await until(lambda: "t2.0" in sim_call.media.marks_echoed, within=15)  # the line has played
-    r = await pair.api_a.post(f"{path}/end", headers=tenant.headers)
-    assert r.status_code == 202, r.text
+    async with listening(ws_url(pair.a, f"{path}/listen"), tenant.headers) as listener:
+        await listener.wait(lambda: bool(listener.of("start")))
+        r = await pair.api_a.post(
+            f"{path}/say", json={"text": "Sorry, one moment please.", "interrupt": False}, headers=tenant.headers
+        )
+        assert r.status_code == 202, r.text
+        # Once the line has played and its turn is over (its transcript entry is out), hang up.
+        await listener.wait(lambda: any(e["text"] == "Sorry, one moment please." for e in listener.of("transcript")))
+        r = await pair.api_a.post(f"{path}/end", headers=tenant.headers)
+        assert r.status_code == 202, r.text
     row = await settled(admin_conn, call_id)
     agent = [t for t in row["transcripts"] if t["role"] == "agent"]
     assert agent[0]["text"] == "Hi there, this is Ava from Bistro Uno." and agent[0]["interrupted"] is True
