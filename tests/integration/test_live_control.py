@@ -458,3 +458,28 @@ async def test_commands_still_route_after_the_bus_loses_its_connection(
         await listener.wait(lambda: bool(listener.of("end")))
     row = await settled(admin_conn, call_id)
     assert "Still here." in [t["text"] for t in row["transcripts"] if t["role"] == "agent"]
+
+
+async def test_end_before_the_call_is_answered(pair: Pair, tenant: Any, admin_conn: asyncpg.Connection) -> None:
+    """No media yet: end still ends the call (cancelled if it was never placed, hung up at the carrier if it rings);
+    the other commands say the call has not been answered."""
+    unplaced, _ = await insert_call(
+        admin_conn, tenant.id, status="pending", media_ended=False, provider_final=False, started=False
+    )
+    ringing, _ = await insert_call(
+        admin_conn, tenant.id, status="ringing", media_ended=False, provider_final=False, started=False
+    )
+    await admin_conn.execute(
+        "UPDATE voice_call_logs SET provider_call_id = $2 WHERE id = $1", ringing, "CA" + uuid.uuid4().hex
+    )
+    say = await pair.api_a.post(f"/v1/calls/{ringing}/say", json={"text": "Hi"}, headers=tenant.headers)
+    assert say.status_code == 409 and say.json()["call_status"] == "ringing"
+    assert "not been answered" in say.json()["detail"]
+
+    r = await pair.api_a.post(f"/v1/calls/{unplaced}/end", headers=tenant.headers)
+    assert r.status_code == 202, r.text
+    assert (r.json()["status"], r.json()["end_reason"]) == ("cancelled", "ended_by_api")
+    assert "not placed" in r.json()["note"]
+    r = await pair.api_a.post(f"/v1/calls/{ringing}/end", headers=tenant.headers)
+    assert r.status_code == 202, r.text
+    assert r.json()["end_reason"] == "ended_by_api" and r.json()["note"] == "hung up through the carrier"

@@ -193,6 +193,10 @@ class LiveBus:
                 return await fut
         except TimeoutError:
             return None
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            # The database did not take the request: nobody can answer it, as when the call's instance is gone.
+            log.warning("live-control request not sent", extra={"channel": channel, "detail": repr(exc)[:300]})
+            return None
         finally:
             self._pending.pop(rid, None)
 
