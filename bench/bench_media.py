@@ -1,6 +1,6 @@
 """Media path benchmark: N concurrent simulated Twilio media streams at real time through the real server.
 
-    python -m bench.bench_media [--calls 50 200 500] [--seconds 20]
+    python -m bench.bench_media [--calls 50 200 500] [--seconds 20] [--recording off|on|both]
 
 The service runs as in production (uvicorn, one worker, uvloop, httptools, websockets-sansio) on 127.0.0.1 with
 its database; each call is a real call log row with a one-time media token, and every stream follows the
@@ -17,6 +17,13 @@ arrives behind the stream's real-time schedule (the provider's buffer runs dry o
 frames leave in 60 ms bursts by design, so consecutive-frame jitter is not the measure; p50/p99, ms).
 "calls/core" = 100 / (CPU % per call).
 
+Recording (--recording): every call with media is recorded unless its agent turns recording off, through the
+real media path (the capture taps every inbound and outbound frame; at the call's end the spool is uploaded to
+the recordings storage and its encode job queued). `off` (the default) gives the bench calls an agent with
+`recording_enabled: false`; `on` an agent that records; `both` runs, for each N, a round off and a round on
+against the same server and prints the difference. After a round with recording on, a sample of its spools is
+encoded as the encode job does (encode_spool): CPU seconds and bytes of MP3 per minute of call.
+
 The load generator is a lean raw-asyncio WebSocket client in its own process (zero mask key, one timer for all
 streams, frames pre-built), so the client's cost stays small next to the server's.
 """
@@ -30,6 +37,7 @@ import contextlib
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -61,7 +69,7 @@ def _percentile(values: list[float], q: float) -> float:
 # The service under test (subprocess): the real app, a playback handler, SIGUSR1 prints counters.
 
 
-def serve(port: int, dsn: str) -> None:
+def serve(port: int, dsn: str, data_dir: str) -> None:
     import uvicorn
 
     from voice_service.calls import live
@@ -99,6 +107,7 @@ def serve(port: int, dsn: str) -> None:
     settings = load_settings(
         env={},
         database_url=dsn,
+        data_dir=data_dir,  # recording spools and the recordings folder
         host="127.0.0.1",
         port=port,
         log_level="WARNING",
@@ -411,8 +420,9 @@ def client(port: int, path: str, seconds: float) -> None:
 # The orchestrator.
 
 
-async def _mint_calls(dsn: str, n: int) -> list[list[str]]:
-    """N ringing inbound calls of one tenant, each with a fresh one-time media token."""
+async def _mint_calls(dsn: str, n: int, *, record: bool = False) -> list[list[str]]:
+    """N ringing inbound calls of one tenant, each with a fresh one-time media token, answered by an agent that
+    records its calls or not."""
     import asyncpg
 
     from voice_service import composition
@@ -423,6 +433,11 @@ async def _mint_calls(dsn: str, n: int) -> list[list[str]]:
     admin = await asyncpg.connect(dsn)
     try:
         tenant_id, _ = await create_tenant(admin, f"bench-{uuid.uuid4().hex[:8]}")
+        agent_id = await admin.fetchval(
+            "INSERT INTO voice_agents (tenant_id, name, config) VALUES ($1, 'bench', $2::jsonb) RETURNING id",
+            tenant_id,
+            json.dumps({"recording_enabled": record}),
+        )
     finally:
         await admin.close()
     pool = await create_pool(dsn, min_size=1, max_size=4)
@@ -436,7 +451,7 @@ async def _mint_calls(dsn: str, n: int) -> list[list[str]]:
                     listeners=composition.call_listeners(),
                     tenant_id=tenant_id,
                     initiated_by_user_id=None,
-                    agent_id=None,
+                    agent_id=agent_id,
                     from_number=number,
                     to_e164="+442079400000",
                     lead_id=None,
@@ -517,27 +532,38 @@ def _wait_port(port: int, timeout: float = 60) -> None:
     raise RuntimeError(f"nothing listening on {port}")
 
 
-def orchestrate(ns: list[int], seconds: float) -> None:
+def orchestrate(ns: list[int], seconds: float, recording: str = "off", rounds: int = 1) -> None:
+    import tempfile
+
     from bench._common import database, free_port
     from voice_service.migrations import migrate
 
+    modes = {"off": [False], "on": [True], "both": [False, True]}[recording] * rounds
     rows = []
-    with database() as dsn:
+    encode_lines: list[str] = []
+    with database() as dsn, tempfile.TemporaryDirectory(prefix="bench-media-") as data_dir:
         asyncio.run(migrate(dsn))
         svc_port, floor_port = free_port(), free_port()
-        svc = _start(["--serve", "--port", str(svc_port), "--dsn", dsn], stdout=subprocess.PIPE)
+        svc = _start(
+            ["--serve", "--port", str(svc_port), "--dsn", dsn, "--data-dir", data_dir], stdout=subprocess.PIPE
+        )
         flo = _start(["--floor", "--port", str(floor_port)])
         try:
             _wait_port(svc_port)
             _wait_port(floor_port)
             for n in ns:
-                calls = asyncio.run(_mint_calls(dsn, n))
-                service_result = _run_client(
-                    svc_port, "/v1/telephony/twilio/media", calls, seconds, svc.pid, True
-                )
-                floor_result = _run_client(floor_port, "/", calls, seconds, flo.pid, False)
-                rows.append((n, service_result, floor_result))
-                time.sleep(2.0)  # let the service record the ends of the calls
+                floor_result: dict[str, Any] | None = None
+                for record in modes:
+                    calls = asyncio.run(_mint_calls(dsn, n, record=record))
+                    service_result = _run_client(
+                        svc_port, "/v1/telephony/twilio/media", calls, seconds, svc.pid, True
+                    )
+                    if floor_result is None:
+                        floor_result = _run_client(floor_port, "/", calls, seconds, flo.pid, False)
+                    rows.append((n, record, service_result, floor_result))
+                    time.sleep(5.0)  # let the service record the ends of the calls (and hand the spools over)
+                    if record and not any(line.startswith(f"  N={n}:") for line in encode_lines):
+                        encode_lines.append(_encode_sample(Path(data_dir), n))
         finally:
             for proc in (svc, flo):
                 proc.send_signal(signal.SIGTERM)
@@ -553,12 +579,49 @@ def orchestrate(ns: list[int], seconds: float) -> None:
                 if counters:
                     print(f"service counters (SIGUSR1 snapshots): {counters[-1]}", file=sys.stderr)
     _table(rows, seconds)
+    if recording == "both":
+        print(f"\nrecording on vs off (same server, same N, {rounds} round(s) of each, alternating; medians):")
+        for n in ns:
+            off = statistics.median(r[2]["server_cpu_pct"] / n for r in rows if r[0] == n and not r[1])
+            on = statistics.median(r[2]["server_cpu_pct"] / n for r in rows if r[0] == n and r[1])
+            print(f"  N={n:>4}: CPU/call off {off:.3f} %core, on {on:.3f} %core: {100 * (on / off - 1):+.1f}%")
+    for line in encode_lines:
+        print(line)
 
 
-def _table(rows: list[tuple[int, dict[str, Any], dict[str, Any]]], seconds: float) -> None:
+def _encode_sample(data_dir: Path, n: int, sample: int = 5) -> str:
+    """Encode a few of the spools the last round left in the recordings storage (the encode job's work; the
+    bench runs no workers) and report CPU time and MP3 bytes per minute of call."""
+    import shutil
+    import tempfile
+
+    from voice_service.recordings.encoder import encode_spool
+
+    spools = sorted((data_dir / "recordings" / "spool").glob("*/*.spool"), key=lambda p: p.stat().st_mtime)
+    spools = spools[-sample:]
+    if not spools:
+        return f"  N={n}: no spool found in the recordings storage (was anything recorded?)"
+    cpu = minutes = size = 0.0
+    tmp = Path(tempfile.mkdtemp(prefix="bench-encode-"))
+    try:
+        for spool in spools:
+            started = time.process_time()
+            encoded = encode_spool(spool, tmp / "out.mp3")
+            cpu += time.process_time() - started
+            minutes += encoded.duration_ms / 60000
+            size += encoded.size
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return (
+        f"  N={n}: encoding {len(spools)} recorded calls ({minutes * 60 / len(spools):.1f} s each): "
+        f"{cpu / minutes:.2f} s CPU per minute of call, {size / minutes / 1000:.0f} KB per minute"
+    )
+
+
+def _table(rows: list[tuple[int, bool, dict[str, Any], dict[str, Any]]], seconds: float) -> None:
     head = (
-        f"{'N':>4} | {'CPU/call %core':>14} {'floor':>6} {'ratio':>5} | {'calls/core':>10} {'floor':>6} | "
-        f"{'in fps':>7} | {'out slip p50/p99 ms':>21} {'floor':>11} | {'out fps':>7} | errors"
+        f"{'N':>4} {'rec':>3} | {'CPU/call %core':>14} {'floor':>6} {'ratio':>5} | {'calls/core':>10} "
+        f"{'floor':>6} | {'in fps':>7} | {'out slip p50/p99 ms':>21} {'floor':>11} | {'out fps':>7} | errors"
     )
     print(
         f"\nmedia bench: Twilio media streams at real time, {seconds:.0f} s per N (steady window {seconds - 1:.0f}"
@@ -566,12 +629,13 @@ def _table(rows: list[tuple[int, dict[str, Any], dict[str, Any]]], seconds: floa
     )
     print(head)
     print("-" * len(head))
-    for n, svc, flo in rows:
+    for n, record, svc, flo in rows:
         per_call = svc["server_cpu_pct"] / n
         floor_per_call = flo["server_cpu_pct"] / n
         window = svc["window_s"]
         print(
-            f"{n:>4} | {per_call:>14.3f} {floor_per_call:>6.3f} {per_call / floor_per_call:>5.2f} | "
+            f"{n:>4} {'on' if record else 'off':>3} | {per_call:>14.3f} {floor_per_call:>6.3f} "
+            f"{per_call / floor_per_call:>5.2f} | "
             f"{100 / per_call:>10.0f} {100 / floor_per_call:>6.0f} | {svc['frames_sent'] / window:>7.0f} | "
             f"{svc['jitter_p50_ms']:>9.2f} / {svc['jitter_p99_ms']:>6.2f}    "
             f"{flo['jitter_p50_ms']:>4.2f}/{flo['jitter_p99_ms']:>5.2f} | {svc['recv_fps']:>7.0f} | "
@@ -585,21 +649,29 @@ def main() -> None:
     )
     parser.add_argument("--calls", type=int, nargs="+", default=[50, 200, 500])
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument(
+        "--recording",
+        choices=["off", "on", "both"],
+        default="off",
+        help="record the bench calls (off: their agent turns recording off; both: a round of each per N)",
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="with --recording both: rounds of each, alternating")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--floor", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--dsn", help=argparse.SUPPRESS)
+    parser.add_argument("--data-dir", default=".data", help=argparse.SUPPRESS)
     parser.add_argument("--path", default="/", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.port, args.dsn)
+        serve(args.port, args.dsn, args.data_dir)
     elif args.floor:
         floor(args.port)
     elif args.client:
         client(args.port, args.path, args.seconds)
     else:
-        orchestrate(args.calls, args.seconds)
+        orchestrate(args.calls, args.seconds, args.recording, args.rounds)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
-"""Recording benchmark: the live capture's cost per frame, the encoder's time and size per minute of call, and
-(with --media N) the media path's CPU per call with recording on and off in the same run.
+"""Recording benchmark: the live capture's cost per frame, and the encoder's time and size per minute of call.
 
-    python -m bench.bench_recording [--repeat 7] [--minutes 5] [--media 200 --seconds 20]
+    python -m bench.bench_recording [--repeat 7] [--minutes 5]
+
+The media path's CPU per call with recording on and off, through the real wiring (the capture tapped onto every
+media session), is bench_media's: `python -m bench.bench_media --calls 200 --recording both`.
 
 capture: CPU (process time) per 20 ms frame of CallCapture.caller / .agent, with the spool's real file writes
 (handed to a thread every 256 KB; their CPU counts too), for Twilio μ-law 8 kHz and Vonage L16 16 kHz frames;
@@ -9,11 +11,6 @@ median over --repeat runs of a 10-minute call (30,000 frames each way).
 
 encode: a --minutes call (caller and agent speech-like noise bursts, a barge-in clear a minute) through
 encode_spool: CPU seconds per minute of call (wall in a thread, as the job runs it) and bytes per minute.
-
-media (--media N): bench_media's load (N concurrent real-time Twilio streams into the real server, the server
-playing audio back) against two servers started side by side, one plain and one recording every call (each
-inbound frame into CallCapture.caller, each outbound frame into CallCapture.agent with its play time, the spool
-closed and removed at the end); rounds alternate off/on and the table shows each round and the medians.
 """
 
 from __future__ import annotations
@@ -21,14 +18,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -154,176 +148,13 @@ def bench_encode(repeat: int, minutes: float) -> list[str]:
     return lines
 
 
-# --------------------------------------------------------------------------------------------------------------
-# media: CPU per call with recording on / off (bench_media's load generator and measurement)
-
-
-def serve(port: int, dsn: str, record: bool, data_dir: str) -> None:
-    import uvicorn
-
-    from voice_service.calls import live
-    from voice_service.calls.live import DrainingServer
-    from voice_service.calls.session import MediaSession
-    from voice_service.settings import load_settings
-
-    prompt = b"\x7f\xff" * 4000 * 120  # two minutes of μ-law, queued at once (as bench_media)
-    settings = load_settings(
-        env={},
-        database_url=dsn,
-        data_dir=data_dir,
-        host="127.0.0.1",
-        port=port,
-        log_level="WARNING",
-        run_workers=False,
-        conversation_engine=False,
-        public_base_url=f"http://127.0.0.1:{port}",
-        pool_max_size=20,
-    )
-
-    class PlaybackHandler:
-        def __init__(self, session: MediaSession) -> None:
-            self.session = session
-
-        async def run(self) -> None:
-            await self.session.send_audio(prompt)
-
-        def on_audio(self, payload: bytes) -> None:
-            return None
-
-        def on_dtmf(self, digit: str) -> None:
-            return None
-
-        def on_mark(self, name: str) -> None:
-            return None
-
-        async def on_stop(self) -> None:
-            return None
-
-    class RecordingPlayback(PlaybackHandler):
-        """PlaybackHandler + a CallCapture fed as the wired media session will feed it. The agent's play time is
-        the carrier's playback model (a frame plays when it arrives or when the one before it ends, whichever is
-        later), which is what the sender's schedule computes."""
-
-        def __init__(self, session: MediaSession) -> None:
-            super().__init__(session)
-            from voice_service.recordings import service
-
-            self.service = service
-            self.loop = asyncio.get_running_loop()
-            self.t0 = self.loop.time()
-            self.capture: Any = None
-            self.play_end = 0.0
-            encode = session.codec.encode_audio
-
-            def encode_and_capture(frame: bytes) -> Any:
-                capture = self.capture
-                if capture is not None:
-                    now = self.loop.time()
-                    play_at = now if now > self.play_end else self.play_end
-                    self.play_end = play_at + FRAME
-                    capture.agent(frame, play_at)
-                return encode(frame)
-
-            session.codec.encode_audio = encode_and_capture  # type: ignore[method-assign]
-
-        async def run(self) -> None:
-            fmt = self.session.format
-            self.capture = await self.service.open_capture(
-                self.session.runtime, self.session.call, encoding=fmt.encoding, sample_rate=fmt.sample_rate,
-                t0=self.t0,
-            )
-            await super().run()
-
-        def on_audio(self, payload: bytes) -> None:
-            if self.capture is not None:
-                self.capture.caller(payload)
-
-        async def on_stop(self) -> None:
-            if self.capture is not None:
-                await self.capture.close(self.loop.time())
-                await self.capture.discard()
-
-    live.session_handler_factory = RecordingPlayback if record else PlaybackHandler
-    from voice_service.app import create_app
-
-    app = create_app(settings, bootstrap=False)
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on", ws_max_size=1 << 20,
-                            timeout_graceful_shutdown=5)
-    DrainingServer(config, drain_timeout=1.0).run()
-
-
-def bench_media(n: int, seconds: float, rounds: int) -> list[str]:
-    from bench import bench_media as media
-    from bench._common import database, free_port
-    from voice_service.migrations import migrate
-
-    results: dict[str, list[dict[str, Any]]] = {"off": [], "on": []}
-    with database() as dsn, tempfile.TemporaryDirectory() as data_dir:
-        asyncio.run(migrate(dsn))
-        ports = {"off": free_port(), "on": free_port()}
-        procs = {
-            mode: subprocess.Popen(
-                [sys.executable, "-m", "bench.bench_recording", "--serve", "--port", str(port), "--dsn", dsn,
-                 "--data-dir", data_dir, *(["--record"] if mode == "on" else [])],
-                cwd=ROOT,
-            )
-            for mode, port in ports.items()
-        }
-        try:
-            for port in ports.values():
-                media._wait_port(port)
-            for _ in range(rounds):
-                for mode in ("off", "on"):
-                    calls = asyncio.run(media._mint_calls(dsn, n))
-                    results[mode].append(
-                        media._run_client(ports[mode], "/v1/telephony/twilio/media", calls, seconds,
-                                          procs[mode].pid, False)
-                    )
-                    time.sleep(2.0)
-        finally:
-            for proc in procs.values():
-                proc.send_signal(signal.SIGTERM)
-            for proc in procs.values():
-                try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-    lines = [f"media path, N={n} Twilio streams at real time, {seconds:g} s per round, rounds alternate off/on"]
-    for mode in ("off", "on"):
-        per_call = [r["server_cpu_pct"] / n for r in results[mode]]
-        slips = [r["jitter_p99_ms"] for r in results[mode]]
-        errors = sum(r["closed_early"] for r in results[mode])
-        lines.append(
-            f"  recording {mode:3}: CPU/call {statistics.median(per_call):.3f} %core (rounds "
-            f"{', '.join(f'{p:.3f}' for p in per_call)})   out slip p99 {statistics.median(slips):.2f} ms   "
-            f"errors {errors}"
-        )
-    off = statistics.median(r["server_cpu_pct"] for r in results["off"])
-    on = statistics.median(r["server_cpu_pct"] for r in results["on"])
-    lines.append(f"  recording on / off: {on / off:.3f} ({100 * (on / off - 1):+.1f}% CPU per call)")
-    return lines
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--minutes", type=float, default=5.0)
-    parser.add_argument("--media", type=int, default=0, help="N concurrent calls for the media comparison (0: skip)")
-    parser.add_argument("--seconds", type=float, default=20.0)
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--record", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--dsn", help=argparse.SUPPRESS)
-    parser.add_argument("--data-dir", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.serve:
-        serve(args.port, args.dsn, args.record, args.data_dir)
-        return
     out = [*bench_capture(args.repeat), *bench_encode(max(1, args.repeat // 2), args.minutes)]
     print("\n".join(out), flush=True)
-    if args.media:
-        print("\n".join(bench_media(args.media, args.seconds, args.rounds)))
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ from voice_service.auth import AuthMiddleware, KeyCache
 from voice_service.batches.routes import route_handlers as batch_routes
 from voice_service.billing.routes import route_handlers as billing_routes
 from voice_service.call_analysis.routes import route_handlers as call_analysis_routes
+from voice_service.calls import control as live_control
+from voice_service.calls.control_routes import route_handlers as live_call_routes
 from voice_service.calls.routes import route_handlers as call_routes
 from voice_service.composition import AFTER_BOOTSTRAP, open_runtime
 from voice_service.console import ConsolePlugin
@@ -45,6 +47,7 @@ from voice_service.observability import (
 from voice_service.openapi import example, problems
 from voice_service.openapi.docs_page import assets_router, openapi_config
 from voice_service.openapi.plugin import ApiDocsPlugin, ExampleSchemaPlugin
+from voice_service.recordings import service as recordings
 from voice_service.recordings.routes import route_handlers as recording_routes
 from voice_service.schemas import BODY_MAX_BYTES
 from voice_service.settings import Settings, cors_origins, load_settings
@@ -56,8 +59,9 @@ from voice_service.workers import running_workers
 
 log = logging.getLogger(__name__)
 
-# Paths served without an API key: health, docs, metrics, and provider webhooks (verified by signature).
-PUBLIC_PATHS = ["^/health", "^/schema", "^/metrics", "^/v1/telephony/"]
+# Paths served without an API key: health, docs, metrics, provider webhooks (verified by signature), and the live
+# listen WebSocket (it checks its header or single-use token itself: browsers cannot set WebSocket headers).
+PUBLIC_PATHS = ["^/health", "^/schema", "^/metrics", "^/v1/telephony/", "^/v1/calls/[^/]+/listen$"]
 
 # What a browser on an allowed origin may send and read (CORS_ALLOWED_ORIGINS): the API's methods and request
 # headers, and the response headers a client needs.
@@ -136,6 +140,9 @@ async def _lifespan(app: Litestar) -> AsyncIterator[None]:
         if app.state.bootstrap:
             await bootstrap_mod.bootstrap(runtime.dsn, settings, after=AFTER_BOOTSTRAP)
         async with AsyncExitStack() as services:
+            # Live call control (commands and listeners from any instance) and the recordings left on this disk.
+            await services.enter_async_context(live_control.running(app))
+            await services.enter_async_context(recordings.recovering(runtime))
             for name, factory in background_services:
                 log.info("starting background service", extra={"service": name})
                 await services.enter_async_context(factory(app))
@@ -162,8 +169,9 @@ def create_app(settings: Settings | None = None, *, bootstrap: bool = True) -> L
     openapi = openapi_config(version=__version__, webhooks=webhooks_for_openapi())
     return Litestar(
         route_handlers=[health, metrics, *tenancy_routes, *agent_routes, *number_routes, *voice_routes, *lead_routes,
-                        *batch_routes, *call_routes, *call_analysis_routes, *billing_routes, *event_routes,
-                        *telephony_route_handlers(), *recording_routes, *web_call_routes, assets_router()],
+                        *batch_routes, *call_routes, *live_call_routes, *call_analysis_routes, *billing_routes,
+                        *event_routes, *telephony_route_handlers(), *recording_routes, *web_call_routes,
+                        assets_router()],
         dependencies=dependencies,
         exception_handlers=exception_handlers,
         middleware=[RequestContextMiddleware,

@@ -29,12 +29,13 @@ class AppError(Exception):
     type_ = "about:blank"
 
     def __init__(self, detail: str, *, field: str | None = None, errors: list[dict[str, Any]] | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+                 headers: dict[str, str] | None = None, extensions: dict[str, Any] | None = None) -> None:
         super().__init__(detail)
         self.detail = detail
         self.field = field
         self.errors = errors or ([{"field": field, "message": detail}] if field else [])
         self.headers = headers or {}
+        self.extensions = extensions or {}  # RFC 9457 extension members (e.g. a call's status with a 409)
 
 
 class BadRequest(AppError):
@@ -75,9 +76,11 @@ class ServiceUnavailable(AppError):
 
 def problem(status: int, title: str, detail: str, request: Request[Any, Any, Any] | None = None,
             errors: list[dict[str, Any]] | None = None, headers: dict[str, str] | None = None,
-            field: str | None = None) -> Response[Any]:
-    """The one error body (voice_service/openapi/problems.py documents it as ProblemDetails)."""
-    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+            field: str | None = None, extensions: dict[str, Any] | None = None) -> Response[Any]:
+    """The one error body (voice_service/openapi/problems.py documents it as ProblemDetails); `extensions` are
+    RFC 9457 extension members (e.g. a call's status with a 409)."""
+    body: dict[str, Any] = {**(extensions or {}), "type": "about:blank", "title": title, "status": status,
+                            "detail": detail}
     field = field or next((e["field"] for e in errors or () if e.get("field")), None)
     if field:
         body["field"] = field
@@ -92,7 +95,7 @@ def problem(status: int, title: str, detail: str, request: Request[Any, Any, Any
 
 
 def _app_error(request: Request[Any, Any, Any], exc: AppError) -> Response[Any]:
-    return problem(exc.status, exc.title, exc.detail, request, exc.errors, exc.headers, exc.field)
+    return problem(exc.status, exc.title, exc.detail, request, exc.errors, exc.headers, exc.field, exc.extensions)
 
 
 _MSGSPEC_PATH = re.compile(r"at `\$\.?([^`]*)`")

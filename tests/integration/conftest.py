@@ -16,7 +16,9 @@ import asyncpg
 import httpx
 import pytest
 
+from tests.fakes.server import LocalServer, PathRouter
 from tests.support.batches import RecordingPlacer, drop_batch_jobs
+from tests.support.conversation import Fakes
 from tests.support.pipeline import NoLlm
 from voice_service.batches import dispatcher
 from voice_service.composition import open_runtime
@@ -83,3 +85,14 @@ async def batch_cleanup(tenant: Any, admin_conn: asyncpg.Connection) -> AsyncIte
     yield
     dispatcher.set_clock(None)
     await drop_batch_jobs(admin_conn, tenant.id)
+
+
+@pytest.fixture(scope="module")
+async def fakes() -> AsyncIterator[Fakes]:
+    """The fake Deepgram, OpenAI and TTS servers behind one local server, for the module (conversations, live
+    control, recordings of real calls)."""
+    f = Fakes()
+    router = PathRouter({"/v1/listen": f.deepgram, "/v1/speak": f.tts, "/v1/chat": f.openai})
+    async with LocalServer(router) as srv:
+        f.url = srv.http_url
+        yield f

@@ -109,6 +109,7 @@ OWNERS = {
     "voice_call_logs": "calls",
     "voice_call_provider_ids": "calls",
     "voice_call_media_tokens": "calls",
+    "call_listen_tokens": "calls",
     "webhook_replay_guard": "telephony",
     "leads": "leads",
     "voice_call_batches": "batches",

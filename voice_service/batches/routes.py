@@ -13,6 +13,7 @@ from voice_service.auth import writes_need
 from voice_service.batches import service
 from voice_service.batches.schemas import (
     Batch,
+    BatchCancel,
     BatchCreate,
     BatchEntry,
     BatchStatus,
@@ -20,7 +21,11 @@ from voice_service.batches.schemas import (
     EntriesAdded,
     EntryStatus,
 )
+from voice_service.calls.control import control_of
+from voice_service.calls.control_service import end_batch_calls
+from voice_service.db import tenant_tx
 from voice_service.deps import Caller, Conn
+from voice_service.errors import ServiceUnavailable
 from voice_service.openapi import problems
 from voice_service.pagination import Page
 from voice_service.params import Cursor, Limit
@@ -135,15 +140,31 @@ class BatchController(Controller):
     @post(
         "/{batch_id:uuid}/cancel",
         operation_id="cancelBatch",
-        summary="Cancel: stop dialling at once (calls already talking are not ended)",
+        summary="Cancel: stop dialling at once; with {\"hangup_live\": true} end the calls in progress too",
         status_code=HTTP_200_OK,
         responses=problems(s409="The batch is completed."),
     )
-    async def cancel(self, conn: Conn, principal: Caller, batch_id: uuid.UUID) -> Batch:
+    async def cancel(
+        self,
+        request: Request[Any, Any, Any],
+        principal: Caller,
+        batch_id: uuid.UUID,
+        data: JSONBody[BatchCancel | None] = None,
+    ) -> Batch:
         """Waiting entries are cancelled and no new call starts, those claimed for a later pacing slot
-        included; calls already ringing or talking are not ended. The wallet reservation is released and a
-        `batch.cancelled` event is written. Cancelling a cancelled batch changes nothing."""
-        return await service.cancel(conn, principal, batch_id)
+        included. Calls already ringing or talking go on, unless the body says `{"hangup_live": true}`: they are
+        then hung up too, wherever their media is (`end_reason` `batch_cancelled`), before the answer. The wallet
+        reservation is released and a `batch.cancelled` event is written. Cancelling a cancelled batch changes
+        nothing."""
+        runtime = request.app.state.runtime
+        async with tenant_tx(runtime.pool, principal.tenant_id) as conn:
+            batch = await service.cancel(conn, principal, batch_id)
+        if data is not None and data.hangup_live:
+            control = control_of(request.app)
+            if control is None:
+                raise ServiceUnavailable("live call control is not running on this instance")
+            await end_batch_calls(runtime, control, principal.tenant_id, batch_id, reason="batch_cancelled")
+        return batch
 
 
 route_handlers: list[Any] = [BatchController]

@@ -125,6 +125,14 @@ class EntriesAdd(msgspec.Struct, forbid_unknown_fields=True):
         check_free_json({f"entries[{i}].variables": e.variables for i, e in enumerate(self.entries) if e.variables})
 
 
+@example({"hangup_live": True})
+class BatchCancel(msgspec.Struct, forbid_unknown_fields=True):
+    """POST /v1/batches/{id}/cancel (the body is optional)."""
+
+    hangup_live: Annotated[bool, Meta(description="true: the batch's calls that are ringing or talking are hung "
+                                                  "up too (end_reason `batch_cancelled`).")] = False
+
+
 class BatchCounts(msgspec.Struct):
     total: int
     queued: int

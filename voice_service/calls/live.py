@@ -6,6 +6,11 @@ the default (MeteringHandler) at start-up:
     from voice_service.calls import live
     live.session_handler_factory = lambda session: CallSession(session)
 
+A registry may carry its own factory (`LiveCalls.handler_factory`): several apps in one process (tests running two
+service instances side by side) then each drive their sessions with their own runtime. `watch(fn)` tells `fn` of
+every session that joins or leaves the registry (live control answers for the calls of its instance that way, so
+whatever registers a session — the carriers' media sockets, a browser call — is controllable).
+
 Draining (SIGTERM): uvicorn closes every WebSocket (1012) as soon as it starts shutting down, so the drain has to
 run before that: `DrainingServer` (a uvicorn.Server) first stops new calls (inbound webhooks answer with a polite
 rejection, POST /v1/calls with 503), lets live sessions finish for up to `drain_timeout_seconds`, hangs up the
@@ -51,7 +56,10 @@ class LiveCalls:
     """Sessions with an open media socket in this process."""
 
     def __init__(self) -> None:
+        # This registry's own handler factory; None: the process's `session_handler_factory`.
+        self.handler_factory: Callable[[MediaSession], SessionHandler] | None = None
         self._sessions: dict[uuid.UUID, MediaSession] = {}
+        self._watchers: list[Callable[[MediaSession, bool], None]] = []
         self._gauges: list[Any] = []
         self._empty = asyncio.Event()
         self._empty.set()
@@ -59,6 +67,10 @@ class LiveCalls:
 
     def __len__(self) -> int:
         return len(self._sessions)
+
+    def new_handler(self, session: MediaSession) -> SessionHandler:
+        """The handler that will drive `session`."""
+        return (self.handler_factory or session_handler_factory)(session)
 
     def get(self, call_id: uuid.UUID) -> MediaSession | None:
         return self._sessions.get(call_id)
@@ -72,17 +84,34 @@ class LiveCalls:
             self._gauges.append(gauge)
             gauge.set(len(self._sessions))
 
+    def watch(self, watcher: Callable[[MediaSession, bool], None]) -> Callable[[], None]:
+        """Call `watcher(session, added)` whenever a session joins (True) or leaves (False); returns the remover.
+        Called synchronously: it must not block."""
+        self._watchers.append(watcher)
+        return lambda: self._watchers.remove(watcher) if watcher in self._watchers else None
+
     def add(self, session: MediaSession) -> None:
         self._sessions[session.call.call_id] = session
         self._empty.clear()
         self._update()
+        self._tell(session, True)
 
     def remove(self, session: MediaSession) -> None:
-        if self._sessions.get(session.call.call_id) is session:
+        removed = self._sessions.get(session.call.call_id) is session
+        if removed:
             del self._sessions[session.call.call_id]
         if not self._sessions:
             self._empty.set()
         self._update()
+        if removed:
+            self._tell(session, False)
+
+    def _tell(self, session: MediaSession, added: bool) -> None:
+        for watcher in tuple(self._watchers):
+            try:
+                watcher(session, added)
+            except Exception:
+                log.exception("live-calls watcher failed")
 
     def _update(self) -> None:
         for gauge in self._gauges:

@@ -20,6 +20,17 @@ when the socket drops (the call is ended with end_reason `media_disconnected` an
 (a transfer: the session ends, the provider's call lives on). A send that finds the socket gone (uvicorn's
 ClientDisconnected, any OSError) ends the session like a drop, never with a crash; `handler.on_stop()` runs
 however the session ends.
+
+Taps (`add_tap`) see the call's audio as the caller and the carrier exchange it: every inbound frame as received
+(`caller`), every outbound frame when it is handed to the carrier with the moment it starts playing at the caller
+(`agent`, frame k of a burst plays at the burst's start + k·20 ms), and every barge-in clear (`clear`). The call's
+recording (recordings.capture.CallCapture) and live listeners (calls.listen) are taps. Tap methods run inside the
+media loops, once per 20 ms frame: they must only append to a buffer; one that raises is logged and removed.
+Times are on the session's clock (`t0`: the session's start; the engine's transcript offsets count from the same
+moment).
+
+`cut_after(mark)` is the gentle stop: the audio queued up to a mark still plays, whatever was queued after it is
+dropped before it reaches the carrier (no clear needed), and the marks dropped with it never count as played.
 """
 
 from __future__ import annotations
@@ -49,7 +60,7 @@ from voice_service.observability import call_id_var, tenant_id_var
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MediaSession", "MeteringHandler", "SessionHandler"]
+__all__ = ["MediaSession", "MediaTap", "MeteringHandler", "SessionHandler"]
 
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -83,6 +94,22 @@ class SessionHandler(Protocol):
 
     async def on_stop(self) -> None:
         """The media has ended (after `run` was cancelled); flush what the call produced."""
+        ...
+
+
+class MediaTap(Protocol):
+    """Sees a call's audio as it goes by (see the module docstring). Called inside the media loops: never block."""
+
+    def caller(self, payload: bytes) -> None:
+        """One inbound frame, as received (the call's wire format)."""
+        ...
+
+    def agent(self, frame: bytes, play_at: float) -> None:
+        """One outbound 20 ms frame that starts playing at the caller at `play_at` (the session's clock)."""
+        ...
+
+    def clear(self, at: float) -> None:
+        """Barge-in at `at`: agent audio that had not started playing by then never plays."""
         ...
 
 
@@ -181,6 +208,9 @@ class MediaSession:
         self._protocol_errors = 0
         self._tasks: list[asyncio.Task[Any]] = []
         self._time = loop_time or asyncio.get_running_loop().time
+        self._taps: tuple[MediaTap, ...] = ()
+        self.t0 = self._time()  # the session's start on its clock (recording and listener positions count from it)
+        self.ended_at: float | None = None  # when the session ended, on the same clock
 
     # --- what the handler calls ---
 
@@ -201,6 +231,18 @@ class MediaSession:
     @property
     def ended(self) -> bool:
         return self._ended.is_set()
+
+    def add_tap(self, tap: MediaTap) -> Callable[[], None]:
+        """Let `tap` see the call's audio from now on; returns the function that removes it."""
+        self._taps = (*self._taps, tap)
+        return lambda: self.remove_tap(tap)
+
+    def remove_tap(self, tap: MediaTap) -> None:
+        self._taps = tuple(t for t in self._taps if t is not tap)
+
+    def _tap_failed(self, tap: MediaTap) -> None:
+        log.exception("media tap failed; removed", extra={"tap": type(tap).__name__})
+        self.remove_tap(tap)
 
     async def send_audio(self, audio: bytes) -> None:
         """Queue audio (the call's wire format, any length); whole 20 ms frames go out paced in real time.
@@ -249,8 +291,35 @@ class MediaSession:
         for name in (*self._pending_marks, *dropped):
             self._resolve_mark(name, False)
         self._pending_marks.clear()
+        if self._taps:
+            at = self._time()
+            for tap in self._taps:
+                try:
+                    tap.clear(at)
+                except Exception:
+                    self._tap_failed(tap)
         if not self._ended.is_set():
             await self._send_frame(self.codec.encode_clear())
+
+    def cut_after(self, name: str) -> list[str] | None:
+        """Drop everything queued after mark `name` (the audio before it still plays, no clear is sent); returns
+        the marks dropped with it (they never count as played). None when `name` is not in the queue any more
+        (sent to the carrier already, or unknown): nothing is dropped."""
+        out = self._out
+        index = next((i for i, item in enumerate(out) if type(item) is _Mark and item.name == name), None)
+        if index is None:
+            return None
+        dropped: list[str] = []
+        while len(out) > index + 1:
+            item = out.pop()
+            if type(item) is _Mark:
+                dropped.append(item.name)
+        self._partial.clear()
+        dropped.reverse()
+        self._lost_marks.update(dropped)
+        for mark in dropped:
+            self._resolve_mark(mark, False)
+        return dropped
 
     async def wait_for_mark(self, name: str) -> bool:
         """True once mark `name` has played; False if it was cleared or the call ended first."""
@@ -280,6 +349,7 @@ class MediaSession:
     def _end(self, reason: str, *, hang_up: bool) -> None:
         if self._ended.is_set():
             return
+        self.ended_at = self._time()
         self.end_reason = reason
         self.hung_up = hang_up
         self._ended.set()
@@ -338,6 +408,15 @@ class MediaSession:
         """Called by the transport once the call's end has been recorded (hangup() waiters wake up)."""
         self._finished.set()
 
+    async def wait_finished(self, timeout: float) -> bool:  # noqa: ASYNC109 - a bounded wait is the API
+        """Until the call's end has been recorded (True), or `timeout` seconds (False)."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self._finished.wait()
+        except TimeoutError:
+            return False
+        return True
+
     async def close_socket(self, code: int = 1000) -> None:
         if self._closed:
             return
@@ -378,6 +457,12 @@ class MediaSession:
                     self.frames_in += 1
                     self.inbound_bytes += len(payload)
                     on_audio(payload)
+                    if self._taps:
+                        for tap in self._taps:
+                            try:
+                                tap.caller(payload)
+                            except Exception:
+                                self._tap_failed(tap)
                 elif type(event) is MediaMark:
                     self._on_mark(handler, event.name)
                 elif type(event) is MediaDtmf:
@@ -456,6 +541,14 @@ class MediaSession:
                 self._head_offset = 0
             else:
                 self._head_offset = end
+            frame = item[offset:end]  # type: ignore[index]
+            if self._taps:
+                play_at = start + sent * _FRAME_SECONDS
+                for tap in self._taps:
+                    try:
+                        tap.agent(frame, play_at)
+                    except Exception:
+                        self._tap_failed(tap)
             sent += 1
             self.frames_out += 1
-            await self._send_frame(encode(item[offset:end]))  # type: ignore[index]
+            await self._send_frame(encode(frame))

@@ -26,10 +26,18 @@ def handler_factory(services: RuntimeServices) -> Callable[[MediaSession], Sessi
     return create
 
 
-def install(runtime: Runtime, config: EngineConfig | None = None) -> Callable[[MediaSession], SessionHandler]:
-    """Drive every new media session of this process with a CallSession; returns the factory it replaced."""
+def install(
+    runtime: Runtime, config: EngineConfig | None = None, *, calls: live.LiveCalls | None = None
+) -> Callable[[MediaSession], SessionHandler] | None:
+    """Drive every new media session of this process (or only those of the registry `calls`) with a CallSession;
+    returns the factory it replaced."""
+    factory = handler_factory(RuntimeServices(runtime, config))
+    if calls is not None:
+        previous_own = calls.handler_factory
+        calls.handler_factory = factory
+        return previous_own
     previous = live.session_handler_factory
-    live.session_handler_factory = handler_factory(RuntimeServices(runtime, config))
+    live.session_handler_factory = factory
     return previous
 
 
@@ -38,7 +46,8 @@ async def running(app: Any) -> AsyncIterator[None]:
     """Background service for the app's lifespan (after the Runtime is open); says at start-up which speech and LLM
     settings are missing, if any."""
     warn_unconfigured(app.state.runtime.settings)
-    previous = install(app.state.runtime)
+    previous = live.session_handler_factory
+    install(app.state.runtime)
     try:
         yield
     finally:

@@ -1,12 +1,14 @@
 """The seams a live call is controlled and watched through: the commands a running CallSession accepts, and the
 observer interface that sees the call's audio and text as they happen.
 
-Commands (`CallSession.command(...)`) go onto the session controller's queue and are applied there, in order with
+Commands (`CallSession.command(...)`; the types live in calls/commands.py, below the engine, so that live control
+can route them) go onto the session controller's queue and are applied there, in order with
 the call's other events, so they follow the same rules as the agent's own decisions:
 
 * `EndCall` — stop the agent where it is and hang up (`end_reason` = the command's reason);
-* `Say` — the agent speaks `text`: at once, cutting what it was saying (`interrupt=True`), or once what it is
-  saying has played (`interrupt=False`); the line goes into the history and the transcript like any agent turn;
+* `Say` — the agent speaks `text`: at once, cutting what it was saying (`interrupt=True`), or after the sentence it
+  is saying (`interrupt=False`: that sentence plays to its end, the rest of the reply is dropped); the line goes
+  into the history and the transcript like any agent turn;
 * `Transfer` — the agent says the transfer line and the call is transferred to `to` (E.164), as the
   `transfer_call` tool does.
 
@@ -23,29 +25,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from msgspec import Struct
-
+from voice_service.calls.commands import Command, EndCall, Say, Transfer
 from voice_service.conversation.metering import TranscriptTurn
 
 log = logging.getLogger(__name__)
 
 __all__ = ["CallObserver", "Command", "EndCall", "Observers", "Say", "Transfer"]
-
-
-class EndCall(Struct, frozen=True):
-    reason: str = "ended_by_api"
-
-
-class Say(Struct, frozen=True):
-    text: str
-    interrupt: bool = True
-
-
-class Transfer(Struct, frozen=True):
-    to: str  # E.164
-
-
-Command = EndCall | Say | Transfer
 
 
 class CallObserver:

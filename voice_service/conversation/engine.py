@@ -164,10 +164,12 @@ class CallSession:
             self._tg = tg
             helpers: list[asyncio.Task[Any]] = []
             try:
+                # The recording notice opens the first utterance: said before the starter, recorded with it.
+                notice = setup.recording_notice
                 if setup.starter:
-                    self._start_turn("say", text=setup.starter, trigger="starter")
+                    self._start_turn("say", text=setup.starter, preamble=notice, trigger="starter")
                 else:
-                    self._start_turn("llm", trigger="starter")
+                    self._start_turn("llm", preamble=notice, trigger="starter")
                 if not await self._recognition.connect(setup, attempts=2):
                     self.records.stats["stt_failures"] = 1
                     await self._finish("stt_failed", say=STT_FAILURE_TEXT, interrupt=True)
@@ -214,6 +216,7 @@ class CallSession:
         if turn.settled:
             return
         turn.settled = True
+        interrupted = interrupted or turn.cut_short
         turn.interrupted = interrupted
         heard = turn.heard_text() if interrupted else turn.spoken_text() or turn.generated
         if turn.message is not None:
@@ -437,8 +440,15 @@ class CallSession:
             await self._finish(command.reason, interrupt=True)
             return True
         if type(command) is Say:
-            if not command.interrupt and (self._says or not self._free_to_speak()):
-                self._says.append(command.text)  # spoken by the controller loop once the agent is free
+            turn = self._turn
+            # Queued when the agent is saying something (or must finish first): it then finishes the sentence it
+            # is saying and the controller loop speaks the line once it is free. A turn still thinking, with
+            # nothing said yet, has nothing audible to wait for.
+            waits = turn is None or turn.audible or turn.end_action is not None
+            if not command.interrupt and (self._says or not self._free_to_speak()) and waits:
+                self._says.append(command.text)
+                if turn is not None and turn.busy and turn.end_action is None:
+                    turn.finish_after_sentence()
                 return False
             await self._stop_speaking()
             self._speak(command.text, trigger="api")
@@ -560,11 +570,14 @@ class CallSession:
 
     # --- agent turns ---
 
-    def _new_turn(self, kind: str, *, text: str = "", trigger: str, trigger_at: float) -> Utterance:
+    def _new_turn(
+        self, kind: str, *, text: str = "", preamble: str = "", trigger: str, trigger_at: float
+    ) -> Utterance:
         return Utterance(
             next(self._turn_numbers),
             kind,
             text=text,
+            preamble=preamble,
             trigger=trigger,
             trigger_at=trigger_at,
             media=self.media,
@@ -573,10 +586,12 @@ class CallSession:
         )
 
     def _start_turn(
-        self, kind: str, *, text: str = "", trigger: str, trigger_at: float | None = None
+        self, kind: str, *, text: str = "", preamble: str = "", trigger: str, trigger_at: float | None = None
     ) -> Utterance:
         assert self._tg is not None and self._generation is not None
-        turn = self._new_turn(kind, text=text, trigger=trigger, trigger_at=trigger_at or self.clock())
+        turn = self._new_turn(
+            kind, text=text, preamble=preamble, trigger=trigger, trigger_at=trigger_at or self.clock()
+        )
         self._turn = turn
         turn.task = self._tg.create_task(
             self._generation.run(turn, self.history), name=f"conversation-turn-{turn.number}"
@@ -585,7 +600,10 @@ class CallSession:
         return turn
 
     def _turn_finished(self, turn: Utterance, task: asyncio.Task[str]) -> None:
-        if not task.cancelled() and task.exception() is None:
+        if task.cancelled():
+            if turn.cut_short:  # stopped after a sentence (finish_after_sentence): what was kept still plays
+                self._events.put_nowait(_TurnDone(turn, "ok"))
+        elif task.exception() is None:
             self._events.put_nowait(_TurnDone(turn, task.result()))
 
 

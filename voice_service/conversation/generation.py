@@ -69,7 +69,10 @@ class Generation:
         """Speak `turn` (an LLM turn answers `history` as it is when generation starts); returns the outcome."""
         try:
             if turn.kind == "say":
-                for sentence in split_text(turn.text):
+                for sentence in [*split_text(turn.preamble), *split_text(turn.text)]:
+                    if turn.stop_after_sentence and turn.sentences:
+                        turn.cut_short = True
+                        break
                     await self._speak_sentence(turn, sentence)
             else:
                 await self._llm_turn(turn, history)
@@ -96,11 +99,17 @@ class Generation:
         async def speak() -> None:
             try:
                 while (sentence := await queue.get()) is not None:
+                    if turn.stop_after_sentence and turn.sentences:
+                        turn.cut_short = True  # the rest of the reply is not said (finish_after_sentence)
+                        generator.cancel()
+                        return
                     await self._speak_sentence(turn, sentence)
             except TtsFailure as exc:
                 failures.append(exc)
                 generator.cancel()
 
+        for sentence in split_text(turn.preamble):  # spoken while the LLM works on the reply
+            queue.put_nowait(sentence)
         async with asyncio.TaskGroup() as tg:
             generator = tg.create_task(generate())
             tg.create_task(speak())

@@ -132,6 +132,7 @@ class CallSetup:
     voice_id: str
     tools: list[dict[str, Any]] = field(default_factory=list)
     country: str | None = None
+    recording_notice: str = ""  # said before the starter when the call is recorded (config.recording_notice)
 
 
 class EngineServices(Protocol):
@@ -320,6 +321,7 @@ class RuntimeServices:
             # A call without a carrier (a web call) has no phone leg to transfer.
             tools=tools.tool_schemas(config.transfer_targets if call.direction != "web" else []),
             country=country_of(remote_number(call)),
+            recording_notice=config.recording_notice.strip() if config.recording_enabled else "",
         )
 
     async def save(

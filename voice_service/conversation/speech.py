@@ -1,10 +1,10 @@
 """One agent utterance (LiveKit's "speech handle"): what the agent says in one turn, how much of it the caller
-has heard, and the two things done to it from outside — `interrupt()` and `wait_for_playout()`.
+has heard, and what is done to it from outside — `interrupt()`, `finish_after_sentence()` and `wait_for_playout()`.
 
 An utterance is an LLM answer (`kind` "llm") or a fixed line ("say": the starter, a re-prompt, the fallback, a
-goodbye, a line from the API). The agent's generation (`generation.py`) fills it: each sentence is queued on the
-media session followed by a mark named `t<turn>.<sentence>`; the carrier echoes a mark once the audio before it
-has played. So the sentences whose marks came back are what the caller heard — all that the history and the
+goodbye, a line from the API); either may open with a fixed `preamble` (the recording notice before the starter).
+The agent's generation (`generation.py`) fills it: each sentence is queued on the media session followed by a mark
+named `t<turn>.<sentence>`; the carrier echoes a mark once the audio before it has played. So the sentences whose marks came back are what the caller heard — all that the history and the
 transcript keep of an interrupted utterance. The controller (`engine.py`) owns the utterance's task and settles it
 (history, transcript, latency) when it is over.
 """
@@ -49,6 +49,10 @@ class MediaPort(Protocol):
 
     async def wait_for_mark(self, name: str) -> bool: ...
 
+    # Optional (MediaSession has it): drop what is queued after mark `name`; the dropped marks, or None when the
+    # mark has left for the carrier. A port without it makes `finish_after_sentence` wait for the whole utterance.
+    # def cut_after(self, name: str) -> list[str] | None: ...
+
     async def hangup(self, reason: str) -> None: ...
 
     def detach(self, reason: str) -> None: ...
@@ -63,6 +67,7 @@ class Utterance:
         kind: str,
         *,
         text: str = "",
+        preamble: str = "",
         trigger: str,
         trigger_at: float,
         media: MediaPort,
@@ -72,6 +77,7 @@ class Utterance:
         self.number = number
         self.kind = kind  # "llm" | "say"
         self.text = text  # the fixed line of a "say" turn
+        self.preamble = preamble  # a fixed line spoken first, whatever the kind
         self.trigger_at = trigger_at  # clock time of the event the turn answers
         self.latency = TurnLatency(turn=number, trigger=trigger)
         self.sentences: list[tuple[str, str]] = []  # (text, mark) queued on the media session
@@ -86,6 +92,10 @@ class Utterance:
         self.outcome: str | None = None
         self.interrupted = False
         self.settled = False
+        # finish_after_sentence(): no new sentence starts; `cut_short` once anything the utterance would have said
+        # is dropped (it is then recorded as interrupted, with what was heard).
+        self.stop_after_sentence = False
+        self.cut_short = False
         self.end_of_speech: float | None = None  # clock time the caller stopped speaking, for latencies
         self.media = media
         self.clock = clock
@@ -100,6 +110,11 @@ class Utterance:
     @property
     def busy(self) -> bool:
         return self.generating or bool(self.pending_marks)
+
+    @property
+    def audible(self) -> bool:
+        """Some of its audio has been queued for the caller."""
+        return bool(self._started)
 
     def heard_text(self) -> str:
         return " ".join(text for text, mark in self.sentences if mark in self.played)
@@ -178,6 +193,39 @@ class Utterance:
         await self.media.clear()
         if self.observers:
             self.observers.agent_cleared(self.clock())
+
+    def finish_after_sentence(self) -> None:
+        """Stop after the sentence playing now: it plays to its end, nothing after it does. The first sentence
+        whose mark is still queued on the media session is that sentence (one whose mark has left for the carrier
+        has at most the lead, 100 ms, still to play, and the next one may have begun there: that one is then the
+        sentence playing); what is queued after its mark is dropped without a clear and the generation stops.
+        When no queued mark can be cut after (the sentence being sent is still being synthesized), the generation
+        ends with that sentence."""
+        if self.stop_after_sentence and self.cut_short:
+            return
+        self.stop_after_sentence = True
+        self.end_action = None  # whoever asked takes over: no hang-up or transfer after this utterance
+        cut = getattr(self.media, "cut_after", None)
+        if cut is None:
+            return
+        for index, (_, mark) in enumerate(self.sentences):
+            if mark not in self.pending_marks:
+                continue
+            dropped = cut(mark)
+            if dropped is None:
+                continue
+            for _, later in self.sentences[index + 1 :]:
+                self.pending_marks.discard(later)
+            del self.sentences[index + 1 :]
+            del self._started[index + 1 :]
+            self._announced = min(self._announced, len(self._started))
+            if self.generating:
+                self.cut_short = True
+                assert self.task is not None
+                self.task.cancel()
+            elif dropped:
+                self.cut_short = True
+            return
 
     async def cancel(self, wait_seconds: float) -> None:
         """Stop generating (the call is over); waits up to `wait_seconds` for the task to unwind."""

@@ -3,8 +3,9 @@
 The life of a recording:
 
 1. The call's media starts: `open_capture` gives a CallCapture, or None when the agent turned recording off
-   (`config.recording_enabled: false`: then no file and `recording_url` stays null).
-2. The call's media ends: `finish_capture` closes the spool, uploads it (raw) to the recordings storage under
+   (`config.recording_enabled: false`: then no file and `recording_url` stays null); `start_recording` does it
+   for a MediaSession and taps the capture onto it (telephony/media.py).
+2. The call's media ends: `finish_capture` (`finish_recording` for a session) closes the spool, uploads it (raw) to the recordings storage under
    `spool/…` and enqueues the encode job. Through the shared storage, any instance can run that job.
 3. The encode job (`encode_and_store`): spool → two-channel MP3 → storage `calls/<tenant>/<call>.mp3`, then in
    one transaction the call's `recording_url` (`/v1/calls/{id}/recording`), `metadata.recording`, and the
@@ -25,17 +26,19 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import av
 
 from voice_service.auth import Principal
 from voice_service.calls import repository as calls_repo
 from voice_service.calls.schemas import CallInfo, CallRef
+from voice_service.calls.session import MediaSession
 from voice_service.db import tenant_tx
 from voice_service.enqueue import enqueue
 from voice_service.errors import NotFound, ServiceUnavailable
@@ -64,12 +67,15 @@ __all__ = [
     "delete_recording",
     "encode_and_store",
     "finish_capture",
+    "finish_recording",
     "open_capture",
     "recording_enabled",
     "recording_notice",
     "recording_url",
+    "recovering",
     "spool_dir",
     "spool_key",
+    "start_recording",
 ]
 
 ENCODE_JOB = "recordings.encode"
@@ -116,8 +122,8 @@ def recording_enabled(agent_config: Mapping[str, Any] | None) -> bool:
 
 
 def recording_notice(agent_config: Mapping[str, Any] | None) -> str | None:
-    """The line to speak at the start of a recorded call (`config.recording_notice`), if any. Speaking it is
-    the conversation engine's part (wired with the engine's restructuring)."""
+    """The line to speak at the start of a recorded call (`config.recording_notice`), if any. The conversation
+    engine says it before the starter (conversation/services.py reads the same config)."""
     config = agent_config or {}
     notice = str(config.get("recording_notice") or "").strip()
     return notice if notice and recording_enabled(config) else None
@@ -146,6 +152,33 @@ async def open_capture(
         return None
     path = spool_dir(runtime.settings) / f"{call.tenant_id}.{call.call_id}.spool"
     return await CallCapture.open(path, encoding=encoding, sample_rate=sample_rate, t0=t0)
+
+
+async def start_recording(runtime: Runtime, session: MediaSession, *, t0: float) -> CallCapture | None:
+    """Record a live media session (the carriers' media sockets, a browser call): the capture is opened and tapped
+    onto the session; None when its agent does not record, or when the spool cannot be opened (the call goes on
+    unrecorded, and `metadata.recording_error` says why). `t0`: the transcript's origin on the session's clock
+    (the conversation engine's t0)."""
+    info, fmt = session.call, session.format
+    try:
+        capture = await open_capture(runtime, info, encoding=fmt.encoding, sample_rate=fmt.sample_rate, t0=t0)
+    except (OSError, SpoolError) as exc:
+        log.warning("the call is not recorded: its spool could not be opened", extra={"detail": str(exc)[:300]})
+        await note_error(runtime, info.tenant_id, info.call_id, f"the call was not recorded: {exc}")
+        return None
+    if capture is not None:
+        session.add_tap(capture)
+    return capture
+
+
+async def finish_recording(runtime: Runtime, session: MediaSession, capture: CallCapture) -> None:
+    """After the session's end is recorded: hand the recording over (finish_capture). Never raises: a spool that
+    could not be handed over stays on this instance's disk for `recover_spools`."""
+    ended_at = session.ended_at if session.ended_at is not None else session.t0
+    try:
+        await finish_capture(runtime, session.call.ref, capture, ended_at=ended_at)
+    except Exception:
+        log.exception("handing the recording over failed", extra={"call": str(session.call.call_id)})
 
 
 async def finish_capture(runtime: Runtime, ref: CallRef, capture: CallCapture, *, ended_at: float) -> bool:
@@ -202,6 +235,33 @@ async def note_error(runtime: Runtime, tenant_id: uuid.UUID, call_id: uuid.UUID,
             await calls_repo.patch_metadata(
                 conn, tenant_id, call_id, state["created_at"], {"recording_error": message[:1000]}
             )
+
+
+RECOVER_EVERY_SECONDS = 600.0
+
+
+@contextlib.asynccontextmanager
+async def recovering(runtime: Runtime, *, every: float = RECOVER_EVERY_SECONDS) -> AsyncIterator[None]:
+    """For an app's lifespan: hand over the spools this instance's disk still holds, at start-up and every
+    `every` seconds (recover_spools)."""
+
+    async def loop() -> None:
+        while True:
+            try:
+                handed = await recover_spools(runtime)
+            except (OSError, asyncpg.PostgresError, StorageError) as exc:
+                log.warning("recovering recording spools failed", extra={"detail": repr(exc)[:300]})
+            else:
+                if handed:
+                    log.info("recording spools recovered", extra={"count": handed})
+            await asyncio.sleep(every)
+
+    async with asyncio.TaskGroup() as tg:
+        task = tg.create_task(loop(), name="recordings-recover-spools")
+        try:
+            yield
+        finally:
+            task.cancel()
 
 
 async def recover_spools(runtime: Runtime, *, idle_seconds: float = 300.0) -> int:

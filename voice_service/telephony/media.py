@@ -14,6 +14,12 @@ customParameters; Vonage: the `websocket:connected` text frame with the connect 
 this socket serves (one whose signature the upgrade carries, where it is signed): a token is valid only on its
 own carrier's socket. Anything else, a wrong, reused or expired token, or nothing within HANDSHAKE_TIMEOUT: close
 with 1008 (policy violation) and nothing else happens.
+
+Once the call is claimed: its handler is built (the conversation engine, or the registry's), its recording is
+started (recordings.start_recording: every call with media is recorded unless its agent turned it off; the
+capture's t0 is the handler's t0, the transcript's origin), the session joins the registry (so the instance's live
+control answers for the call) and runs. When the media ends: the end is recorded (media_ended), the session leaves
+the registry, and the recording is handed over (the spool to the recordings storage, with its encode job).
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from voice_service.calls.session import MediaSession, Receive, Send
 from voice_service.carriers.clients import get_provider
 from voice_service.db import system_tx
 from voice_service.errors import ServiceUnavailable
+from voice_service.recordings import service as recordings
 from voice_service.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -184,10 +191,14 @@ async def serve_media(
         # Carriers without a stop event end a call by closing (Vonage: 1000); Twilio always sends stop first.
         clean_close_codes=routes.media.clean_close_codes,
     )
-    calls.add(session)
+    handler = calls.new_handler(session)
+    # The transcript's offsets count from the engine's t0: the recording's must too. Both clocks are the host's
+    # monotonic clock (the engine's time.monotonic, the event loop's time), so t0 carries over.
+    capture = await recordings.start_recording(runtime, session, t0=getattr(handler, "t0", session.t0))
+    calls.add(session)  # from here on live control answers for the call (calls/control.py watches the registry)
     try:
         try:
-            await session.run(live.session_handler_factory(session))
+            await session.run(handler)
         except Exception:
             log.exception("media session failed", extra={"call": str(ref.id)})
         finally:
@@ -203,3 +214,6 @@ async def serve_media(
     finally:
         session.mark_finished()
         calls.remove(session)
+        if capture is not None:
+            await recordings.finish_recording(runtime, session, capture)
+

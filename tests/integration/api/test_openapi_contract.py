@@ -42,6 +42,10 @@ def _operations(spec: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
 
 
 def _component(spec: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    # An optional body is `oneOf: [the struct, null]`: the struct carries the example.
+    alternatives = [s for s in schema.get("oneOf", ()) if s.get("type") != "null"]
+    if len(alternatives) == 1:
+        schema = alternatives[0]
     ref = schema.get("$ref")
     return spec["components"]["schemas"][ref.rsplit("/", 1)[1]] if ref else schema
 

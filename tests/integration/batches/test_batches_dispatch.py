@@ -173,7 +173,10 @@ async def serve_process(dsn: str, settings: Settings, sim: Simulator) -> AsyncIt
 async def _setup(
     client: httpx.AsyncClient, tenant_headers: dict[str, str], pool: asyncpg.Pool, tenant_id: uuid.UUID
 ) -> dict[str, Any]:
-    agent = await client.post("/v1/agents", json={"name": "Dialer"}, headers=tenant_headers)
+    # Dispatch is under test: the calls are not recorded (an encode job per call would compete for the CPU).
+    agent = await client.post(
+        "/v1/agents", json={"name": "Dialer", "config": {"recording_enabled": False}}, headers=tenant_headers
+    )
     number = await client.post(
         "/v1/numbers",
         json={"phone_number": unique_phone("+1212"), "provider": "simulator"},

@@ -1,5 +1,5 @@
-"""The conversation domain's fixtures: the fake Deepgram, OpenAI and TTS servers (one local server per module), the
-simulated stack pointed at them, and the conversation engine installed as the media sessions' handler."""
+"""The conversation domain's fixtures: the simulated stack pointed at the fake Deepgram, OpenAI and TTS servers
+(`fakes`, tests/integration/conftest.py), and the conversation engine installed as the media sessions' handler."""
 
 from __future__ import annotations
 
@@ -8,21 +8,11 @@ from typing import Any
 
 import pytest
 
-from tests.fakes.server import LocalServer, PathRouter
 from tests.support.conversation import ENGINE, Fakes, conversation_overrides
 from voice_service.calls import live
 from voice_service.conversation import install
 from voice_service.simulator import Simulator
 from voice_service.simulator.harness import RunningService
-
-
-@pytest.fixture(scope="module")
-async def fakes() -> AsyncIterator[Fakes]:
-    f = Fakes()
-    router = PathRouter({"/v1/listen": f.deepgram, "/v1/speak": f.tts, "/v1/chat": f.openai})
-    async with LocalServer(router) as srv:
-        f.url = srv.http_url
-        yield f
 
 
 @pytest.fixture(scope="module")

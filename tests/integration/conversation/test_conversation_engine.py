@@ -21,6 +21,7 @@ from voice_service.agents.schemas import AgentConfig, TransferTarget
 from voice_service.conversation.control import CallObserver, EndCall, Say, Transfer
 from voice_service.conversation.engine import TRANSFER_TEXT, CallSession
 from voice_service.conversation.metering import TranscriptTurn
+from voice_service.simulator.harness import until
 
 # --- the tests ---------------------------------------------------------------------------------------------
 
@@ -470,3 +471,47 @@ async def test_say_without_interrupt_waits_for_the_agent_then_transfer_command()
     assert r.media.end_reason == "transferred" and not r.media.hung_up
     assert r.conversation["transferred_to"] == "+15550009999"
     assert session_ended(r.session)
+
+
+async def test_say_without_interrupt_cuts_an_llm_reply_after_its_current_sentence() -> None:
+    reply = "Sure, I can help with that booking. Let me look at the tables we have. We open at six tonight."
+    operator_line = "Sorry, one moment please."
+    audio = silence(1.0) + speech(0.6) + silence(9.0)
+
+    starts = Watcher()
+
+    async def operator(session: CallSession, line: PhoneLine) -> None:
+        session.observe(starts)
+        # The reply's first sentence is playing (the others are synthesized and queued behind it by then).
+        await until(lambda: "Sure, I can help with that booking." in starts.agent_texts, within=8.0)
+        await asyncio.sleep(0.3)
+        assert session.command(Say(operator_line, interrupt=False))
+        # Once the line has played and its turn is over (its transcript entry is written), hang up.
+        await until(lambda: any(e.text == operator_line for e in starts.entries), within=8.0)
+        assert session.command(EndCall())
+
+    async with fakes(script=["Can I book a table?"], replies=[reply, "Of course."], seconds_per_char=0.05) as f:
+        r = await run_call(f, audio, agent_row=agent("Hi."), stop_after=14.0, during=operator)
+
+    # No clear: the dropped sentences never left the service; the sentence playing ended normally.
+    assert r.line.clears == []
+    assert [(t["role"], t["text"], t["interrupted"]) for t in r.transcripts] == [
+        ("agent", "Hi.", False),
+        ("caller", "Can I book a table?", False),
+        ("agent", "Sure, I can help with that booking.", True),
+        ("agent", operator_line, False),
+    ]
+    assert "t2.1" not in r.line.marks_echoed and "t2.2" not in r.line.marks_echoed
+    assert r.media.end_reason == "ended_by_api"
+
+
+async def test_the_recording_notice_opens_an_llm_starter() -> None:
+    async with fakes(replies=["Hello, this is Ana from the bistro."]) as f:
+        r = await run_call(
+            f, silence(4.0), agent_row=agent(None, recording_notice="This call is recorded."), stop_after=3.5
+        )
+    first = r.transcripts[0]
+    assert (first["role"], first["text"]) == ("agent", "This call is recorded. Hello, this is Ana from the bistro.")
+    # The LLM wrote the reply, not the notice; the history keeps both, as the caller heard them.
+    assert chat_messages(f, 0)[-1]["role"] == "system"
+

@@ -9,96 +9,24 @@ import asyncio
 import base64
 import itertools
 import time
-import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 import pytest
 from uvicorn.protocols.utils import ClientDisconnected
 
-from providers.telephony.base import MediaFormat, MediaStarted
-from providers.telephony.twilio import TwilioCodec
-from providers.telephony.vonage import VonageCodec
+from providers.telephony.base import MediaFormat
+from tests.support.media import Socket, session_on
 from voice_service.calls import session as session_module
-from voice_service.calls.schemas import CallInfo
-from voice_service.calls.session import MediaSession, MeteringHandler
+from voice_service.calls.session import MeteringHandler
 from voice_service.simulator.harness import until
 
 _decode = msgspec.json.decode
 
 
-class Socket:
-    def __init__(self) -> None:
-        self.inbound: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self.sent: list[tuple[float, dict[str, Any]]] = []
-
-    async def receive(self) -> dict[str, Any]:
-        return await self.inbound.get()
-
-    async def send(self, message: dict[str, Any]) -> None:
-        self.sent.append((time.monotonic(), message))
-
-    def text(self, payload: dict[str, Any]) -> None:
-        self.inbound.put_nowait({"type": "websocket.receive", "text": msgspec.json.encode(payload).decode()})
-
-    def frames(self) -> list[tuple[float, Any]]:
-        out = []
-        for at, message in self.sent:
-            if message["type"] != "websocket.send":
-                continue
-            out.append((at, _decode(message["text"]) if "text" in message else message["bytes"]))
-        return out
-
-
-def _session(kind: str, socket: Socket, **kwargs: Any) -> MediaSession:
-    info = CallInfo(
-        tenant_id=uuid.uuid4(),
-        call_id=uuid.uuid4(),
-        call_created_at=datetime.now(UTC),
-        agent_id=1,
-        lead_id=None,
-        direction="outbound",
-        variables={"a": 1},
-        voice_id=None,
-        provider=kind,
-        provider_call_id="CA1",
-        from_e164="+1",
-        to_e164="+2",
-    )
-    if kind == "twilio":
-        codec: Any = TwilioCodec()
-        started = codec.decode(
-            msgspec.json.encode(
-                {
-                    "event": "start",
-                    "start": {
-                        "streamSid": "MZ1",
-                        "callSid": "CA1",
-                        "customParameters": {"call_id": "x", "token": "y"},
-                        "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
-                    },
-                }
-            ).decode()
-        )
-    else:
-        codec = VonageCodec()
-        started = codec.decode('{"event":"websocket:connected","content-type":"audio/l16;rate=16000"}')
-    assert isinstance(started, MediaStarted)
-    return MediaSession(
-        call=info,
-        codec=codec,
-        started=started,
-        receive=socket.receive,
-        send=socket.send,
-        clean_close_codes=(1000,) if kind == "vonage" else (),
-        **kwargs,
-    )
-
-
 async def test_playback_is_framed_and_paced_in_real_time_with_a_lead() -> None:
     socket = Socket()
-    session = _session("twilio", socket)
+    session = session_on("twilio", socket)
     handler = MeteringHandler(session)
     run = asyncio.create_task(session.run(handler))
     try:
@@ -130,7 +58,7 @@ async def test_playback_is_framed_and_paced_in_real_time_with_a_lead() -> None:
 
 async def test_marks_clear_and_inbound_events() -> None:
     socket = Socket()
-    session = _session("twilio", socket)
+    session = session_on("twilio", socket)
     seen: list[tuple[str, str]] = []
 
     class Handler(MeteringHandler):
@@ -172,7 +100,7 @@ async def test_marks_clear_and_inbound_events() -> None:
 
 async def test_vonage_frames_and_clean_close() -> None:
     socket = Socket()
-    session = _session("vonage", socket)
+    session = session_on("vonage", socket)
     assert session.format == MediaFormat(encoding="l16", sample_rate=16000)
     run = asyncio.create_task(session.run(MeteringHandler(session)))
     await session.send_audio(
@@ -194,7 +122,7 @@ async def test_vonage_frames_and_clean_close() -> None:
 
 async def test_handler_failure_hangs_up() -> None:
     socket = Socket()
-    session = _session("twilio", socket)
+    session = session_on("twilio", socket)
 
     class Broken(MeteringHandler):
         async def run(self) -> None:
@@ -241,7 +169,7 @@ async def test_caller_hangs_up_mid_playback(
 ) -> None:
     monkeypatch.setattr(session_module, "DISCONNECT_GRACE_SECONDS", 0.1)
     socket = HangingUpSocket(frames_before_drop=5)
-    session = _session(kind, socket)
+    session = session_on(kind, socket)
     handler = Recording(session)
     run = asyncio.create_task(session.run(handler))
     await session.send_audio(b"\x01" * session.bytes_per_second)  # one second of audio
@@ -257,9 +185,9 @@ async def test_caller_hangs_up_mid_playback(
     assert len(socket.sent) == 5
 
 
-async def test_barge_in_clear_on_a_gone_socket_ends_the_session() -> None:
+async def test_barge_in_clear_on_a_gone_socket_ends_thesession_on() -> None:
     socket = HangingUpSocket(frames_before_drop=0)
-    session = _session("twilio", socket)
+    session = session_on("twilio", socket)
     handler = Recording(session)
     run = asyncio.create_task(session.run(handler))
     await session.clear()  # the handler's clear() must not raise into the conversation engine
@@ -270,7 +198,7 @@ async def test_barge_in_clear_on_a_gone_socket_ends_the_session() -> None:
 
 async def test_on_stop_runs_even_when_the_session_crashes() -> None:
     socket = Socket()
-    session = _session("twilio", socket)
+    session = session_on("twilio", socket)
 
     class Broken(Recording):
         def on_dtmf(self, digit: str) -> None:
@@ -288,7 +216,7 @@ async def test_on_stop_runs_even_when_the_session_crashes() -> None:
 
 async def test_detach_ends_the_session_without_hanging_up() -> None:
     socket = Socket()
-    session = _session("twilio", socket)
+    session = session_on("twilio", socket)
     handler = Recording(session)
     run = asyncio.create_task(session.run(handler))
     await session.send_audio(b"\x01" * 8000)
