@@ -76,7 +76,7 @@ def configure_logging(level: str = "INFO", json_logs: bool = True) -> None:
 
 
 # Calls that reached a final status in this process, by that status (counted where a call ends: the calls
-# domain's lifecycle events, calls/lifecycle.py). One process-wide counter, registered in every app's registry,
+# domain's lifecycle events, calls/call_events.py). One process-wide counter, registered in every app's registry,
 # because calls also end in jobs and media sessions that know no app.
 CALLS_ENDED = Counter("voice_calls_total", "calls by final status", ["status"], registry=None)
 

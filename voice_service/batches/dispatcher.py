@@ -43,7 +43,7 @@ from voice_service.batches import repository as repo
 from voice_service.billing import pipeline as billing
 from voice_service.billing import wallet
 from voice_service.calls import repository as calls_repo
-from voice_service.calls.lifecycle import call_ended
+from voice_service.calls.call_events import call_ended
 from voice_service.calls.schemas import CallRef
 from voice_service.calls.service import create_call, place_call
 from voice_service.db import tenant_tx

@@ -314,7 +314,7 @@ async def save_conversation(
 async def lifecycle_state(
     conn: asyncpg.Connection, tenant_id: uuid.UUID, call_id: uuid.UUID, created_at: datetime
 ) -> asyncpg.Record | None:
-    """What the call's lifecycle events (calls/lifecycle.py) say about it, as this transaction sees it."""
+    """What the call's lifecycle events (calls/call_events.py) say about it, as this transaction sees it."""
     return await conn.fetchrow(
         f"SELECT {_STATE}, attempt FROM voice_call_logs WHERE {_BY_ID}", tenant_id, call_id, created_at
     )

@@ -36,7 +36,7 @@ from providers.telephony.base import (
     is_status_advance,
 )
 from voice_service.auth import Principal
-from voice_service.calls import legs, lifecycle, live
+from voice_service.calls import call_events, legs, live
 from voice_service.calls import repository as repo
 from voice_service.calls.listeners import CallListeners
 from voice_service.calls.schemas import Call, CallCreate, CallInfo, CallRef, CallStats
@@ -134,10 +134,10 @@ async def _notify(
     late_price: bool = False,
 ) -> None:
     if answered:
-        await lifecycle.call_answered(conn, tenant_id, call_id, created_at)
+        await call_events.call_answered(conn, tenant_id, call_id, created_at)
         await listeners.on_answered(conn, tenant_id=tenant_id, call_id=call_id, call_created_at=created_at)
     if final:
-        await lifecycle.call_ended(conn, tenant_id, call_id, created_at)
+        await call_events.call_ended(conn, tenant_id, call_id, created_at)
         await listeners.on_final(conn, tenant_id=tenant_id, call_id=call_id, call_created_at=created_at)
     if progress:
         await listeners.on_progress(conn, tenant_id=tenant_id, call_id=call_id, call_created_at=created_at)

@@ -1,6 +1,6 @@
 """The event catalog: every event type the service emits, what it means, and its payload (`data`) as a Struct.
 
-The emitting domains build their payloads with these Structs (calls/lifecycle.py, batches/events.py) or emit dicts
+The emitting domains build their payloads with these Structs (calls/call_events.py, batches/events.py) or emit dicts
 of the same shape (billing, call analysis, recordings; tests/integration/test_event_catalog.py checks real events
 against the schemas). The catalog is served at `GET /v1/event-types` and documented in the OpenAPI document's
 `webhooks` section: one entry per type, whose body is the envelope a webhook endpoint receives.
