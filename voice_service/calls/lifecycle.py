@@ -29,6 +29,7 @@ import asyncpg
 from voice_service.calls import repository as repo
 from voice_service.calls.listeners import CallListeners
 from voice_service.calls.schemas import CallRef
+from voice_service.db import Row
 from voice_service.phones import parse_phone
 
 __all__ = [
@@ -112,7 +113,7 @@ async def _schedule_finalize_timeout(
 # --- the call row ---
 
 
-def _number_e164(number: Mapping[str, Any]) -> str:
+def _number_e164(number: Row) -> str:
     e164 = number.get("e164") or number.get("phone_number")
     if not e164:
         raise ValueError("from_number needs an `e164` (or `phone_number`) value")
@@ -126,7 +127,7 @@ async def create_call(
     tenant_id: uuid.UUID,
     initiated_by_user_id: uuid.UUID | None,
     agent_id: int | None,
-    from_number: Mapping[str, Any],
+    from_number: Row,
     to_e164: str,
     lead_id: uuid.UUID | None,
     voice_id: uuid.UUID | None,

@@ -29,7 +29,7 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any, Protocol
+from typing import Any, Protocol, final
 
 from providers.audio import FRAME_MS, frame_bytes, silence_byte
 from providers.telephony.base import (
@@ -120,6 +120,7 @@ class MeteringHandler:
         )
 
 
+@final
 class _Mark:
     __slots__ = ("name",)
 
@@ -458,4 +459,4 @@ class MediaSession:
                 self._head_offset = end
             sent += 1
             self.frames_out += 1
-            await self._send_frame(encode(item[offset:end]))  # type: ignore[index]
+            await self._send_frame(encode(item[offset:end]))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,7 +18,7 @@ import msgspec
 from providers.telephony.base import TERMINAL_STATUSES, CallStatus, StatusEvent, is_status_advance
 from voice_service.calls import repository as repo
 from voice_service.calls.lifecycle import notify as _notify
-from voice_service.db import system_tx, tenant_tx
+from voice_service.db import Row, system_tx, tenant_tx
 from voice_service.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -34,7 +33,7 @@ class StatusOutcome(msgspec.Struct, frozen=True):
 
 
 def plan_status_update(
-    state: Mapping[str, Any], ev: StatusEvent, now: datetime
+    state: Row, ev: StatusEvent, now: datetime
 ) -> tuple[dict[str, Any], dict[str, Any], bool]:
     """(column updates, metadata patch, became_terminal) for applying `ev` to a call in `state`.
 

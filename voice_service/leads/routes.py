@@ -8,7 +8,7 @@ from typing import Any
 
 from litestar import Controller, Request, delete, get, patch, post
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
-from litestar.params import JSONBody, QueryParameter
+from litestar.params import JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 
 from voice_service.auth import writes_need
@@ -16,7 +16,7 @@ from voice_service.deps import Caller, Conn
 from voice_service.leads import importer, service
 from voice_service.leads.schemas import ImportReport, Lead, LeadCreate, LeadUpdate
 from voice_service.pagination import Page
-from voice_service.params import Cursor, Limit
+from voice_service.params import Cursor, Limit, QueryParameter
 
 
 @dataclass
