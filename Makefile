@@ -29,9 +29,10 @@ run: $(VENV)/.installed ## serve API + media + workers on :8000 (embedded Postgr
 test: $(VENV)/.installed ## run the test suite against a real PostgreSQL (embedded unless DATABASE_URL is set)
 	$(VENV)/bin/python -m pytest
 
-lint: $(VENV)/.installed ## ruff, and the import contracts (layers, no cycles: [tool.importlinter] in pyproject.toml)
+lint: $(VENV)/.installed ## ruff, the import contracts ([tool.importlinter]) and mypy --strict ([tool.mypy]) from pyproject.toml
 	$(VENV)/bin/ruff check voice_service providers analysis tests bench
 	$(VENV)/bin/lint-imports --no-logo
+	$(VENV)/bin/mypy
 
 format: $(VENV)/.installed
 	$(VENV)/bin/ruff format voice_service providers analysis tests bench

@@ -40,7 +40,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import Any, Protocol, overload
 
 import msgspec
 
@@ -67,6 +67,16 @@ SUPPORTED_UNITS: dict[str, frozenset[str]] = {
 }
 
 
+class ColumnRow(Protocol):
+    """A table row read by column name: an asyncpg Record or a dict (this module imports no database code)."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+    @overload
+    def get(self, key: str, /) -> Any: ...
+    @overload
+    def get(self, key: str, default: Any, /) -> Any: ...
+
+
 class PriceRow(msgspec.Struct, frozen=True, kw_only=True):
     """One row of billing_pricing_catalog."""
 
@@ -84,7 +94,7 @@ class PriceRow(msgspec.Struct, frozen=True, kw_only=True):
     description: str | None = None
 
     @classmethod
-    def from_record(cls, rec: Mapping[str, Any]) -> PriceRow:
+    def from_record(cls, rec: ColumnRow) -> PriceRow:
         """From an asyncpg Record / dict of the table's columns (UUIDs become strings; extra columns ignored)."""
         tenant = rec.get("tenant_id")
         return cls(

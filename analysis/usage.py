@@ -143,7 +143,8 @@ class UsageMeter(msgspec.Struct, omit_defaults=True):
 
     def to_builtins(self) -> dict[str, Any]:
         """JSON-ready dict for ``metadata.usage``."""
-        return msgspec.to_builtins(self)
+        out: dict[str, Any] = msgspec.to_builtins(self)
+        return out
 
     @classmethod
     def from_builtins(cls, data: Any) -> UsageMeter:

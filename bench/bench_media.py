@@ -426,7 +426,7 @@ async def _mint_calls(dsn: str, n: int, *, record: bool = False) -> list[list[st
     import asyncpg
 
     from voice_service import composition
-    from voice_service.calls import service
+    from voice_service.calls import lifecycle
     from voice_service.db import create_pool, tenant_tx
     from voice_service.tenancy.service import create_tenant
 
@@ -446,7 +446,7 @@ async def _mint_calls(dsn: str, n: int, *, record: bool = False) -> list[list[st
         async with tenant_tx(pool, tenant_id) as conn:
             number = {"id": None, "e164": "+442079400000", "provider": "simulator"}
             for i in range(n):
-                ref = await service.create_call(
+                ref = await lifecycle.create_call(
                     conn,
                     listeners=composition.call_listeners(),
                     tenant_id=tenant_id,
@@ -462,7 +462,7 @@ async def _mint_calls(dsn: str, n: int, *, record: bool = False) -> list[list[st
                     status="ringing",
                     provider_call_id=f"CA{uuid.uuid4().hex}",
                 )
-                out.append([str(ref.id), await service._mint_token(conn, ref)])
+                out.append([str(ref.id), await lifecycle.mint_token(conn, ref)])
     finally:
         await pool.close()
     return out

@@ -87,7 +87,8 @@ class StreamResampler:
             raise ValueError("PCM16 input must have an even number of bytes")
         samples = np.frombuffer(pcm, dtype="<i2")
         out = self._stream.resample_chunk(samples, last=last)
-        return out.astype("<i2", copy=False).tobytes()
+        resampled: bytes = out.astype("<i2", copy=False).tobytes()
+        return resampled
 
     def reset(self) -> None:
         """Drop the filter state (e.g. after a barge-in cut the stream)."""

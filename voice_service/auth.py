@@ -12,12 +12,14 @@ import hashlib
 import secrets
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 import asyncpg
 import jwt
 import msgspec
+from jwt.types import Options
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
@@ -25,6 +27,9 @@ from litestar.middleware import AbstractAuthenticationMiddleware, Authentication
 from voice_service.errors import Forbidden, Unauthorized
 from voice_service.observability import tenant_id_var
 from voice_service.settings import Settings
+
+# A Litestar guard, as the factories below make them (coroutines: see `writes_need`).
+Guard: TypeAlias = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], Awaitable[None]]
 
 ROLES = ("viewer", "member", "admin", "owner")
 ROLE_RANK = {r: i for i, r in enumerate(ROLES)}
@@ -114,7 +119,7 @@ async def resolve_jwt(pool: asyncpg.Pool, settings: Settings, token: str) -> Pri
         key, algorithms = settings.jwt_public_key.replace("\\n", "\n"), ["RS256"]
     else:
         raise Unauthorized("bearer tokens are not enabled; use an API key (vsk_…)")
-    options: dict[str, Any] = {"require": ["sub", "exp"], "verify_aud": settings.jwt_audience is not None}
+    options: Options = {"require": ["sub", "exp"], "verify_aud": settings.jwt_audience is not None}
     try:
         claims = jwt.decode(
             token,
@@ -167,7 +172,7 @@ _READ_METHODS = {"GET", "HEAD"}
 _UNAUTHENTICATED_METHODS = {"OPTIONS"}
 
 
-def writes_need(role: str):  # noqa: ANN201 - Litestar guard factory
+def writes_need(role: str) -> Guard:
     """Guard: reads need any role; writes need at least `role` (viewers never write).
 
     Guards are coroutines: Litestar runs a plain-function guard in a worker thread (a thread hop per request,
@@ -186,7 +191,7 @@ def writes_need(role: str):  # noqa: ANN201 - Litestar guard factory
     return guard
 
 
-def requires(role: str):  # noqa: ANN201 - Litestar guard factory
+def requires(role: str) -> Guard:
     async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         if connection.scope.get("method") in _UNAUTHENTICATED_METHODS:
             return

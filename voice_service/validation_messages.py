@@ -118,7 +118,8 @@ def _field_names(t: mi.Type | None) -> list[str]:
 
 
 def _description(t: mi.Type | None) -> str | None:
-    candidates = [] if t is None else [t, *(_unwrap(t).types if isinstance(_unwrap(t), mi.UnionType) else ())]
+    inner = None if t is None else _unwrap(t)
+    candidates = [] if t is None else [t, *(inner.types if isinstance(inner, mi.UnionType) else ())]
     for member in candidates:
         if isinstance(member, mi.Metadata) and member.extra_json_schema:
             text = member.extra_json_schema.get("description")

@@ -9,7 +9,7 @@ tokenizer would, roughly, so the caller can meter it as an estimate.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from typing import Protocol
+from typing import Any, Protocol
 
 from msgspec import Struct
 
@@ -55,9 +55,9 @@ class LlmProvider(Protocol):
 
     def stream_chat(
         self,
-        messages: list[dict],
+        messages: list[dict[str, Any]],
         *,
-        tools: list[dict] | None = None,
+        tools: list[dict[str, Any]] | None = None,
         model: str | None = None,
         temperature: float | None = None,
         max_tokens: int | None = None,
@@ -66,7 +66,12 @@ class LlmProvider(Protocol):
         ...
 
     def estimate_usage(
-        self, messages: list[dict], *, tools: list[dict] | None, completion: str, model: str | None = None
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        tools: list[dict[str, Any]] | None,
+        completion: str,
+        model: str | None = None,
     ) -> UsageEvent:
         """Token counts of a request whose stream never reported usage: the prompt (`messages`, `tools`) and
         the `completion` text (and tool-call arguments) it produced before it stopped. Good enough for
@@ -74,7 +79,12 @@ class LlmProvider(Protocol):
         ...
 
     async def complete_json(
-        self, messages: list[dict], *, schema: dict, schema_name: str, model: str | None = None
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        schema: dict[str, Any],
+        schema_name: str,
+        model: str | None = None,
     ) -> tuple[str, UsageEvent | None]:
         """A strict json_schema completion; returns the raw JSON content and the usage."""
         ...

@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncGenerator
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import msgspec
 import openai
 from openai import AsyncOpenAI
+from openai.types.chat import ChatCompletionMessageParam
+from openai.types.shared_params import ResponseFormatJSONSchema
 
 from providers.llm.base import LlmDone, LlmError, LlmEvent, TextDelta, ToolCallEvent, UsageEvent
 
@@ -44,7 +46,7 @@ def estimate_tokens(text: str) -> int:
     return (len(text) + 3) // 4
 
 
-def estimate_prompt_tokens(messages: list[dict], tools: list[dict] | None = None) -> int:
+def estimate_prompt_tokens(messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> int:
     """Rough prompt size for a cancelled turn: content estimate plus ~4 tokens of framing per message."""
     total = 3
     for message in messages:
@@ -89,16 +91,18 @@ class OpenAiLlm:
         self._http = http_client or httpx.AsyncClient(
             limits=httpx.Limits(max_connections=200, max_keepalive_connections=50)
         )
-        # read timeout = longest wait for the next chunk (first token included) of a streamed turn
+        # read timeout = longest wait for the next chunk (first token included) of a streamed turn. The SDK
+        # takes httpx's client and timeouts (its "legacy" types) at run time; its annotations name only httpx2's.
         self._client = AsyncOpenAI(
             api_key=api_key,
             base_url=base_url,
-            http_client=self._http,
+            http_client=self._http,  # type: ignore[arg-type]
             max_retries=0,
-            timeout=httpx.Timeout(stream_read_timeout, connect=connect_timeout),
+            timeout=httpx.Timeout(stream_read_timeout, connect=connect_timeout),  # type: ignore[arg-type]
         )
         self._json_client = self._client.with_options(
-            max_retries=json_max_retries, timeout=httpx.Timeout(json_timeout, connect=connect_timeout)
+            max_retries=json_max_retries,
+            timeout=httpx.Timeout(json_timeout, connect=connect_timeout),  # type: ignore[arg-type]
         )
         # The streamed turn goes around the SDK (see the module docstring): built once, reused per turn.
         self._chat_url = str(self._client.base_url).rstrip("/") + "/chat/completions"
@@ -116,9 +120,9 @@ class OpenAiLlm:
 
     async def stream_chat(
         self,
-        messages: list[dict],
+        messages: list[dict[str, Any]],
         *,
-        tools: list[dict] | None = None,
+        tools: list[dict[str, Any]] | None = None,
         model: str | None = None,
         temperature: float | None = None,
         max_tokens: int | None = None,
@@ -211,7 +215,12 @@ class OpenAiLlm:
         yield LlmDone(finish_reason=finish_reason)
 
     def estimate_usage(
-        self, messages: list[dict], *, tools: list[dict] | None, completion: str, model: str | None = None
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        tools: list[dict[str, Any]] | None,
+        completion: str,
+        model: str | None = None,
     ) -> UsageEvent:
         return UsageEvent(
             prompt_tokens=estimate_prompt_tokens(messages, tools),
@@ -220,17 +229,21 @@ class OpenAiLlm:
         )
 
     async def complete_json(
-        self, messages: list[dict], *, schema: dict, schema_name: str, model: str | None = None
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        schema: dict[str, Any],
+        schema_name: str,
+        model: str | None = None,
     ) -> tuple[str, UsageEvent | None]:
         model = model or self.model
         try:
             response = await self._json_client.chat.completions.create(
                 model=model,
-                messages=messages,  # type: ignore[arg-type]
-                response_format={
-                    "type": "json_schema",
-                    "json_schema": {"name": schema_name, "strict": True, "schema": schema},
-                },
+                messages=cast("list[ChatCompletionMessageParam]", messages),
+                response_format=ResponseFormatJSONSchema(
+                    type="json_schema", json_schema={"name": schema_name, "strict": True, "schema": schema}
+                ),
             )
         except openai.APIError as exc:
             raise _llm_error(exc) from exc

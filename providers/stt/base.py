@@ -8,7 +8,7 @@ end of the caller's turn), `SpeechStarted` for barge-in, `UtteranceEnd` as the e
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Protocol
 
 from msgspec import Struct
@@ -65,7 +65,7 @@ class SttStream(Protocol):
         """Send CloseStream and wait briefly for the provider's last messages and close."""
         ...
 
-    def events(self) -> AsyncIterator[SttEvent]: ...
+    def events(self) -> AsyncGenerator[SttEvent, None]: ...
 
 
 class SttProvider(Protocol):

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
@@ -287,7 +287,7 @@ class DeepgramSttStream:
             logger.warning("deepgram did not close the stream %.1fs after CloseStream", self._close_timeout)
             await self._ws.close()
 
-    async def events(self) -> AsyncIterator[SttEvent]:
+    async def events(self) -> AsyncGenerator[SttEvent, None]:
         if self._consumed:
             raise RuntimeError("DeepgramSttStream.events() supports a single consumer")
         self._consumed = True

@@ -33,6 +33,7 @@ __all__ = [
     "CarrierRoutes",
     "MediaRoute",
     "WebhookKind",
+    "WebhookMethod",
     "WebhookRoute",
 ]
 
@@ -44,6 +45,7 @@ _SEGMENT = re.compile(r"^[a-z][a-z0-9_-]{0,49}$")
 # answer: an inbound call asks what to do (the answer is the carrier's call-control document);
 # status: progress events of a call (ringing, answered, completed, …), answered 204.
 WebhookKind = Literal["answer", "status"]
+WebhookMethod = Literal["GET", "POST"]  # carriers call webhooks with these
 CarrierConfig = Mapping[str, str | None]  # setting name → value (None when unset)
 
 
@@ -55,7 +57,7 @@ class WebhookRoute:
     path: str
     operation_id: str  # OpenAPI; with several methods each gets the method as a suffix (…Get, …Post)
     summary: str
-    methods: tuple[str, ...] = ("POST",)
+    methods: tuple[WebhookMethod, ...] = ("POST",)
     # Where WebhookRequest.form comes from on a POST: the form-encoded body (Twilio) or the query string (carriers
     # whose body is JSON). A GET's form is always its query string.
     form_from_body: bool = True

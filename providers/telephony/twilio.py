@@ -145,7 +145,7 @@ class RebasedTwilioHttpClient(AsyncTwilioHttpClient):
 
 
 def _rest_message(exc: TwilioRestException | TwilioServiceException) -> str:
-    return exc.msg if isinstance(exc, TwilioRestException) else (exc.detail or exc.title)
+    return str(exc.msg if isinstance(exc, TwilioRestException) else (exc.detail or exc.title))
 
 
 def _map_rest_error(exc: TwilioRestException | TwilioServiceException) -> ProviderError:
@@ -286,11 +286,13 @@ class TwilioProvider:
         params = dict(req.form) if req.method.upper() == "POST" else {}
         settings = req.headers.get(SIGNATURE_SETTINGS_HEADER)
         if not settings:
-            return self._validator.validate(req.url, params, signature)
+            return bool(self._validator.validate(req.url, params, signature))
         # Signature settings: the algorithm (HMAC_SHA1 or HMAC_SHA256) and the SharedKey whose secret signed it.
         # An unknown key id falls back to the auth token; the SDK refuses (False) an algorithm it does not know.
-        validator = self._shared_validators.get(_settings_key(settings), self._validator)
-        return validator.validate(req.url, params, signature, algorithm=get_signature_algorithm(settings))
+        key = _settings_key(settings)
+        validator = self._shared_validators.get(key, self._validator) if key is not None else self._validator
+        algorithm = get_signature_algorithm(settings)
+        return bool(validator.validate(req.url, params, signature, algorithm=algorithm))
 
     def webhook_jti(self, req: WebhookRequest) -> str | None:
         """Twilio signs no one-time id; status callbacks are deduplicated by status rank instead."""

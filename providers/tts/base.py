@@ -8,8 +8,8 @@ utterance (never a one-shot resample per chunk, which clicks at chunk edges) and
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import AsyncGenerator
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
@@ -34,7 +34,7 @@ class TtsProvider(Protocol):
 
     def synthesize(
         self, text: str, *, voice_id: str, fmt: MediaFormat, language: str | None = None
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         """Audio in `fmt`, streamed as it arrives (chunk sizes vary; PCM chunks are sample-aligned)."""
         ...
 
@@ -134,10 +134,10 @@ async def stream_audio(
     url: str,
     *,
     headers: dict[str, str],
-    json: dict,
+    json: dict[str, Any],
     params: dict[str, str | int] | None = None,
     http_timeout: httpx.Timeout,
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """POST and stream the audio body; HTTP and transport failures become `TtsError`.
 
     Iterate it inside `contextlib.aclosing(...)` so an abandoned synthesis releases the connection now.

@@ -9,7 +9,7 @@ reference; the default `Cartesia-Version` is configurable because Cartesia dates
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
@@ -48,7 +48,7 @@ class CartesiaTts:
 
     async def synthesize(
         self, text: str, *, voice_id: str, fmt: MediaFormat, language: str | None = None
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         if fmt.sample_rate in _RATES:
             encoding = "pcm_mulaw" if fmt.encoding == "mulaw" else "pcm_s16le"
             rate = fmt.sample_rate

@@ -8,7 +8,7 @@ model (`aura-2-thalia-en`): `voice_id` selects it, `model` is the default when n
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import TYPE_CHECKING
 
@@ -55,7 +55,7 @@ class DeepgramTts:
 
     async def synthesize(
         self, text: str, *, voice_id: str, fmt: MediaFormat, language: str | None = None
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         if fmt.encoding == "mulaw" and fmt.sample_rate in _MULAW_RATES:
             encoding, rate = "mulaw", fmt.sample_rate
         elif fmt.encoding == "l16" and fmt.sample_rate in _LINEAR16_RATES:

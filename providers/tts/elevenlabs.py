@@ -9,7 +9,7 @@ enforce a language; not verified against the live API).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
@@ -46,7 +46,7 @@ class ElevenLabsTts:
 
     async def synthesize(
         self, text: str, *, voice_id: str, fmt: MediaFormat, language: str | None = None
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         if fmt.encoding == "mulaw" and fmt.sample_rate == 8000:
             output_format, rate, pcm = "ulaw_8000", 8000, False
         elif fmt.sample_rate in _PCM_RATES:

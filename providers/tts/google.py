@@ -17,7 +17,7 @@ as its model (`voice_model`) for the price catalog's `*-Neural2-*`-style rows to
 from __future__ import annotations
 
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -140,7 +140,7 @@ class GoogleTts:
 
     async def synthesize(
         self, text: str, *, voice_id: str, fmt: MediaFormat, language: str | None = None
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         if fmt.channels != 1:
             raise TtsError(f"TTS produces mono audio, the call wants {fmt.channels} channels")
         voice: dict[str, str] = {"languageCode": voice_language(voice_id) or language or DEFAULT_LANGUAGE}

@@ -8,12 +8,12 @@ to 4096 characters per request, so longer text is split at sentence ends.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING
 
 import httpx
 import openai
-from openai import AsyncOpenAI
+from openai import AsyncOpenAI, omit
 
 from providers.tts.base import PcmConverter, TtsError, http_error, split_text
 
@@ -39,23 +39,29 @@ class OpenAiTts:
     ) -> None:
         self.model = model
         self._instructions = instructions
+        # The SDK takes httpx's client and timeouts (its "legacy" types) at run time; its annotations name only
+        # httpx2's.
         self._client = AsyncOpenAI(
             api_key=api_key,
             base_url=base_url,
-            http_client=http_client,
+            http_client=http_client,  # type: ignore[arg-type]
             max_retries=0,
-            timeout=httpx.Timeout(timeout, connect=5.0),
+            timeout=httpx.Timeout(timeout, connect=5.0),  # type: ignore[arg-type]
         )
 
     async def synthesize(
         self, text: str, *, voice_id: str, fmt: MediaFormat, language: str | None = None
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         converter = PcmConverter(OPENAI_PCM_RATE, fmt)
-        extra = {"instructions": self._instructions} if self._instructions else {}
+        instructions = self._instructions or omit  # omitted: the request carries no `instructions` field
         for piece in split_text(text, MAX_CHARACTERS):
             try:
                 async with self._client.audio.speech.with_streaming_response.create(
-                    model=self.model, voice=voice_id, input=piece, response_format="pcm", **extra
+                    model=self.model,
+                    voice=voice_id,
+                    input=piece,
+                    response_format="pcm",
+                    instructions=instructions,
                 ) as response:
                     async for chunk in response.iter_bytes():
                         out = converter.push(chunk)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 
 from providers.tts.base import TtsProvider
@@ -36,7 +38,7 @@ def build_tts_provider(
     the voice name carries the priced tier, pass `providers.tts.google.voice_model(voice_name)`).
 
     Raises ValueError for an unknown provider or a missing API key (a configuration error)."""
-    options: dict = {"http_client": http_client, "timeout": timeout}
+    options: dict[str, Any] = {"http_client": http_client, "timeout": timeout}
     if model:
         options["model"] = model
     if name == "deepgram":

@@ -287,7 +287,7 @@ def plan_slots(
         if idx in blocked:
             continue
         keys = [k for k in numbers[idx] if rates.get(k, 0) > 0]
-        at = max([now, *(next_free[k] for k in keys if next_free.get(k) is not None)])
+        at = max([now, *(free for k in keys if (free := next_free.get(k)) is not None)])
         if at > limit:
             blocked.add(idx)
             continue

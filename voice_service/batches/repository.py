@@ -17,11 +17,13 @@ from typing import Any
 
 import asyncpg
 
-from voice_service.idempotency import (  # noqa: F401 - re-exported for the routes and services
-    claim_idempotency_key,
-    release_idempotency_key,
-    save_idempotent_response,
-)
+from voice_service import idempotency
+from voice_service.db import fetch_one
+
+# The shared Idempotency-Key SQL (voice_service/idempotency.py), re-exported for the routes and services.
+claim_idempotency_key = idempotency.claim_idempotency_key
+release_idempotency_key = idempotency.release_idempotency_key
+save_idempotent_response = idempotency.save_idempotent_response
 
 BATCH_COLUMNS = (
     "id, name, status, agent_id, voice_id, from_number_id, from_number_ids, start_at, timezone, calling_window, "
@@ -72,7 +74,8 @@ async def insert_batch(
 ) -> asyncpg.Record:
     names = ["tenant_id", *fields.keys()]
     params = ", ".join(f"${i}" for i in range(1, len(names) + 1))
-    return await conn.fetchrow(  # type: ignore[no-any-return]
+    return await fetch_one(
+        conn,
         f"INSERT INTO voice_call_batches ({', '.join(names)}) VALUES ({params}) RETURNING {BATCH_COLUMNS}",
         tenant_id,
         *fields.values(),
@@ -121,7 +124,8 @@ async def after_entries_added(
     zones: Sequence[str],
     next_position: int,
 ) -> asyncpg.Record:
-    return await conn.fetchrow(  # type: ignore[no-any-return]
+    return await fetch_one(
+        conn,
         f"""UPDATE voice_call_batches
             SET timezones = ARRAY(SELECT DISTINCT z FROM unnest(timezones || $3::text[]) AS z ORDER BY z),
                 next_position = $4
@@ -199,7 +203,8 @@ async def set_status(
     *,
     finished: bool = False,
 ) -> asyncpg.Record:
-    return await conn.fetchrow(  # type: ignore[no-any-return]
+    return await fetch_one(
+        conn,
         f"""UPDATE voice_call_batches SET status = $3,
                    completed_at = CASE WHEN $4 THEN COALESCE(completed_at, now()) ELSE completed_at END
             WHERE tenant_id = $1 AND id = $2 RETURNING {BATCH_COLUMNS}""",
@@ -215,7 +220,7 @@ async def take_progress_slot(
 ) -> asyncpg.Record | None:
     """The batch row if a progress event may be written now (none in the last `interval`), marking it written;
     None otherwise. Concurrent callers serialise on the row lock and re-check, so one of them wins."""
-    return await conn.fetchrow(  # type: ignore[no-any-return]
+    return await conn.fetchrow(
         # clock_timestamp(), not now(): a transaction that waited for the row lock must compare against the time
         # it got it, not the time it began (which may be before the previous event's).
         f"""UPDATE voice_call_batches SET progress_event_at = clock_timestamp()
@@ -256,7 +261,8 @@ async def tenant_load(conn: asyncpg.Connection, tenant_id: uuid.UUID) -> asyncpg
     the default) and its live calls: batch entries dialing or talking, plus calls outside batches (inbound,
     one-off) not over yet; such a call row older than six hours is not counted (a lost final webhook must not
     block dialling for good)."""
-    return await conn.fetchrow(  # type: ignore[no-any-return]
+    return await fetch_one(
+        conn,
         """SELECT (SELECT (metadata->>'max_concurrent_calls')::int FROM billing_feature_entitlements
                    WHERE tenant_id = $1 AND feature_key = 'voice-agent' AND enabled) AS max_concurrent_calls,
                   (SELECT (metadata->>'reserved_concurrency')::int FROM billing_feature_entitlements
@@ -395,13 +401,14 @@ async def next_due(
     conn: asyncpg.Connection, tenant_id: uuid.UUID, batch_id: uuid.UUID, after: datetime
 ) -> datetime | None:
     """The earliest next_attempt_at after `after` among waiting entries (start times, retry backoffs)."""
-    return await conn.fetchval(  # type: ignore[no-any-return]
+    value: datetime | None = await conn.fetchval(
         """SELECT min(next_attempt_at) FROM voice_call_batch_entries
            WHERE tenant_id = $1 AND batch_id = $2 AND status IN ('queued', 'retrying') AND next_attempt_at > $3""",
         tenant_id,
         batch_id,
         after,
     )
+    return value
 
 
 async def set_swept(conn: asyncpg.Connection, tenant_id: uuid.UUID, batch_id: uuid.UUID) -> None:
@@ -459,7 +466,7 @@ async def oldest_unplaced_claim(
     conn: asyncpg.Connection, tenant_id: uuid.UUID, batch_id: uuid.UUID
 ) -> datetime | None:
     """When the oldest claim whose call is still pending without a provider call id was made."""
-    return await conn.fetchval(  # type: ignore[no-any-return]
+    value: datetime | None = await conn.fetchval(
         """SELECT min(e.claimed_at)
            FROM voice_call_batch_entries e
            JOIN voice_call_logs c
@@ -471,6 +478,7 @@ async def oldest_unplaced_claim(
         tenant_id,
         batch_id,
     )
+    return value
 
 
 # --- attempt results ---

@@ -6,7 +6,7 @@ import uuid
 from typing import Any
 
 from litestar import Controller, Request, Response, get, post
-from litestar.params import JSONBody, QueryParameter
+from litestar.params import JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from voice_service.auth import writes_need
@@ -28,7 +28,7 @@ from voice_service.deps import Caller, Conn
 from voice_service.errors import ServiceUnavailable
 from voice_service.openapi import problems
 from voice_service.pagination import Page
-from voice_service.params import Cursor, Limit
+from voice_service.params import Cursor, Limit, QueryParameter
 from voice_service.schemas import BATCH_BODY_MAX_BYTES
 
 

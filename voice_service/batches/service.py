@@ -202,6 +202,7 @@ async def prepare_entries(
 
     upsert_rows = [(i, row) for i, row in enumerate(rows) if row.phone is not None and parsed[i] and first[i]]
     upserted: dict[str, asyncpg.Record] = {}
+    lead: asyncpg.Record | None
     if upsert_rows:
         cols: list[list[str | None]] = [[], [], [], [], [], []]
         for i, row in upsert_rows:

@@ -179,7 +179,7 @@ def transfer_leg(call: asyncpg.Record) -> tuple[str, float, str | None] | None:
 def _provider_price(call: asyncpg.Record) -> tuple[Decimal, str] | None:
     """metadata.provider_price as {"amount", "currency"} or as a number with metadata.provider_price_currency."""
     metadata = call["metadata"] or {}
-    price = metadata.get("provider_price")
+    price: Any = metadata.get("provider_price")
     currency = metadata.get("provider_price_currency")
     if isinstance(price, dict):
         price, currency = price.get("amount"), price.get("currency") or currency

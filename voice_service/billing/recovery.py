@@ -99,7 +99,8 @@ async def record_failure(
     else:
         log.error(
             "billing failed; retrying later",
-            extra={"call": str(call_id), "attempts": attempt, "retry_at": next_at.isoformat(), "error": message},
+            extra={"call": str(call_id), "attempts": attempt,
+                   "retry_at": None if next_at is None else next_at.isoformat(), "error": message},
         )
 
 

@@ -13,6 +13,8 @@ from typing import Any
 
 import asyncpg
 
+from voice_service.db import fetch_one
+
 CATALOG_COLUMNS = (
     "id, tenant_id, category, provider, model, unit, unit_price, description, effective_from, "
     "effective_to, is_active, metadata, created_at"
@@ -83,7 +85,8 @@ async def insert_price(
 ) -> asyncpg.Record:
     names = ["tenant_id", *fields]
     params = ", ".join(f"${i}" for i in range(1, len(names) + 1))
-    return await conn.fetchrow(  # type: ignore[no-any-return]
+    return await fetch_one(
+        conn,
         f"INSERT INTO billing_pricing_catalog ({', '.join(names)}) VALUES ({params}) RETURNING {CATALOG_COLUMNS}",
         tenant_id,
         *fields.values(),
@@ -237,7 +240,8 @@ async def insert_reservation(
     amount: Decimal,
     per_call: Decimal | None,
 ) -> asyncpg.Record:
-    return await conn.fetchrow(  # type: ignore[no-any-return]
+    return await fetch_one(
+        conn,
         f"INSERT INTO billing_wallet_reservations (tenant_id, wallet_id, batch_id, amount, remaining, per_call) "
         f"VALUES ($1, $2, $3, $4, $4, $5) RETURNING {RESERVATION_COLUMNS}",
         tenant_id,
@@ -294,7 +298,7 @@ async def insert_usage_event(
     metadata: dict[str, Any],
 ) -> uuid.UUID | None:
     """The new event's id, or None when one with this idempotency key exists already."""
-    return await conn.fetchval(  # type: ignore[no-any-return]
+    value: uuid.UUID | None = await conn.fetchval(
         """
         INSERT INTO billing_usage_events
             (tenant_id, user_id, feature_key, usage_items, total_quantity, total_cost, currency, idempotency_key,
@@ -313,6 +317,7 @@ async def insert_usage_event(
         idempotency_key,
         metadata,
     )
+    return value
 
 
 async def mark_usage_charged(

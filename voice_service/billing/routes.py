@@ -9,7 +9,7 @@ from typing import Any
 from litestar import Controller, Request, delete, get, post
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
-from litestar.params import JSONBody, QueryParameter
+from litestar.params import JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 
 from voice_service.auth import writes_need
@@ -29,7 +29,7 @@ from voice_service.deps import Caller, Conn
 from voice_service.errors import Forbidden, Unauthorized
 from voice_service.openapi import problems
 from voice_service.pagination import Page
-from voice_service.params import Cursor, Limit
+from voice_service.params import Cursor, Limit, QueryParameter
 
 
 class BillingController(Controller):
@@ -122,7 +122,7 @@ def platform_admin(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteH
     expected = connection.app.state.settings.platform_admin_token
     if not expected:
         raise Forbidden("the platform admin API is disabled (set PLATFORM_ADMIN_TOKEN)")
-    scheme, _, token = connection.headers.get("authorization", "").partition(" ")
+    scheme, _sep, token = connection.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected.encode()):
         raise Unauthorized("invalid platform admin token", headers={"WWW-Authenticate": "Bearer"})
 

@@ -95,7 +95,7 @@ async def _release_share(
     if reservation is None or reservation["status"] != "active":
         return ZERO
     share = reservation["per_call"] if reservation["per_call"] is not None else cost
-    release = min(reservation["remaining"], share)
+    release: Decimal = min(reservation["remaining"], share)
     if release > 0:
         await repo.update_reservation(
             conn, tenant_id, reservation["id"], remaining=reservation["remaining"] - release, released=False
@@ -188,7 +188,7 @@ async def release_batch_reservation(
     reservation = await repo.lock_reservation(conn, tenant_id, batch_id)
     if reservation is None or reservation["status"] != "active":
         return ZERO
-    left = reservation["remaining"]
+    left: Decimal = reservation["remaining"]
     await repo.update_reservation(conn, tenant_id, reservation["id"], remaining=ZERO, released=True)
     await repo.set_wallet_balances(
         conn,
@@ -197,7 +197,7 @@ async def release_batch_reservation(
         current=wallet["current_balance"],
         reserved=max(wallet["reserved_balance"] - left, ZERO),
     )
-    return left  # type: ignore[no-any-return]
+    return left
 
 
 # What one minute of conversation uses, for estimates only: the STT hears the whole call, the agent takes about

@@ -12,6 +12,8 @@ from typing import Any
 
 import asyncpg
 
+from voice_service.db import fetch_one
+
 ANALYSIS_COLUMNS = (
     "id, call_log_id, call_created_at, lead_id, status, summary, sentiment, lead_category, "
     "lead_extraction, success_evaluation, error, model, cost, metadata, created_at, updated_at"
@@ -54,7 +56,8 @@ async def save_analysis(
     conn: asyncpg.Connection, tenant_id: uuid.UUID, analysis_id: uuid.UUID, fields: dict[str, Any]
 ) -> asyncpg.Record:
     sets = ", ".join(f"{name} = ${i}" for i, name in enumerate(fields, start=3))
-    return await conn.fetchrow(  # type: ignore[no-any-return]
+    return await fetch_one(
+        conn,
         f"UPDATE voice_call_analysis SET {sets} WHERE tenant_id = $1 AND id = $2 RETURNING {ANALYSIS_COLUMNS}",
         tenant_id,
         analysis_id,

@@ -293,6 +293,7 @@ async def request_rerun(
     lead_id: uuid.UUID | None,
 ) -> asyncpg.Record:
     """Mark the analysis pending and enqueue a run (inside the caller's transaction)."""
+    current: asyncpg.Record | None
     current = await repo.ensure_analysis(conn, tenant_id, call_id, call_created_at, lead_id)
     current = await repo.get_analysis(conn, tenant_id, call_id, for_update=True)
     assert current is not None

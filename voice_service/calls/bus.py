@@ -119,7 +119,7 @@ class LiveBus:
             raise
         self._ready.set()
 
-    def _on_lost(self, conn: asyncpg.Connection) -> None:
+    def _on_lost(self, conn: Any) -> None:
         if conn is self._conn:
             self._lost.set()
 
@@ -151,7 +151,9 @@ class LiveBus:
     def close_stream(self, stream_id: str) -> None:
         self._streams.pop(stream_id, None)
 
-    def _on_notify(self, conn: Any, pid: int, channel: str, payload: str) -> None:
+    def _on_notify(self, conn: Any, pid: int, channel: str, payload: object) -> None:
+        if not isinstance(payload, str):
+            return  # asyncpg hands NOTIFY payloads over as str
         try:
             message = _decoder.decode(payload)
         except msgspec.DecodeError:

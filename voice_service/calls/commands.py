@@ -13,7 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from msgspec import Struct
 
-__all__ = ["Command", "Controllable", "EndCall", "Say", "Transfer"]
+__all__ = ["Command", "Controllable", "EndCall", "Say", "Transfer", "controllable"]
 
 
 class EndCall(Struct, frozen=True):
@@ -46,3 +46,8 @@ class Controllable(Protocol):
     def observe(self, observer: Any) -> Callable[[], None]:
         """Watch the call's text events (a conversation.control.CallObserver); returns the remover."""
         ...
+
+
+def controllable(handler: object) -> Controllable | None:
+    """The session's handler if it takes commands and observers (the conversation engine), else None."""
+    return handler if isinstance(handler, Controllable) else None

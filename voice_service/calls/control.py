@@ -30,7 +30,7 @@ from typing import Any
 import asyncpg
 
 from voice_service.calls.bus import LiveBus, Message, call_channel
-from voice_service.calls.commands import Controllable, EndCall, Say, Transfer
+from voice_service.calls.commands import EndCall, Say, Transfer, controllable
 from voice_service.calls.listen import Item, ListenFeed, items_from_bus, items_to_bus
 from voice_service.calls.live import LiveCalls, registry_of_app
 from voice_service.calls.session import MediaSession
@@ -62,7 +62,7 @@ async def apply_command(session: MediaSession, op: str, args: Message) -> Messag
     if session.ended:
         return {"ok": False, "error": "ended"}
     handler = session.handler
-    engine = handler if isinstance(handler, Controllable) else None
+    engine = controllable(handler)
     if op == "end":
         reason = str(args.get("reason") or "ended_by_api")
         if engine is not None and not engine.accepting_commands:
@@ -106,7 +106,7 @@ def _attach_feed(session: MediaSession) -> tuple[ListenFeed, Callable[[], None]]
     fmt = session.format
     loop = asyncio.get_running_loop()
     handler = session.handler
-    engine = handler if isinstance(handler, Controllable) else None
+    engine = controllable(handler)
     # The engine's observer times (at_ms) are on its clock; both are monotonic (see recordings.capture).
     t0 = getattr(handler, "t0", session.t0)
     feed = ListenFeed(t0=t0, encoding=fmt.encoding, sample_rate=fmt.sample_rate, clock=loop.time)

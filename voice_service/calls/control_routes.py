@@ -172,7 +172,7 @@ async def _stream(
             if type(frame) is bytes:
                 await socket.send_bytes(frame)
             else:
-                await socket.send_text(frame)  # type: ignore[arg-type]
+                await socket.send_text(frame)
         if end is None:
             continue
         if "error" in end:

@@ -38,9 +38,10 @@ async def apply_transfer_leg(runtime: Runtime, ev: StatusEvent) -> bool:
     try:
         call_id = uuid.UUID(ev.call_id or "")
     except ValueError:
-        call_id = None
+        log.warning("transfer leg status for an unknown call", extra={"provider": ev.provider, "call": ev.call_id})
+        return False
     async with system_tx(runtime.pool) as conn:
-        row = await repo.find_by_id(conn, call_id) if call_id is not None else None
+        row = await repo.find_by_id(conn, call_id)
     if row is None or row["provider"] != ev.provider:
         log.warning("transfer leg status for an unknown call", extra={"provider": ev.provider, "call": ev.call_id})
         return False

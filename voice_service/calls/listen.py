@@ -33,7 +33,7 @@ import base64
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
@@ -206,7 +206,7 @@ def items_to_bus(items: list[Item], width: int) -> list[list[Any]]:
                 push(["a", item.channel, pos, encoded], len(encoded) + 20)
                 pos += len(chunk) // width
         else:
-            event = item.data
+            event = cast(Event, item).data
             text = event.get("text")
             if isinstance(text, str) and len(text) > NOTIFY_TEXT_CHARS:
                 event = {**event, "text": text[:NOTIFY_TEXT_CHARS] + "…"}

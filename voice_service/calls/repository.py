@@ -20,12 +20,14 @@ from typing import Any
 
 import asyncpg
 
-from voice_service.idempotency import (  # noqa: F401 - re-exported for the routes and services
-    claim_idempotency_key,
-    release_idempotency_key,
-    save_idempotent_response,
-)
+from voice_service import idempotency
+from voice_service.db import fetch_one
 from voice_service.repository import Table
+
+# The shared Idempotency-Key SQL (voice_service/idempotency.py), re-exported for the routes and services.
+claim_idempotency_key = idempotency.claim_idempotency_key
+release_idempotency_key = idempotency.release_idempotency_key
+save_idempotent_response = idempotency.save_idempotent_response
 
 COLUMNS = (
     "id",
@@ -79,7 +81,8 @@ async def insert_call(
 ) -> asyncpg.Record:
     names = ["tenant_id", *fields.keys()]
     params = ", ".join(f"${i}" for i in range(1, len(names) + 1))
-    return await conn.fetchrow(  # type: ignore[no-any-return]
+    return await fetch_one(
+        conn,
         f"INSERT INTO voice_call_logs ({', '.join(names)}) VALUES ({params}) RETURNING id, created_at",
         tenant_id,
         *fields.values(),

@@ -9,7 +9,7 @@ from typing import Any
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
-from litestar.params import JSONBody, QueryParameter
+from litestar.params import JSONBody
 from litestar.response import Stream
 
 from voice_service.auth import writes_need
@@ -22,7 +22,7 @@ from voice_service.deps import Caller, Conn
 from voice_service.errors import BadRequest, Conflict, ServiceUnavailable
 from voice_service.openapi import problems
 from voice_service.pagination import Page
-from voice_service.params import BIGINT_MAX, Cursor, Limit
+from voice_service.params import BIGINT_MAX, Cursor, Limit, QueryParameter
 from voice_service.runtime import Runtime
 
 _encoder = msgspec.json.Encoder()
@@ -95,12 +95,14 @@ class CallController(Controller):
                             "a request with this Idempotency-Key is still in progress",
                             field="Idempotency-Key",
                         )
-                    return Response(
+                    # The first response's JSON, as stored (the annotation documents its schema: a Call).
+                    replay: Response[Any] = Response(
                         bytes(seen["response_body"]),
                         status_code=seen["status_code"],
                         media_type="application/json",
                         headers={"Idempotent-Replayed": "true"},
                     )
+                    return replay
             ref = await service.create_outbound(conn, runtime.call_listeners, principal, data)
         try:
             await service.place_call(runtime, ref)
@@ -115,9 +117,10 @@ class CallController(Controller):
             body = _encoder.encode(call)
             if key is not None:
                 await repo.save_idempotent_response(conn, tenant_id, key, "POST", _PATH, 201, body)
-        return Response(
+        created: Response[Any] = Response(
             body, status_code=201, media_type="application/json", headers={"Location": f"{_PATH}/{ref.id}"}
         )
+        return created
 
     @get(
         "/",

@@ -40,7 +40,7 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any, Protocol
+from typing import Any, Protocol, final
 
 from providers.audio import FRAME_MS, frame_bytes, silence_byte
 from providers.telephony.base import (
@@ -147,6 +147,7 @@ class MeteringHandler:
         )
 
 
+@final
 class _Mark:
     __slots__ = ("name",)
 
@@ -541,7 +542,7 @@ class MediaSession:
                 self._head_offset = 0
             else:
                 self._head_offset = end
-            frame = item[offset:end]  # type: ignore[index]
+            frame = item[offset:end]
             if self._taps:
                 play_at = start + sent * _FRAME_SECONDS
                 for tap in self._taps:

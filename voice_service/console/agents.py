@@ -14,7 +14,6 @@ from typing import Any
 import msgspec
 from litestar import Controller, Request, get, post
 from litestar.datastructures import FormMultiDict
-from litestar.params import QueryParameter
 from litestar.plugins.htmx import ClientRedirect
 from litestar.response import Redirect, Response, Template
 
@@ -26,6 +25,7 @@ from voice_service.console.templating import page
 from voice_service.db import tenant_tx
 from voice_service.deps import Caller, Conn
 from voice_service.errors import AppError, NotFound, ValidationFailed
+from voice_service.params import QueryParameter
 from voice_service.voices import service as voices
 
 PAGE_SIZE = 25

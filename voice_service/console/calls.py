@@ -14,7 +14,6 @@ from urllib.parse import urlencode
 
 import msgspec
 from litestar import Controller, Request, get
-from litestar.params import QueryParameter
 from litestar.response import Template
 
 from voice_service.agents import service as agents
@@ -25,6 +24,7 @@ from voice_service.console.templating import page
 from voice_service.deps import Caller, Conn
 from voice_service.errors import NotFound
 from voice_service.pagination import encode_cursor
+from voice_service.params import QueryParameter
 
 PAGE_SIZE = 25
 STATUSES = ("pending", "ringing", "ongoing", "ended", "declined", "cancelled", "failed")

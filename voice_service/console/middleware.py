@@ -12,8 +12,8 @@ from typing import Any
 from urllib.parse import quote
 
 from litestar import Request
-from litestar.connection import ASGIConnection
 from litestar.datastructures import MutableScopeHeaders
+from litestar.enums import ScopeType
 from litestar.response import Redirect, Response
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -44,7 +44,7 @@ class SecurityHeadersMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
 
@@ -66,7 +66,7 @@ def safe_next(path: str | None) -> str:
     return "/console"
 
 
-def sign_in_redirect(connection: ASGIConnection[Any, Any, Any, Any], *, clear_cookie: bool) -> Response[Any]:
+def sign_in_redirect(connection: Request[Any, Any, Any], *, clear_cookie: bool) -> Response[Any]:
     settings = connection.app.state.settings
     target = connection.url.path
     if connection.url.query:
@@ -87,7 +87,7 @@ class SessionMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
         connection: Request[Any, Any, Any] = Request(scope, receive=receive, send=send)

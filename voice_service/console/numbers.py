@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Request, get
-from litestar.params import QueryParameter
 from litestar.response import Template
 
 from voice_service.agents import service as agents
 from voice_service.console.templating import page
 from voice_service.deps import Caller, Conn
 from voice_service.numbers import service as numbers
+from voice_service.params import QueryParameter
 
 PAGE_SIZE = 25
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Request, get, post
-from litestar.params import QueryParameter
 from litestar.response import Redirect, Response, Template
 
 from voice_service.console import csrf, sessions
 from voice_service.console.middleware import SIGN_IN_PATH, safe_next
 from voice_service.console.templating import public_page
 from voice_service.errors import Unauthorized
+from voice_service.params import QueryParameter
 
 
 def _sign_in_page(request: Request[Any, Any, Any], *, next_path: str, error: str | None = None,

@@ -279,7 +279,7 @@ class RuntimeServices:
         variables = prompts.call_variables(lead, call.variables)
         language = agent.get("language") or DEFAULT_LANGUAGE
         tts: TtsProvider | None = None
-        voice_name: str | None = None
+        voice_name = settings.default_tts_voice
         if voice is not None and voice.get("provider") in TTS_PROVIDERS:
             tts_provider, voice_name = voice["provider"], voice["provider_voice_id"]
             tts_model = (voice.get("metadata") or {}).get("model")

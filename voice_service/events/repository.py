@@ -8,6 +8,7 @@ from typing import Any
 
 import asyncpg
 
+from voice_service.db import fetch_one
 from voice_service.repository import Table
 
 _EVENT_COLUMNS = "id, seq, txid::text AS txid, event_type, aggregate_type, aggregate_id, payload, created_at"
@@ -34,7 +35,8 @@ async def insert_event(
     aggregate_id: uuid.UUID | None,
     payload: dict[str, Any],
 ) -> asyncpg.Record:
-    return await conn.fetchrow(  # type: ignore[no-any-return]
+    return await fetch_one(
+        conn,
         f"INSERT INTO domain_events (tenant_id, event_type, aggregate_type, aggregate_id, payload) "
         f"VALUES ($1, $2, $3, $4, $5) RETURNING {_EVENT_COLUMNS}",
         tenant_id,

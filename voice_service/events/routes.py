@@ -7,7 +7,7 @@ from typing import Any
 
 from litestar import Controller, Request, delete, get, post
 from litestar.openapi.spec import Example
-from litestar.params import JSONBody, QueryParameter
+from litestar.params import JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 
 from voice_service.auth import requires, writes_need
@@ -22,7 +22,7 @@ from voice_service.events.schemas import (
     WebhookEndpointCreated,
 )
 from voice_service.pagination import MAX_LIMIT, Page
-from voice_service.params import Cursor, Limit
+from voice_service.params import Cursor, Limit, QueryParameter
 
 
 class EventController(Controller):

@@ -120,17 +120,17 @@ _timezone_text = _text("timezone")
 
 
 def _email(value: Any) -> str:
-    value = _email_text(value)
-    if not _EMAIL.match(value):
+    text = _email_text(value)
+    if not _EMAIL.match(text):
         raise _Bad("not a valid email address")
-    return value
+    return text
 
 
 def _timezone(value: Any) -> str:
-    value = _timezone_text(value)
-    if not is_time_zone(value):
-        raise _Bad(f"{value!r} is not an IANA time zone name (e.g. America/New_York)")
-    return value
+    text = _timezone_text(value)
+    if not is_time_zone(text):
+        raise _Bad(f"{text!r} is not an IANA time zone name (e.g. America/New_York)")
+    return text
 
 
 def _currency(value: Any) -> str:

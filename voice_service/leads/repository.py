@@ -11,6 +11,7 @@ from typing import Any
 
 import asyncpg
 
+from voice_service.db import fetch_one
 from voice_service.repository import Table
 
 leads = Table(
@@ -152,7 +153,7 @@ async def bulk_upsert(
         return 0, 0
     await conn.execute(_CREATE_STAGING)
     await conn.copy_records_to_table("lead_import", records=records, columns=IMPORT_COLUMNS)
-    row = await conn.fetchrow(_UPSERT, tenant_id)
+    row = await fetch_one(conn, _UPSERT, tenant_id)
     await conn.execute("DROP TABLE lead_import")
     return row["inserted"], row["updated"]
 

@@ -16,7 +16,7 @@ from litestar.openapi.spec import (
     RequestBody,
     Schema,
 )
-from litestar.params import JSONBody, QueryParameter
+from litestar.params import JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 
 from voice_service.auth import writes_need
@@ -27,7 +27,7 @@ from voice_service.leads.upload import read_upload
 from voice_service.openapi import problems
 from voice_service.openapi.plugin import TAKES_BODY
 from voice_service.pagination import Page
-from voice_service.params import Cursor, Limit
+from voice_service.params import Cursor, Limit, QueryParameter
 
 _CSV_EXAMPLE = "First Name;Last Name;Phone Number;E-mail;Favourite colour\nAnn;Lee;(415) 555-0199;ann@example.com;teal\n"
 

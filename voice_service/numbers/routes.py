@@ -6,7 +6,7 @@ import uuid
 from typing import Any
 
 from litestar import Controller, delete, get, patch, post
-from litestar.params import JSONBody, QueryParameter
+from litestar.params import JSONBody
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
 from voice_service.auth import writes_need
@@ -15,7 +15,7 @@ from voice_service.numbers import service
 from voice_service.numbers.schemas import Number, NumberCreate, NumberUpdate
 from voice_service.openapi import problems
 from voice_service.pagination import Page
-from voice_service.params import Cursor, Limit
+from voice_service.params import Cursor, Limit, QueryParameter
 
 
 class NumberController(Controller):

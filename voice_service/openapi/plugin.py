@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from litestar._openapi.schema_generation.plugins.struct import StructSchemaPlugin
+from litestar.middleware import DefineMiddleware
 from litestar.openapi.spec import Schema
 from litestar.plugins import InitPlugin
 from litestar.plugins.base import ReceiveRoutePlugin
@@ -47,7 +48,7 @@ class ApiDocsPlugin(InitPlugin, ReceiveRoutePlugin):
         self._public = [re.compile(p) for p in public_paths]
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
-        app_config.middleware.append(StrictQueryMiddleware)
+        app_config.middleware.append(DefineMiddleware(StrictQueryMiddleware))
         return app_config
 
     def receive_route(self, route: BaseRoute) -> None:

@@ -29,7 +29,7 @@ class RawJson(BaseSchemaObject):
 
     value: Any
 
-    def to_schema(self) -> Any:  # type: ignore[override]
+    def to_schema(self) -> Any:
         return self.value
 
 

@@ -11,6 +11,9 @@ import difflib
 from typing import Any
 from urllib.parse import parse_qsl
 
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, Receive, Scope, Send
+
 from voice_service.errors import BadRequest
 
 QUERY_NAMES = "query_names"
@@ -19,12 +22,12 @@ QUERY_NAMES = "query_names"
 class StrictQueryMiddleware:
     """Runs after routing (Litestar builds middleware per route), after the auth middleware: 401 comes first."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope.get("query_string"):
-            handler = scope.get("route_handler")
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == ScopeType.HTTP and scope.get("query_string"):
+            handler: Any = scope.get("route_handler")
             allowed = handler.opt.get(QUERY_NAMES) if handler is not None else None
             if allowed is not None:
                 check_query(scope["query_string"], allowed)

@@ -9,6 +9,8 @@ import uuid
 
 import asyncpg
 
+from voice_service.db import fetch_one
+
 __all__ = ["get_settings", "put_settings", "retention_tenants"]
 
 
@@ -21,7 +23,8 @@ async def get_settings(conn: asyncpg.Connection, tenant_id: uuid.UUID) -> asyncp
 async def put_settings(
     conn: asyncpg.Connection, tenant_id: uuid.UUID, retention_days: int | None
 ) -> asyncpg.Record:
-    return await conn.fetchrow(  # type: ignore[no-any-return]
+    return await fetch_one(
+        conn,
         """INSERT INTO recording_settings (tenant_id, retention_days) VALUES ($1, $2)
            ON CONFLICT (tenant_id) DO UPDATE SET retention_days = EXCLUDED.retention_days
            RETURNING retention_days, updated_at""",

@@ -20,6 +20,7 @@ last whole record.
 
 from __future__ import annotations
 
+import mmap
 import struct
 from dataclasses import dataclass, field
 
@@ -89,7 +90,7 @@ class SpoolIndex:
         return max(self.caller_samples, last_agent)
 
 
-def read_index(data: bytes | memoryview) -> SpoolIndex:
+def read_index(data: bytes | memoryview | mmap.mmap) -> SpoolIndex:
     """Where everything is in a spool (`data`: its bytes, e.g. an mmap), with barge-in clears and the end
     already applied to the agent's audio."""
     view = memoryview(data)
@@ -141,8 +142,8 @@ def read_index(data: bytes | memoryview) -> SpoolIndex:
     # Walk backwards: each agent chunk is cut at the earliest clear written after it, and at the media's end.
     cut = index.end if index.end is not None else None
     spans: list[AgentSpan] = []
-    for kind, value in reversed(order):
-        if kind == "X":
+    for tag, value in reversed(order):
+        if tag == "X":
             cut = value if cut is None else min(cut, value)
             continue
         pos, samples, offset = agent[value]

@@ -25,7 +25,8 @@ def speech_like(seconds: float, rate: int = 8000, *, seed: int = 7) -> bytes:
     words = (np.sin(2 * np.pi * 0.45 * t) > -0.6).astype(float)  # a pause now and then
     signal = voiced * syllables * words + rng.normal(0, 0.01, n)
     peak = np.max(np.abs(signal)) or 1.0
-    return (signal / peak * 9000).astype("<i2").tobytes()
+    pcm: bytes = (signal / peak * 9000).astype("<i2").tobytes()
+    return pcm
 
 
 def load_wav(path: str | Path) -> tuple[bytes, int]:

@@ -141,7 +141,8 @@ def _add_scenario_args(p: argparse.ArgumentParser) -> None:
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.description = __doc__
-    if not issubclass(parser.formatter_class, argparse.RawDescriptionHelpFormatter):
+    formatter = parser.formatter_class
+    if not (isinstance(formatter, type) and issubclass(formatter, argparse.RawDescriptionHelpFormatter)):
         parser.formatter_class = argparse.RawDescriptionHelpFormatter
     sub = parser.add_subparsers(dest="simulate_command", required=True)
     fmt = parser.formatter_class

@@ -30,6 +30,7 @@ import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
+from types import TracebackType
 from typing import Any, Literal
 
 import httpx
@@ -60,7 +61,7 @@ async def serve_in_loop(
     *,
     host: str = "127.0.0.1",
     port: int = 0,
-    lifespan: str = "off",
+    lifespan: Literal["auto", "on", "off"] = "off",
     server_factory: Callable[[uvicorn.Config], uvicorn.Server] | None = None,
     sock: socket.socket | None = None,
     **config: Any,
@@ -182,10 +183,12 @@ class Simulator:
         self._stack = stack
         return self
 
-    async def __aexit__(self, *exc_info: object) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         stack, self._stack = self._stack, None
         if stack is not None:
-            await stack.__aexit__(*exc_info)
+            await stack.__aexit__(exc_type, exc, tb)
 
     def _cancel_calls(self) -> None:
         for task in list(self._tasks):

@@ -42,7 +42,8 @@ _PLACEMENT_HORIZON = timedelta(minutes=2)
 
 
 def runtime_of(request: Request[Any, Any, Any]) -> Runtime:
-    return request.app.state.runtime  # type: ignore[no-any-return]
+    runtime: Runtime = request.app.state.runtime
+    return runtime
 
 
 def _public_url(request: Request[Any, Any, Any]) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 
 import asyncpg
 
-from voice_service.db import tenant_transaction
+from voice_service.db import fetch_one, tenant_transaction
 
 
 # --- tenants (admin connection: the migrating user, outside RLS; used by the CLI and bootstrap) -------------
@@ -29,13 +29,15 @@ async def tenant_exists(admin: asyncpg.Connection, tenant_id: uuid.UUID) -> bool
 async def user_for_email(conn: asyncpg.Connection, email: str) -> uuid.UUID:
     """The user with this email, whichever tenants it belongs to, created if there is none (sql/0037): the
     caller cannot tell the two apart."""
-    return await conn.fetchval("SELECT user_for_email($1)", email)  # type: ignore[no-any-return]
+    value: uuid.UUID = await conn.fetchval("SELECT user_for_email($1)", email)
+    return value
 
 
 async def membership_role(conn: asyncpg.Connection, user_id: uuid.UUID) -> str | None:
-    return await conn.fetchval(  # type: ignore[no-any-return]
+    value: str | None = await conn.fetchval(
         "SELECT role FROM memberships WHERE user_id = $1 AND deleted_at IS NULL", user_id
     )
+    return value
 
 
 async def insert_membership(conn: asyncpg.Connection, tenant_id: uuid.UUID, user_id: uuid.UUID, role: str) -> None:
@@ -51,7 +53,8 @@ _KEY_COLS = "id, name, role, key_prefix AS prefix, user_id, created_at, last_use
 async def insert_api_key(conn: asyncpg.Connection, tenant_id: uuid.UUID, *, name: str, role: str, key_hash: bytes,
                          prefix: str, user_id: uuid.UUID | None, expires_at: datetime | None,
                          created_by: uuid.UUID | None) -> asyncpg.Record:
-    return await conn.fetchrow(  # type: ignore[no-any-return]
+    return await fetch_one(
+        conn,
         f"""INSERT INTO api_keys (tenant_id, name, role, key_hash, key_prefix, user_id, expires_at, created_by_key_id)
             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {_KEY_COLS}""",
         tenant_id, name, role, key_hash, prefix, user_id, expires_at, created_by,
@@ -74,10 +77,11 @@ async def list_api_keys(conn: asyncpg.Connection, tenant_id: uuid.UUID, *, limit
 
 async def api_key_role(conn: asyncpg.Connection, tenant_id: uuid.UUID, key_id: uuid.UUID) -> str | None:
     """The role of a live key of the tenant, locked until the transaction ends (None: no such key)."""
-    return await conn.fetchval(  # type: ignore[no-any-return]
+    value: str | None = await conn.fetchval(
         "SELECT role FROM api_keys WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL FOR UPDATE",
         tenant_id, key_id,
     )
+    return value
 
 
 async def revoke_api_key(conn: asyncpg.Connection, tenant_id: uuid.UUID, key_id: uuid.UUID) -> bool:
@@ -110,7 +114,8 @@ async def list_permissions(conn: asyncpg.Connection, tenant_id: uuid.UUID, *, us
 async def insert_permission(conn: asyncpg.Connection, tenant_id: uuid.UUID, *, user_id: uuid.UUID,
                             number_id: uuid.UUID | None, voice_id: uuid.UUID | None, is_active: bool,
                             metadata: dict[str, Any]) -> asyncpg.Record:
-    return await conn.fetchrow(  # type: ignore[no-any-return]
+    return await fetch_one(
+        conn,
         f"""INSERT INTO voice_permissions (tenant_id, user_id, number_id, voice_id, is_active, metadata)
             VALUES ($1, $2, $3, $4, $5, $6) RETURNING {_PERM_COLS}""",
         tenant_id, user_id, number_id, voice_id, is_active, metadata,
@@ -153,7 +158,8 @@ async def upsert_profile(conn: asyncpg.Connection, tenant_id: uuid.UUID, user_id
     cols = ["default_agent_id", "default_number_id", "preferences", "metadata"]
     values = [fields.get(c) for c in cols]
     present = [c in fields for c in cols]
-    return await conn.fetchrow(  # type: ignore[no-any-return]
+    return await fetch_one(
+        conn,
         f"""INSERT INTO voice_user_profiles (tenant_id, user_id, default_agent_id, default_number_id,
                                              preferences, metadata)
             VALUES ($1, $2, $3, $4, coalesce($5, '{{}}'::jsonb), coalesce($6, '{{}}'::jsonb))

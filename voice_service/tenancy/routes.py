@@ -6,7 +6,7 @@ import uuid
 from typing import Any
 
 from litestar import Controller, Request, delete, get, post, put
-from litestar.params import JSONBody, QueryParameter
+from litestar.params import JSONBody
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
 from voice_service.auth import writes_need
@@ -14,7 +14,7 @@ from voice_service.deps import Caller, Conn
 from voice_service.errors import BadRequest
 from voice_service.openapi import problems
 from voice_service.pagination import Page
-from voice_service.params import Cursor, Limit
+from voice_service.params import Cursor, Limit, QueryParameter
 from voice_service.tenancy import service
 from voice_service.tenancy.schemas import (
     ApiKey,

@@ -6,13 +6,13 @@ import uuid
 from typing import Any
 
 from litestar import Controller, delete, get, patch, post
-from litestar.params import JSONBody, QueryParameter
+from litestar.params import JSONBody
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
 from voice_service.auth import writes_need
 from voice_service.deps import Caller, Conn
 from voice_service.pagination import Page
-from voice_service.params import Cursor, Limit
+from voice_service.params import Cursor, Limit, QueryParameter
 from voice_service.voices import service
 from voice_service.voices.schemas import Voice, VoiceCreate, VoiceUpdate
 

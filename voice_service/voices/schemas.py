@@ -16,7 +16,7 @@ TtsProviderName = Literal["openai", "elevenlabs", "cartesia", "deepgram", "googl
 Url = Annotated[str, Meta(max_length=2000, pattern=r"^https?://")]
 
 
-_VOICE = {"provider": "elevenlabs", "provider_voice_id": "21m00Tcm4TlvDq8ikWAM", "name": "Rachel",
+_VOICE: dict[str, Any] = {"provider": "elevenlabs", "provider_voice_id": "21m00Tcm4TlvDq8ikWAM", "name": "Rachel",
           "description": "Warm, calm American English", "gender": "female", "accent": "american",
           "language": "en-US", "voice_sample_url": None, "metadata": {}}
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Literal
 
 from providers.telephony.web_media import encode_agent_text, encode_transcript
 from voice_service.calls.session import SessionHandler
@@ -78,7 +79,7 @@ class WebEvents(CallObserver):
         self._put(encode_transcript("agent", " ".join(self._agent_playing), final=False))
 
     def transcript(self, entry: TranscriptTurn) -> None:
-        role = "caller" if entry.role == "caller" else "agent"
+        role: Literal["caller", "agent"] = "caller" if entry.role == "caller" else "agent"
         (self._caller_settled if role == "caller" else self._agent_playing).clear()
         self._put(
             encode_transcript(

@@ -29,15 +29,10 @@ from voice_service.agents import service as agents
 from voice_service.auth import Principal
 from voice_service.billing import service as billing
 from voice_service.calls import repository as calls_repo
+from voice_service.calls.lifecycle import finalize_after, hash_token, new_media_token
 from voice_service.calls.listeners import CallListeners
+from voice_service.calls.media import claim_media, media_connected
 from voice_service.calls.schemas import CallInfo, CallRef
-from voice_service.calls.service import (
-    claim_media,
-    finalize_after,
-    hash_token,
-    media_connected,
-    new_media_token,
-)
 from voice_service.db import system_tx, tenant_tx
 from voice_service.enqueue import enqueue
 from voice_service.errors import PaymentRequired, ValidationFailed

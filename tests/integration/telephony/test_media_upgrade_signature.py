@@ -16,8 +16,8 @@ from twilio.request_validator import RequestValidator
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from voice_service.calls import lifecycle, service
 from voice_service.calls import repository as repo
-from voice_service.calls import service
 from voice_service.carriers.urls import media_url
 from voice_service.db import tenant_tx
 from voice_service.settings import Settings
@@ -132,7 +132,7 @@ async def test_upgrade_signed_under_signature_settings_with_hmac_sha256(svc: Run
 
 async def _call_with_token(svc: RunningService, tenant: Any, provider: str) -> tuple[str, str]:
     """A call of `provider` waiting for its media socket: (call id, one-time media token)."""
-    token = service.new_media_token()
+    token = lifecycle.new_media_token()
     async with tenant_tx(svc.app.state.runtime.pool, tenant.id) as conn:
         ref = await service.create_call(
             conn,
@@ -151,7 +151,7 @@ async def _call_with_token(svc: RunningService, tenant: Any, provider: str) -> t
             tenant.id,
             ref.id,
             ref.created_at,
-            service.hash_token(token),
+            lifecycle.hash_token(token),
             datetime.now(UTC) + timedelta(minutes=5),
         )
     return str(ref.id), token

@@ -24,8 +24,8 @@ from twilio.request_validator import RequestValidator
 
 from voice_service import composition
 from voice_service.app import create_app
+from voice_service.calls import lifecycle, service
 from voice_service.calls import repository as repo
-from voice_service.calls import service
 from voice_service.calls.schemas import CallRef
 from voice_service.composition import open_runtime
 from voice_service.db import create_pool, tenant_tx
@@ -425,7 +425,7 @@ async def test_inbound_answer_webhooks(
     stored = await admin_conn.fetchval(
         "SELECT token_hash FROM voice_call_media_tokens WHERE call_id = $1", row["id"]
     )
-    assert stored == service.hash_token(token) and token not in str(stored)
+    assert stored == lifecycle.hash_token(token) and token not in str(stored)
     # The call is finalised (billed) even if its end never arrives: the agent's default 900 s + 10 min.
     [timeout_job] = await _jobs(admin_conn, "billing.post_call", row["id"])
     assert timeout_job["dedupe_key"] == f"post_call_timeout:{row['id']}"
