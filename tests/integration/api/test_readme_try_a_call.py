@@ -27,8 +27,9 @@ import pytest
 
 from tests.fakes.server import LocalServer, PathRouter
 from tests.support.conversation import Fakes, analysis_reply
+from tests.support.database import swap_db
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 BIN = Path(sys.executable).parent
 _dec = msgspec.json.Decoder()
 
@@ -79,15 +80,13 @@ async def wait_until(check: Any, within: float, what: str) -> Any:
 @pytest.fixture
 async def fresh_dsn(pg_server_dsn: str) -> AsyncIterator[str]:
     """A database of its own, as a first `make run` has: the bootstrap tenant is the first, the agent gets id 1."""
-    from tests.conftest import _swap_db
-
     name = f"voice_readme_{uuid.uuid4().hex[:10]}"
     admin = await asyncpg.connect(pg_server_dsn)
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()
-    yield _swap_db(pg_server_dsn, name)
+    yield swap_db(pg_server_dsn, name)
     admin = await asyncpg.connect(pg_server_dsn)
     try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
