@@ -1,7 +1,9 @@
 """Test fixtures: one real PostgreSQL per session (embedded, or DATABASE_URL), migrated once; the app under test.
 
-With DATABASE_URL set, the tests create and finally drop their own database on that server, so a developer's
-database is never touched. Every test makes its own tenants, so tests never see each other's rows.
+With DATABASE_URL set, the tests create and finally drop their own database on that server (and the service's
+login roles for it), so a developer's database is never touched. `pg_dsn` / `admin_conn` are the owner's; the app
+under test logs in as its own roles, as in production. Every test makes its own tenants, so tests never see each
+other's rows. The carriers' account APIs are a local fake (`carrier_accounts`).
 """
 
 from __future__ import annotations
@@ -19,8 +21,11 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from tests.fakes.carrier_accounts import CarrierAccounts
+from tests.fakes.server import LocalServer
 from voice_service.app import create_app
-from voice_service.db import EmbeddedPostgres
+from voice_service.db import APP_ROLE, WORKER_ROLE, EmbeddedPostgres
+from voice_service.dbroles import login_name
 from voice_service.migrations import migrate
 from voice_service.settings import Settings, load_settings
 from voice_service.tenancy.service import create_tenant
@@ -62,12 +67,31 @@ async def pg_dsn(pg_server_dsn: str) -> AsyncIterator[str]:
     admin = await asyncpg.connect(pg_server_dsn)
     try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+        # The service's logins for that database (voice_service/dbroles.py): roles outlive databases.
+        for group in (APP_ROLE, WORKER_ROLE):
+            await admin.execute(f'DROP ROLE IF EXISTS "{login_name(dbname, group)}"')
     finally:
         await admin.close()
 
 
+TWILIO_ACCOUNT = ("AC" + "1" * 32, "test-twilio-token")
+SIMULATOR_ACCOUNT = ("ACsimulator0000000000000000000000", "simulator-dev-token")
+VONAGE_ACCOUNT = ("vonage-test-key", "vonage-test-api-secret")
+
+
 @pytest.fixture(scope="session")
-def settings(pg_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+async def carrier_accounts() -> AsyncIterator[CarrierAccounts]:
+    """The carrier accounts the service is configured with (Twilio, Vonage, the simulator): registering a number
+    asks them whether it is theirs. A test takes a number off them with `carrier_accounts.not_owned.add(e164)`."""
+    fake = CarrierAccounts(twilio=dict([TWILIO_ACCOUNT, SIMULATOR_ACCOUNT]), vonage=dict([VONAGE_ACCOUNT]))
+    async with LocalServer(fake) as server:
+        fake.base_url = server.http_url
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def settings(pg_dsn: str, tmp_path_factory: pytest.TempPathFactory, carrier_accounts: CarrierAccounts) -> Settings:
+    accounts_url = carrier_accounts.base_url
     return load_settings(
         env={},
         database_url=pg_dsn,
@@ -75,8 +99,16 @@ def settings(pg_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
         log_json=False,
         log_level="WARNING",
         public_base_url="https://voice.example.test",
-        twilio_account_sid="AC" + "1" * 32,
-        twilio_auth_token="test-twilio-token",
+        twilio_account_sid=TWILIO_ACCOUNT[0],
+        twilio_auth_token=TWILIO_ACCOUNT[1],
+        # The accounts' REST APIs are local fakes: a test never reaches a carrier (registering a number asks them).
+        twilio_base_url=accounts_url,
+        simulator_base_url=accounts_url,
+        simulator_account_sid=SIMULATOR_ACCOUNT[0],
+        simulator_auth_token=SIMULATOR_ACCOUNT[1],
+        vonage_rest_url=accounts_url,
+        vonage_api_key=VONAGE_ACCOUNT[0],
+        vonage_api_secret=VONAGE_ACCOUNT[1],
         vonage_application_id="00000000-0000-4000-8000-000000000001",
         vonage_signature_secret="test-vonage-signature-secret-0123456789abcdef",
         deepgram_api_key="dg-test",
@@ -101,7 +133,9 @@ async def client(app: Litestar) -> AsyncIterator[AsyncTestClient[Litestar]]:
 
 @pytest.fixture(scope="session")
 async def admin_conn(pg_dsn: str) -> AsyncIterator[asyncpg.Connection]:
-    """The migrating user's connection (table owner: outside RLS). Only for setting up and for checks."""
+    """The migrating user's connection (the tables' owner, the server's superuser on the embedded server: outside
+    RLS). Only for setting up and for checks; the service itself logs in as its own roles (voice_service/dbroles.py).
+    """
     conn = await asyncpg.connect(pg_dsn)
     yield conn
     await conn.close()

@@ -1,0 +1,166 @@
+"""A phone number belongs to one tenant until that tenant deletes it, and a tenant registers only numbers the
+service's carrier account has (issue #15 §3).
+
+The attack: tenant B set its number inactive; tenant A registered the same E.164 (201), B could not reactivate it
+(409, "… in another account") and a signed inbound webhook to the number created the call in tenant A.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import msgspec
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from tests.fakes.carrier_accounts import CarrierAccounts
+from voice_service.app import create_app
+from voice_service.billing import wallet
+from voice_service.db import tenant_tx
+from voice_service.settings import Settings
+from voice_service.simulator.signing import twilio_signature
+
+TOKEN = "platform-numbers-test-token-0123456789"
+PLATFORM = {"Authorization": f"Bearer {TOKEN}"}
+PUBLIC = "https://voice.example.test"
+
+
+@pytest.fixture(scope="module")
+async def api(settings: Settings) -> AsyncIterator[AsyncTestClient[Litestar]]:
+    app = create_app(msgspec.structs.replace(settings, platform_admin_token=TOKEN), bootstrap=False)
+    async with AsyncTestClient(app=app, base_url="http://testserver.local") as c:
+        yield c
+
+
+def _phone() -> str:
+    return f"+1628555{uuid.uuid4().int % 10000:04d}"
+
+
+def _problem(r: Any, status: int, field: str | None = None) -> dict[str, Any]:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    body: dict[str, Any] = r.json()
+    if field is not None:
+        assert field in [e.get("field") for e in body.get("errors", [])], body
+    return body
+
+
+async def test_an_inactive_number_stays_with_its_tenant(
+    api: Any, make_tenant: Any, settings: Settings, admin_conn: asyncpg.Connection
+) -> None:
+    a, b = await make_tenant(), await make_tenant()
+    phone = _phone()
+    agent_b = (await api.post("/v1/agents", json={"name": "B"}, headers=b.headers)).json()
+    agent_a = (await api.post("/v1/agents", json={"name": "A"}, headers=a.headers)).json()
+    r = await api.post("/v1/numbers", json={"phone_number": phone, "provider": "twilio",
+                                            "default_agent_id": agent_b["id"]}, headers=b.headers)
+    assert r.status_code == 201, r.text
+    number_b = r.json()["id"]
+    assert (await api.patch(f"/v1/numbers/{number_b}", json={"status": "inactive"},
+                            headers=b.headers)).status_code == 200
+
+    # A cannot take it, whatever status it asks for, and is not told who holds it.
+    for status in ("active", "inactive"):
+        body = _problem(await api.post("/v1/numbers", json={"phone_number": phone, "provider": "twilio",
+                                                            "status": status, "default_agent_id": agent_a["id"]},
+                                       headers=a.headers), 409, "phone_number")
+        text = str(body).lower()
+        assert "another" not in text and "account" not in text and "tenant" not in text
+    assert (await api.get("/v1/numbers", headers=a.headers)).json()["items"] == []
+
+    # B reactivates it.
+    r = await api.patch(f"/v1/numbers/{number_b}", json={"status": "active"}, headers=b.headers)
+    assert r.status_code == 200, r.text
+    # A correctly signed inbound call to the number is B's call, answered by B's agent.
+    async with tenant_tx(api.app.state.runtime.pool, b.id) as conn:
+        await wallet.topup(conn, b.id, Decimal("5"), idempotency_key=f"test:{uuid.uuid4()}")
+    form = {"CallSid": "CA" + uuid.uuid4().hex, "AccountSid": settings.twilio_account_sid or "",
+            "From": "+14155550100", "To": phone, "CallStatus": "ringing", "Direction": "inbound"}
+    signature = twilio_signature(settings.twilio_auth_token or "", PUBLIC + "/v1/telephony/twilio/voice", form)
+    r = await api.post("/v1/telephony/twilio/voice", data=form, headers={"X-Twilio-Signature": signature})
+    assert r.status_code == 200 and "<Stream" in r.text, r.text
+    row = await admin_conn.fetchrow("SELECT tenant_id, agent_id FROM voice_call_logs WHERE provider_call_id = $1",
+                                    form["CallSid"])
+    assert (row["tenant_id"], row["agent_id"]) == (b.id, agent_b["id"])
+
+    # Once B deletes it, the number is free: A may register it.
+    assert (await api.delete(f"/v1/numbers/{number_b}", headers=b.headers)).status_code == 204
+    r = await api.post("/v1/numbers", json={"phone_number": phone, "provider": "twilio"}, headers=a.headers)
+    assert r.status_code == 201, r.text
+
+
+async def test_the_same_tenant_registering_twice_gets_the_same_answer(api: Any, tenant: Any) -> None:
+    phone = _phone()
+    assert (await api.post("/v1/numbers", json={"phone_number": phone, "provider": "twilio"},
+                           headers=tenant.headers)).status_code == 201
+    _problem(await api.post("/v1/numbers", json={"phone_number": phone, "provider": "vonage"},
+                            headers=tenant.headers), 409, "phone_number")
+
+
+async def test_a_number_must_be_on_the_carrier_account(
+    api: Any, tenant: Any, carrier_accounts: CarrierAccounts
+) -> None:
+    for provider in ("twilio", "vonage", "simulator"):
+        phone = _phone()
+        carrier_accounts.not_owned.add(phone)
+        body = _problem(await api.post("/v1/numbers", json={"phone_number": phone, "provider": provider},
+                                       headers=tenant.headers), 422, "phone_number")
+        assert "account" in body["detail"].lower(), body
+        assert (provider if provider != "simulator" else "twilio", phone.lstrip("+") if provider == "vonage"
+                else phone) in carrier_accounts.lookups
+        # Longer numbers containing it do not count (Twilio and Vonage match partial numbers).
+        carrier_accounts.not_owned.discard(phone)
+        r = await api.post("/v1/numbers", json={"phone_number": phone, "provider": provider}, headers=tenant.headers)
+        assert r.status_code == 201, r.text
+
+    # Switching carrier is registering the number with that carrier: checked again.
+    phone = _phone()
+    r = await api.post("/v1/numbers", json={"phone_number": phone, "provider": "twilio"}, headers=tenant.headers)
+    assert r.status_code == 201, r.text
+    carrier_accounts.not_owned.add(phone)
+    _problem(await api.patch(f"/v1/numbers/{r.json()['id']}", json={"provider": "vonage"},
+                             headers=tenant.headers), 422, "phone_number")
+    # Other changes do not ask the carrier again.
+    asked = len(carrier_accounts.lookups)
+    assert (await api.patch(f"/v1/numbers/{r.json()['id']}", json={"status": "inactive"},
+                            headers=tenant.headers)).status_code == 200
+    assert len(carrier_accounts.lookups) == asked
+
+
+async def test_when_the_carrier_cannot_answer_nothing_is_registered(
+    api: Any, tenant: Any, carrier_accounts: CarrierAccounts
+) -> None:
+    phone = _phone()
+    carrier_accounts.failing = 500
+    try:
+        _problem(await api.post("/v1/numbers", json={"phone_number": phone, "provider": "twilio"},
+                                headers=tenant.headers), 503)
+    finally:
+        carrier_accounts.failing = None
+    assert (await api.get("/v1/numbers", headers=tenant.headers)).json()["items"] == []
+
+
+async def test_the_platform_assigns_a_number_without_the_carrier_check(
+    api: Any, make_tenant: Any, carrier_accounts: CarrierAccounts
+) -> None:
+    a, b = await make_tenant(), await make_tenant()
+    phone = _phone()
+    carrier_accounts.not_owned.add(phone)  # e.g. a number ported in, not listed on the account yet
+    asked = len(carrier_accounts.lookups)
+    body = {"tenant_id": str(a.id), "phone_number": phone, "provider": "twilio"}
+    # Only with the platform's token.
+    assert (await api.post("/v1/admin/numbers", json=body, headers=a.headers)).status_code == 401
+    r = await api.post("/v1/admin/numbers", json=body, headers=PLATFORM)
+    assert r.status_code == 201, r.text
+    assert len(carrier_accounts.lookups) == asked
+    assert [n["phone_number"] for n in (await api.get("/v1/numbers", headers=a.headers)).json()["items"]] == [phone]
+    # Held by a: the platform cannot hand it to b as well.
+    _problem(await api.post("/v1/admin/numbers", json={**body, "tenant_id": str(b.id)}, headers=PLATFORM),
+             409, "phone_number")
+    _problem(await api.post("/v1/admin/numbers", json={**body, "tenant_id": str(uuid.uuid4())}, headers=PLATFORM),
+             404, "tenant_id")
