@@ -22,7 +22,6 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from tests.fakes.carrier_accounts import CarrierAccounts
-from tests.fakes.server import LocalServer
 from voice_service.app import create_app
 from voice_service.db import APP_ROLE, WORKER_ROLE, EmbeddedPostgres
 from voice_service.dbroles import login_name
@@ -80,12 +79,11 @@ VONAGE_ACCOUNT = ("vonage-test-key", "vonage-test-api-secret")
 
 
 @pytest.fixture(scope="session")
-async def carrier_accounts() -> AsyncIterator[CarrierAccounts]:
+def carrier_accounts() -> Iterator[CarrierAccounts]:
     """The carrier accounts the service is configured with (Twilio, Vonage, the simulator): registering a number
     asks them whether it is theirs. A test takes a number off them with `carrier_accounts.not_owned.add(e164)`."""
     fake = CarrierAccounts(twilio=dict([TWILIO_ACCOUNT, SIMULATOR_ACCOUNT]), vonage=dict([VONAGE_ACCOUNT]))
-    async with LocalServer(fake) as server:
-        fake.base_url = server.http_url
+    with fake.serve():
         yield fake
 
 

@@ -87,6 +87,10 @@ class Metrics:
         self.pool_size = Gauge("db_pool_connections", "asyncpg pool connections", ["state"], registry=self.registry)
         self.live_calls = Gauge("voice_live_calls", "calls with an open media session", registry=self.registry)
         self.calls_total = Counter("voice_calls_total", "calls by final status", ["status"], registry=self.registry)
+        # Inbound calls answered with the carrier's polite rejection: draining, not_taking_calls (unknown or
+        # inactive number, no default agent), insufficient_balance (the tenant's wallet cannot cover the call).
+        self.inbound_rejected = Counter("voice_inbound_calls_rejected_total", "inbound calls rejected, by reason",
+                                        ["reason"], registry=self.registry)
 
 
 def route_of(scope: dict[str, Any]) -> str:

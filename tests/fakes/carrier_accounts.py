@@ -10,17 +10,27 @@ lookups the real SDKs make, with the wire formats of the real APIs, on one local
 
 By default an account holds every number a test uses (as a test account would have bought them); a test takes a
 number away with `not_owned.add(e164)`, or makes the carrier fail with `failing = <HTTP status>`.
+
+It serves from a thread of its own (`serve()`), not on the tests' event loop: Litestar's AsyncTestClient runs the
+app through a blocking portal, which holds the test's loop while the app waits for the carrier's answer.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
-from tests.fakes.server import Receive, Scope, Send, headers_dict, query_params, read_body, send_json
+import msgspec
 
 __all__ = ["CarrierAccounts"]
+
+_json = msgspec.json.Encoder()
 
 
 @dataclass
@@ -30,13 +40,54 @@ class CarrierAccounts:
     not_owned: set[str] = field(default_factory=set)  # E.164 numbers on no account
     failing: int | None = None  # answer every lookup with this HTTP status
     lookups: list[tuple[str, str]] = field(default_factory=list)  # (carrier, number asked about)
-    base_url: str = ""  # where it listens, once served (tests.fakes.server.LocalServer)
+    base_url: str = ""  # where it listens, while served
 
     def owns(self, e164: str) -> bool:
         return e164 not in self.not_owned
 
-    def _basic(self, headers: dict[str, str]) -> tuple[str, str]:
-        scheme, _, encoded = headers.get("authorization", "").partition(" ")
+    @contextlib.contextmanager
+    def serve(self) -> Iterator[CarrierAccounts]:
+        """Serve on 127.0.0.1:<ephemeral port> from a thread until the block ends."""
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                parts = urlsplit(self.path)
+                query = dict(parse_qsl(parts.query, keep_blank_values=True))
+                status, payload = fake.answer(parts.path, query, self.headers.get("authorization", ""))
+                raw = _json.encode(payload)
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+                return
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        thread = threading.Thread(target=server.serve_forever, name="carrier-accounts", daemon=True)
+        thread.start()
+        self.base_url = f"http://127.0.0.1:{server.server_address[1]}"
+        try:
+            yield self
+        finally:
+            server.shutdown()
+            server.server_close()
+            thread.join(5)
+
+    def answer(self, path: str, query: dict[str, str], authorization: str) -> tuple[int, Any]:
+        parts = path.strip("/").split("/")
+        if len(parts) == 4 and parts[:2] == ["2010-04-01", "Accounts"] and parts[3] == "IncomingPhoneNumbers.json":
+            return self._twilio(parts[2], query, authorization)
+        if path == "/account/numbers":
+            return self._vonage(query, authorization)
+        return 404, {"code": 20404, "message": f"no route GET {path}", "status": 404}
+
+    @staticmethod
+    def _basic(authorization: str) -> tuple[str, str]:
+        scheme, _, encoded = authorization.partition(" ")
         if scheme.lower() != "basic":
             return "", ""
         try:
@@ -45,57 +96,37 @@ class CarrierAccounts:
             return "", ""
         return user, secret
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await read_body(receive)
-        path, query, headers = scope["path"], query_params(scope), headers_dict(scope)
-        parts = path.strip("/").split("/")
-        if scope["method"] == "GET" and len(parts) == 4 and parts[:2] == ["2010-04-01", "Accounts"] \
-                and parts[3] == "IncomingPhoneNumbers.json":
-            await self._twilio(send, parts[2], query, headers)
-        elif scope["method"] == "GET" and path == "/account/numbers":
-            await self._vonage(send, query, headers)
-        else:
-            await send_json(send, 404, {"code": 20404, "message": f"no route {scope['method']} {path}",
-                                        "status": 404})
-
-    async def _twilio(self, send: Send, sid: str, query: dict[str, str], headers: dict[str, str]) -> None:
-        user, token = self._basic(headers)
+    def _twilio(self, sid: str, query: dict[str, str], authorization: str) -> tuple[int, Any]:
+        user, token = self._basic(authorization)
         if user != sid or self.twilio.get(sid) != token:
-            await send_json(send, 401, {"code": 20003, "message": "Authenticate", "status": 401,
-                                        "more_info": "https://www.twilio.com/docs/errors/20003"})
-            return
+            return 401, {"code": 20003, "message": "Authenticate", "status": 401,
+                         "more_info": "https://www.twilio.com/docs/errors/20003"}
         if self.failing is not None:
-            await send_json(send, self.failing, {"code": 20500, "message": "Internal Server Error",
-                                                 "status": self.failing})
-            return
+            return self.failing, {"code": 20500, "message": "Internal Server Error", "status": self.failing}
         pattern = query.get("PhoneNumber", "")
         self.lookups.append(("twilio", pattern))
         # A partial match, as Twilio's: a pattern also finds the longer numbers that contain it.
         found = [n for n in (pattern, pattern + "9") if pattern and self.owns(n)]
-        uri = f"/2010-04-01/Accounts/{sid}/IncomingPhoneNumbers.json"
-        await send_json(send, 200, {
+        uri = f"/2010-04-01/Accounts/{sid}/IncomingPhoneNumbers.json?PhoneNumber={pattern}&PageSize=50&Page=0"
+        return 200, {
             "incoming_phone_numbers": [_twilio_number(sid, n) for n in found],
-            "first_page_uri": f"{uri}?PhoneNumber={pattern}&PageSize=50&Page=0", "next_page_uri": None,
-            "previous_page_uri": None, "page": 0, "page_size": 50, "start": 0, "end": max(0, len(found) - 1),
-            "uri": f"{uri}?PhoneNumber={pattern}&PageSize=50&Page=0",
-        })
+            "first_page_uri": uri, "next_page_uri": None, "previous_page_uri": None, "page": 0, "page_size": 50,
+            "start": 0, "end": max(0, len(found) - 1), "uri": uri,
+        }
 
-    async def _vonage(self, send: Send, query: dict[str, str], headers: dict[str, str]) -> None:
-        key, secret = self._basic(headers)
+    def _vonage(self, query: dict[str, str], authorization: str) -> tuple[int, Any]:
+        key, secret = self._basic(authorization)
         if not key or self.vonage.get(key) != secret:
-            await send_json(send, 401, {"type": "https://developer.nexmo.com/api-errors#unauthorized",
-                                        "title": "Unauthorized", "detail": "Invalid credentials"})
-            return
+            return 401, {"type": "https://developer.nexmo.com/api-errors#unauthorized", "title": "Unauthorized",
+                         "detail": "Invalid credentials"}
         if self.failing is not None:
-            await send_json(send, self.failing, {"error-code": str(self.failing), "error-code-label": "failure"})
-            return
+            return self.failing, {"error-code": str(self.failing), "error-code-label": "failure"}
         pattern = query.get("pattern", "")
         self.lookups.append(("vonage", pattern))
         found = [d for d in (pattern, pattern + "9") if pattern and self.owns("+" + d)]
         if not found:
-            await send_json(send, 200, {"count": 0})  # Vonage leaves `numbers` out when there are none
-            return
-        await send_json(send, 200, {"count": len(found), "numbers": [_vonage_number(d) for d in found]})
+            return 200, {"count": 0}  # Vonage leaves `numbers` out when there are none
+        return 200, {"count": len(found), "numbers": [_vonage_number(d) for d in found]}
 
 
 def _twilio_number(sid: str, e164: str) -> dict[str, Any]:

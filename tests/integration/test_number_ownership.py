@@ -21,6 +21,7 @@ from litestar.testing import AsyncTestClient
 from tests.fakes.carrier_accounts import CarrierAccounts
 from voice_service.app import create_app
 from voice_service.billing import wallet
+from voice_service.composition import open_runtime
 from voice_service.db import tenant_tx
 from voice_service.settings import Settings
 from voice_service.simulator.signing import twilio_signature
@@ -77,7 +78,7 @@ async def test_an_inactive_number_stays_with_its_tenant(
     r = await api.patch(f"/v1/numbers/{number_b}", json={"status": "active"}, headers=b.headers)
     assert r.status_code == 200, r.text
     # A correctly signed inbound call to the number is B's call, answered by B's agent.
-    async with tenant_tx(api.app.state.runtime.pool, b.id) as conn:
+    async with open_runtime(settings, apply_migrations=False) as runtime, tenant_tx(runtime.pool, b.id) as conn:
         await wallet.topup(conn, b.id, Decimal("5"), idempotency_key=f"test:{uuid.uuid4()}")
     form = {"CallSid": "CA" + uuid.uuid4().hex, "AccountSid": settings.twilio_account_sid or "",
             "From": "+14155550100", "To": phone, "CallStatus": "ringing", "Direction": "inbound"}

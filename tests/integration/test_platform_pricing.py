@@ -113,14 +113,14 @@ async def test_the_app_role_cannot_write_the_catalog(runtime: Runtime, tenant: A
         with pytest.raises(asyncpg.RaiseError, match="platform"):
             async with tenant_tx(runtime.pool, tenant.id) as tx:
                 await tx.fetchval(
-                    "SELECT catalog_add_price($1, 'telephony', 'twilio', NULL, 'minute', 0, NULL, now(), NULL, '{}')",
+                    "SELECT id FROM catalog_add_price($1, 'telephony', 'twilio', NULL, 'minute', 0, NULL, now(), NULL, '{}')",
                     tenant.id,
                 )
         # ... and refuses a price that would take effect in the past, wherever it runs.
         with pytest.raises(asyncpg.RaiseError, match="past"):
             async with conn.transaction():
                 await conn.fetchval(
-                    "SELECT catalog_add_price($1, 'telephony', 'twilio', NULL, 'minute', 0, NULL, "
+                    "SELECT id FROM catalog_add_price($1, 'telephony', 'twilio', NULL, 'minute', 0, NULL, "
                     "now() - interval '1 day', NULL, '{}')",
                     tenant.id,
                 )

@@ -24,12 +24,20 @@ from voice_service.app import create_app
 from voice_service.billing import jobs as billing_jobs
 from voice_service.billing import wallet
 from voice_service.billing.pipeline import call_payload
+from voice_service.composition import open_runtime
 from voice_service.db import tenant_tx
 from voice_service.runtime import Runtime
 from voice_service.settings import Settings
 from voice_service.simulator.signing import twilio_signature
 
 PUBLIC = "https://voice.example.test"
+
+
+@pytest.fixture(scope="module")
+async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    """The test's own Runtime: the apps' pools live on their test clients' event loops."""
+    async with open_runtime(settings, apply_migrations=False) as rt:
+        yield rt
 
 
 @pytest.fixture(scope="module")
@@ -62,9 +70,8 @@ async def _calls(admin_conn: asyncpg.Connection, tenant_id: uuid.UUID) -> int:
 
 
 async def test_a_single_call_needs_the_wallet_like_a_batch(
-    client: Any, app: Litestar, tenant: Any, admin_conn: asyncpg.Connection
+    client: Any, runtime: Runtime, tenant: Any, admin_conn: asyncpg.Connection
 ) -> None:
-    runtime: Runtime = app.state.runtime
     agent_id, number_id, _ = await _agent_and_number(client, tenant)
     body = {"agent_id": agent_id, "from_number_id": number_id, "to": "+14155550199"}
 
@@ -126,11 +133,9 @@ def _inbound_form(settings: Settings, to: str) -> tuple[dict[str, str], dict[str
 
 
 async def test_an_inbound_call_to_a_tenant_without_balance_is_politely_rejected(
-    client: Any, app: Litestar, settings: Settings, tenant: Any, admin_conn: asyncpg.Connection,
+    client: Any, app: Litestar, runtime: Runtime, settings: Settings, tenant: Any, admin_conn: asyncpg.Connection,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    runtime: Runtime = app.state.runtime
-
     def rejected() -> float:
         return app.state.metrics.registry.get_sample_value(
             "voice_inbound_calls_rejected_total", {"reason": "insufficient_balance"}) or 0.0

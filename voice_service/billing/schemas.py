@@ -46,11 +46,21 @@ class PriceMetadata(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=Tr
     currency: Annotated[str, Meta(pattern=r"^[A-Z]{3}$")] | None = None
 
 
+class PlatformPrice(Price):
+    """A price as the platform sees it: whose it is."""
+
+    tenant_id: uuid.UUID | None = None  # None: a global price
+
+
 class PriceCreate(msgspec.Struct, forbid_unknown_fields=True):
+    """A new price, set by the platform (POST /v1/billing/admin/pricing): for one tenant (`tenant_id`) or global
+    (no tenant_id). In force from `effective_from` (default now; never in the past)."""
+
     category: Category
     provider: Annotated[str, Meta(min_length=1, max_length=100)]
     unit: Unit
     unit_price: Decimal
+    tenant_id: uuid.UUID | None = None
     model: Annotated[str, Meta(min_length=1, max_length=200)] | None = None
     description: Annotated[str, Meta(max_length=2000)] | None = None
     effective_from: datetime | None = None  # default: now
@@ -59,8 +69,11 @@ class PriceCreate(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class Reservation(msgspec.Struct):
+    """What a batch (batch_id) or a single call (call_id) holds of the wallet until it is billed."""
+
     id: uuid.UUID
-    batch_id: uuid.UUID
+    batch_id: uuid.UUID | None
+    call_id: uuid.UUID | None
     amount: str
     remaining: str
     per_call: str | None

@@ -48,6 +48,7 @@ from voice_service.leads.repository import phone_opted_out
 from voice_service.pagination import Page, check_limit, decode_cursor, page_from_rows
 from voice_service.phones import parse_phone, require_phone
 from voice_service.runtime import Runtime
+from voice_service.settings import Settings
 from voice_service.tenancy.service import check_call_permission
 
 log = logging.getLogger(__name__)
@@ -362,10 +363,11 @@ async def hangup_call(runtime: Runtime, tenant_id: uuid.UUID, call_id: uuid.UUID
 
 
 async def create_outbound(
-    conn: asyncpg.Connection, listeners: CallListeners, principal: Principal, data: CallCreate
+    conn: asyncpg.Connection, listeners: CallListeners, principal: Principal, data: CallCreate, *, settings: Settings
 ) -> CallRef:
     """Check the request (permissions on the number and the voice the call will use, tenant ownership, number
-    active, the number dialled not opted out) and create the call."""
+    active, the number dialled not opted out), create the call and reserve its estimated cost on the wallet
+    (`listeners.reserve_call`: PaymentRequired when the wallet cannot cover it, and nothing is created)."""
     tenant_id = principal.tenant_id
     await check_call_permission(conn, principal, number_id=data.from_number_id, voice_id=data.voice_id)
     agent = await repo.get_agent(conn, tenant_id, data.agent_id)
@@ -394,7 +396,7 @@ async def create_outbound(
     phone = require_phone(to, "to")
     if await phone_opted_out(conn, tenant_id, phone.e164):
         raise Forbidden("the lead with this number asked not to be called (do_not_call)", field="to")
-    return await create_call(
+    ref = await create_call(
         conn,
         listeners=listeners,
         tenant_id=tenant_id,
@@ -407,6 +409,9 @@ async def create_outbound(
         variables=data.variables,
         agent_config=agent["config"] or {},
     )
+    await listeners.reserve_call(conn, settings=settings, tenant_id=tenant_id, call_id=ref.id,
+                                 provider=number["provider"], direction="outbound")
+    return ref
 
 
 async def get_call(conn: asyncpg.Connection, tenant_id: uuid.UUID, call_id: uuid.UUID) -> Call:
@@ -566,7 +571,9 @@ class InboundAnswer(msgspec.Struct, frozen=True):
 async def start_inbound_call(
     runtime: Runtime, *, provider: str, to_e164: str, from_e164: str | None, provider_call_id: str
 ) -> InboundAnswer | None:
-    """Route a call to the number's tenant and default agent; None when nobody takes calls on `to_e164`."""
+    """Route a call to the number's tenant and default agent; None when nobody takes calls on `to_e164`. A new call
+    reserves its estimated cost on the tenant's wallet (`reserve_call`): PaymentRequired (and no call) when the
+    wallet cannot cover it, for the caller to answer with the carrier's polite rejection."""
     async with system_tx(runtime.pool) as conn:
         route = await conn.fetchrow("SELECT * FROM route_inbound_number($1)", to_e164)
         known = await repo.find_by_provider_id(conn, provider, provider_call_id)
@@ -609,6 +616,8 @@ async def start_inbound_call(
                 provider_call_id=provider_call_id,
                 agent_config=(agent["config"] or {}) if agent is not None else None,
             )
+            await runtime.call_listeners.reserve_call(conn, settings=runtime.settings, tenant_id=tenant_id,
+                                                      call_id=ref.id, provider=provider, direction="inbound")
         token = await _mint_token(conn, ref)
     return InboundAnswer(call_id=ref.id, token=token)
 

@@ -1,18 +1,18 @@
-"""HTTP routes for the phone numbers."""
+"""HTTP routes for the phone numbers, and the platform's number assignments."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Any
 
-from litestar import Controller, delete, get, patch, post
+from litestar import Controller, Request, delete, get, patch, post
 from litestar.params import JSONBody, QueryParameter
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
-from voice_service.auth import writes_need
+from voice_service.auth import platform_admin, writes_need
 from voice_service.deps import Caller, Conn
 from voice_service.numbers import service
-from voice_service.numbers.schemas import Number, NumberCreate, NumberUpdate
+from voice_service.numbers.schemas import Number, NumberAssign, NumberCreate, NumberUpdate
 from voice_service.pagination import Page
 from voice_service.params import Cursor, Limit
 
@@ -30,18 +30,23 @@ class NumberController(Controller):
                           ) -> Page[Number]:
         return await service.list_(conn, principal, limit, cursor, provider, status)
 
-    @post("/", operation_id="createNumber", summary="Add a phone number")
-    async def create_voice(self, conn: Conn, principal: Caller, data: JSONBody[NumberCreate]) -> Number:
-        return await service.create(conn, principal, data)
+    @post("/", operation_id="createNumber", summary="Add a phone number of the carrier's account",
+          description="The number must be on the account this service uses with that carrier (422 otherwise; 503 "
+          "when the carrier cannot tell). A number another registration holds, active or not, is a 409 until that "
+          "registration is deleted.")
+    async def create_voice(self, request: Request[Any, Any, Any], principal: Caller,
+                           data: JSONBody[NumberCreate]) -> Number:
+        return await service.create(request.app.state.runtime, principal, data)
 
     @get("/{number_id:uuid}", operation_id="getNumber", summary="Get a number")
     async def get_voice(self, conn: Conn, principal: Caller, number_id: uuid.UUID) -> Number:
         return await service.get(conn, principal, number_id)
 
-    @patch("/{number_id:uuid}", operation_id="updateNumber", summary="Update a number (only the fields sent)")
-    async def update_voice(self, conn: Conn, principal: Caller, number_id: uuid.UUID,
+    @patch("/{number_id:uuid}", operation_id="updateNumber", summary="Update a number (only the fields sent)",
+           description="Moving a number to another carrier checks that carrier's account, as registering does.")
+    async def update_voice(self, request: Request[Any, Any, Any], principal: Caller, number_id: uuid.UUID,
                            data: JSONBody[NumberUpdate]) -> Number:
-        return await service.update(conn, principal, number_id, data)
+        return await service.update(request.app.state.runtime, principal, number_id, data)
 
     @delete("/{number_id:uuid}", operation_id="deleteNumber", summary="Delete a number (soft)",
             status_code=HTTP_204_NO_CONTENT)
@@ -49,4 +54,17 @@ class NumberController(Controller):
         await service.delete(conn, principal, number_id)
 
 
-route_handlers: list[Any] = [NumberController]
+class PlatformNumberController(Controller):
+    path = "/v1/admin/numbers"
+    tags = ["numbers"]
+    guards = [platform_admin]
+    opt = {"exclude_from_auth": True}  # not a tenant API key: the platform's own token (the guard checks it)
+
+    @post("/", operation_id="adminAssignNumber", summary="Give a tenant a number (no carrier account check)",
+          description="For numbers the platform vouches for (ported in, not listed on the account yet). A number "
+          "another registration holds is a 409.")
+    async def assign(self, request: Request[Any, Any, Any], data: JSONBody[NumberAssign]) -> Number:
+        return await service.assign(request.app.state.runtime, data)
+
+
+route_handlers: list[Any] = [NumberController, PlatformNumberController]

@@ -43,6 +43,20 @@ class NumberCreate(msgspec.Struct, forbid_unknown_fields=True):
         check_free_json({"metadata": self.metadata})
 
 
+class NumberAssign(msgspec.Struct, forbid_unknown_fields=True):
+    """The platform gives a tenant a number (POST /v1/admin/numbers): no carrier account check."""
+
+    tenant_id: uuid.UUID
+    phone_number: E164
+    provider: ProviderName
+    status: NumberStatus = "active"
+    default_agent_id: int | None = None
+    metadata: FreeJson = {}
+
+    def __post_init__(self) -> None:
+        check_free_json({"metadata": self.metadata})
+
+
 class NumberUpdate(msgspec.Struct, forbid_unknown_fields=True):
     provider: ProviderName | UnsetType = UNSET
     status: NumberStatus | UnsetType = UNSET
