@@ -13,6 +13,7 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,8 @@ from litestar.testing import AsyncTestClient
 
 from tests.fakes.carrier_accounts import CarrierAccounts
 from voice_service.app import create_app
-from voice_service.db import APP_ROLE, WORKER_ROLE, EmbeddedPostgres
+from voice_service.billing import wallet
+from voice_service.db import APP_ROLE, WORKER_ROLE, EmbeddedPostgres, init_connection, tenant_transaction
 from voice_service.dbroles import login_name
 from voice_service.migrations import migrate
 from voice_service.settings import Settings, load_settings
@@ -149,10 +151,27 @@ class Tenant:
         return {"Authorization": f"Bearer {self.key}"}
 
 
+async def fund(dsn: str, tenant_id: uuid.UUID, amount: str) -> None:
+    """Top up a tenant's wallet (a ledger row, as `voice-service topup` posts it)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await init_connection(conn)
+        async with tenant_transaction(conn, tenant_id):
+            await wallet.topup(conn, tenant_id, Decimal(amount), idempotency_key=f"test-credit:{uuid.uuid4()}")
+    finally:
+        await conn.close()
+
+
 @pytest.fixture
-async def make_tenant(admin_conn: asyncpg.Connection) -> Any:
-    async def make(name: str | None = None) -> Tenant:
+async def make_tenant(admin_conn: asyncpg.Connection, pg_dsn: str) -> Any:
+    """`await make_tenant()`: a new tenant with an owner key and an empty wallet; `credit="25"` tops it up (a call
+    placed or answered for a tenant reserves its estimated cost). A module whose tests place calls can give every
+    tenant a credit by overriding this fixture: `return functools.partial(make_tenant, credit="100")`."""
+
+    async def make(name: str | None = None, *, credit: str | None = None) -> Tenant:
         tenant_id, key = await create_tenant(admin_conn, name or f"tenant-{uuid.uuid4().hex[:8]}")
+        if credit is not None:
+            await fund(pg_dsn, tenant_id, credit)
         return Tenant(tenant_id, key)
 
     return make

@@ -466,9 +466,10 @@ def _build(config: CarrierConfig) -> VonageProvider:
         private_key_pem=config["vonage_private_key"] or "",
         signature_secret=config["vonage_signature_secret"] or "",
         base_url=config["vonage_base_url"] or VONAGE_API_BASE,
-        api_key=config["vonage_api_key"],
-        api_secret=config["vonage_api_secret"],
-        rest_url=config["vonage_rest_url"] or VONAGE_REST_BASE,
+        # Optional: only checking the account's numbers (registering a number) needs them.
+        api_key=config.get("vonage_api_key"),
+        api_secret=config.get("vonage_api_secret"),
+        rest_url=config.get("vonage_rest_url") or VONAGE_REST_BASE,
     )
 
 

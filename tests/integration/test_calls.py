@@ -8,6 +8,7 @@ and leads (another tenant's ids are unknown), permissions apply, Idempotency-Key
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -21,6 +22,13 @@ from voice_service.calls import service
 from voice_service.settings import Settings
 from voice_service.simulator import Scenario, Simulator
 from voice_service.simulator.harness import RunningService, simulated_stack, until
+
+
+@pytest.fixture
+def make_tenant(make_tenant: Any) -> Any:
+    """These tests place and answer calls, which reserve their estimated cost: their tenants have credit."""
+    return functools.partial(make_tenant, credit="100")
+
 
 VONAGE_SECRET = "vonage-signature-secret-for-the-tests-0123456789"
 

@@ -6,6 +6,7 @@ TTS servers speaking the real protocols) → the records in voice_call_logs.
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 import wave
 from collections import deque
@@ -32,6 +33,13 @@ from voice_service.settings import Settings
 from voice_service.simulator import Scenario, Simulator
 from voice_service.simulator.audio import speech_like
 from voice_service.simulator.harness import RunningService, simulated_stack
+
+
+@pytest.fixture
+def make_tenant(make_tenant: Any) -> Any:
+    """These tests place and answer calls, which reserve their estimated cost: their tenants have credit."""
+    return functools.partial(make_tenant, credit="100")
+
 
 VONAGE_SECRET = "vonage-signature-secret-for-the-conversation-tests"
 _PEM = (

@@ -5,6 +5,7 @@ caller speaks, the agent answers, and `end_call` hangs up through the provider.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -23,6 +24,13 @@ from voice_service.conversation import install
 from voice_service.settings import Settings
 from voice_service.simulator import Scenario, Simulator
 from voice_service.simulator.harness import RunningService, simulated_stack
+
+
+@pytest.fixture
+def make_tenant(make_tenant: Any) -> Any:
+    """These tests place and answer calls, which reserve their estimated cost: their tenants have credit."""
+    return functools.partial(make_tenant, credit="100")
+
 
 CALLER = "+14155550123"
 INBOUND_STARTER = "Thanks for calling Bistro Uno, this is Ava. How can I help?"

@@ -5,6 +5,7 @@ carrier does (Twilio: `stop` on the media socket; Vonage: close 1000) and comple
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,13 @@ from voice_service.conversation.engine import TRANSFER_FAILED_TEXT, TRANSFER_TEX
 from voice_service.settings import Settings
 from voice_service.simulator import Scenario, Simulator
 from voice_service.simulator.harness import RunningService, simulated_stack
+
+
+@pytest.fixture
+def make_tenant(make_tenant: Any) -> Any:
+    """These tests place and answer calls, which reserve their estimated cost: their tenants have credit."""
+    return functools.partial(make_tenant, credit="100")
+
 
 SALES = "+15557654321"
 TARGETS = {"transfer_targets": [{"name": "Sales", "phone": SALES, "description": "New orders"}]}

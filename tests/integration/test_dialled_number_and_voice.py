@@ -17,7 +17,7 @@ from voice_service.runtime import Runtime
 
 # The fixtures of the modules whose setups these tests reuse: the simulated carrier stack for single calls, the
 # in-process dispatcher for batches.
-stack, api = test_calls.stack, test_calls.api
+stack, api, make_tenant = test_calls.stack, test_calls.api, test_calls.make_tenant  # tenants with credit
 runtime, placer, _cleanup = test_batches.runtime, test_batches.placer, test_batches._cleanup
 
 
