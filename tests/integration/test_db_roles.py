@@ -176,3 +176,27 @@ async def test_the_worker_dequeues_every_tenants_jobs(
         await asyncio.wait_for(task, 30)
     assert sorted(seen) == sorted(str(t.id) for t in tenants)
     assert await admin_conn.fetchval("SELECT count(*) FROM pgqueuer WHERE entrypoint = $1", entrypoint) == 0
+
+
+async def test_a_tenant_paces_only_its_own_numbers_and_the_shared_accounts(
+    runtime: Runtime, admin_conn: asyncpg.Connection, make_tenant: Any
+) -> None:
+    a, b = await make_tenant(), await make_tenant()
+    n = 6285560000 + uuid.uuid4().int % 10000
+    number_b = await admin_conn.fetchval(
+        "INSERT INTO voice_agent_numbers (tenant_id, country_code, base_number, e164, provider) "
+        "VALUES ($1, '1', $2, $3, 'simulator') RETURNING id",
+        b.id, n, f"+1{n}",
+    )
+    async with tenant_tx(runtime.pool, b.id) as conn:
+        slots = await conn.fetch("SELECT * FROM dispatch_pacing_lock($1::text[])",
+                                 [f"number:{number_b}", "account:simulator"])
+        assert {r["pacing_key"] for r in slots} == {f"number:{number_b}", "account:simulator"}
+    for keys in ([f"number:{number_b}"], ["account:../x"], ["anything"]):
+        with pytest.raises(asyncpg.RaiseError, match="pacing key"):
+            async with tenant_tx(runtime.pool, a.id) as conn:
+                await conn.fetch("SELECT * FROM dispatch_pacing_lock($1::text[])", keys)
+    with pytest.raises(asyncpg.RaiseError, match="tenant_id"):
+        async with system_tx(runtime.pool) as conn:
+            await conn.execute("SELECT dispatch_pacing_set($1::text[], $2::timestamptz[])",
+                               ["account:simulator"], [None])

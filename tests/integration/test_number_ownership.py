@@ -165,3 +165,38 @@ async def test_the_platform_assigns_a_number_without_the_carrier_check(
              409, "phone_number")
     _problem(await api.post("/v1/admin/numbers", json={**body, "tenant_id": str(uuid.uuid4())}, headers=PLATFORM),
              404, "tenant_id")
+
+
+async def test_the_upgrade_keeps_each_number_with_its_first_registration(pg_server_dsn: str, tmp_path: Any) -> None:
+    """A database that already holds a taken-over number (B inactive since before, A active since after) is
+    migrated: B keeps it, A's later registration is released, and the number is unique from then on."""
+    import shutil
+
+    from tests.integration.test_migrations import _drop, _fresh_db
+    from voice_service.migrations import load_migrations, migrate, sql_dir
+
+    name, dsn = await _fresh_db(pg_server_dsn)
+    try:
+        for m in load_migrations():
+            if m.version < "0078":
+                shutil.copy(sql_dir() / m.name, tmp_path / m.name)
+        await migrate(dsn, tmp_path)
+        conn = await asyncpg.connect(dsn)
+        try:
+            a, b = [await conn.fetchval("INSERT INTO tenants (name, slug) VALUES ($1, $1) RETURNING id", n)
+                    for n in ("a", "b")]
+            insert = ("INSERT INTO voice_agent_numbers (tenant_id, country_code, base_number, e164, provider, status, "
+                      "created_at) VALUES ($1, '1', 6285550100, '+16285550100', 'twilio', $2, now() - $3::text::interval) "
+                      "RETURNING id")
+            held = await conn.fetchval(insert, b, "inactive", "2 days")
+            taken = await conn.fetchval(insert, a, "active", "1 day")
+            await migrate(dsn)
+            rows = {r["id"]: r for r in await conn.fetch("SELECT id, deleted_at, metadata FROM voice_agent_numbers")}
+            assert rows[held]["deleted_at"] is None
+            assert rows[taken]["deleted_at"] is not None and "released" in rows[taken]["metadata"]
+            with pytest.raises(asyncpg.UniqueViolationError):
+                await conn.execute(insert, a, "inactive", "0 days")
+        finally:
+            await conn.close()
+    finally:
+        await _drop(pg_server_dsn, name)
