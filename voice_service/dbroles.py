@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import secrets
 from dataclasses import dataclass
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
@@ -50,7 +50,10 @@ def login_dsn(owner_dsn: str, user: str, password: str) -> str:
     parts = urlsplit(owner_dsn)
     _, _, hostport = parts.netloc.rpartition("@")
     netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{hostport}"
-    return urlunsplit(parts._replace(netloc=netloc))
+    # A user or password given as query parameters would override the ones in the netloc.
+    query = urlencode([(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
+                       if k not in ("user", "password")])
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 def _database(dsn: str) -> str:

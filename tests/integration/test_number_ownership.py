@@ -200,3 +200,34 @@ async def test_the_upgrade_keeps_each_number_with_its_first_registration(pg_serv
             await conn.close()
     finally:
         await _drop(pg_server_dsn, name)
+
+
+async def test_each_carrier_asks_its_account_through_its_sdk() -> None:
+    """owns_number against the simulator's carrier accounts (Twilio's IncomingPhoneNumbers through the twilio SDK,
+    Vonage's Numbers API through the vonage SDK), exact numbers only, and a clear error without credentials."""
+    from providers.telephony.base import ProviderError
+    from providers.telephony.twilio import TwilioProvider
+    from providers.telephony.vonage import VonageProvider
+    from voice_service.simulator import Simulator
+
+    held, other = "+16285550142", "+16285550143"
+    sid, token = "AC" + "7" * 32, "sim-token"
+    async with Simulator(twilio_accounts={sid: token}, vonage_api_key="k", vonage_api_secret="s",
+                         numbers={held}) as sim:
+        twilio = TwilioProvider(sid, token, base_url=sim.base_url)
+        vonage = VonageProvider("app", "", "secret", api_key="k", api_secret="s", rest_url=sim.base_url)
+        wrong = TwilioProvider(sid, "wrong-token", base_url=sim.base_url)
+        unkeyed = VonageProvider("app", "", "secret", rest_url=sim.base_url)
+        try:
+            for provider in (twilio, vonage):
+                assert await provider.owns_number(held) is True
+                assert await provider.owns_number(other) is False
+                assert await provider.owns_number(held[:-1]) is False
+            with pytest.raises(ProviderError) as refused:
+                await wrong.owns_number(held)
+            assert refused.value.code == "auth"
+            with pytest.raises(ProviderError, match="VONAGE_API_KEY"):
+                await unkeyed.owns_number(held)
+        finally:
+            for provider in (twilio, vonage, wrong, unkeyed):
+                await provider.aclose()

@@ -168,3 +168,13 @@ async def test_an_inbound_call_to_a_tenant_without_balance_is_politely_rejected(
     assert "<Stream" in r.text
     w = (await client.get("/v1/billing/wallet", headers=tenant.headers)).json()
     assert len(w["reservations"]) == 1
+
+
+async def test_enforcement_off_answers_inbound_calls_anyway(
+    unenforced: Any, settings: Settings, tenant: Any, admin_conn: asyncpg.Connection
+) -> None:
+    _, _, phone = await _agent_and_number(unenforced, tenant)
+    form, headers = _inbound_form(settings, phone)
+    r = await unenforced.post("/v1/telephony/twilio/voice", data=form, headers=headers)
+    assert r.status_code == 200 and "<Stream" in r.text, r.text
+    assert await _calls(admin_conn, tenant.id) == 1
