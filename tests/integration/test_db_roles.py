@@ -200,3 +200,22 @@ async def test_a_tenant_paces_only_its_own_numbers_and_the_shared_accounts(
         async with system_tx(runtime.pool) as conn:
             await conn.execute("SELECT dispatch_pacing_set($1::text[], $2::timestamptz[])",
                                ["account:simulator"], [None])
+
+
+def test_the_admin_commands_run_as_the_owner(
+    pg_dsn: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """migrate, create-tenant, create-api-key and topup are the owner's (the service's own logins could not create a
+    tenant: row-level security); they work against the database the service runs on."""
+    from voice_service import cli
+
+    monkeypatch.setenv("DATABASE_URL", pg_dsn)
+    assert cli.main(["migrate"]) == 0
+    assert "applied 0 migration(s)" in capsys.readouterr().out
+    assert cli.main(["create-tenant", f"cli-{uuid.uuid4().hex[:8]}"]) == 0
+    out = dict(line.split(" ", 1) for line in capsys.readouterr().out.splitlines())
+    assert out["api_key"].startswith("vsk_")
+    assert cli.main(["create-api-key", "--tenant", out["tenant_id"], "--role", "admin"]) == 0
+    assert capsys.readouterr().out.count("vsk_") == 1
+    assert cli.main(["topup", out["tenant_id"], "3.5"]) == 0
+    assert "0.000000 -> 3.500000" in capsys.readouterr().out
