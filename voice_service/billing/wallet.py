@@ -217,6 +217,9 @@ async def reserve_for_call(
 async def settle_call(conn: asyncpg.Connection, tenant_id: uuid.UUID, call_id: uuid.UUID) -> Decimal:
     """The call is billed (its debit posted in this transaction): release what its reservation still holds.
     Returns the amount released (0 for a call without a reservation: batch calls, calls from before 0077)."""
+    # The reservation row before the wallet (the reverse of _reserve's order) cannot deadlock: only this call's
+    # creation and its billing lock this row, never at once; and it spares a zero-cost call without a reservation
+    # the wallet's lock.
     reservation = await repo.lock_call_reservation(conn, tenant_id, call_id)
     if reservation is None or reservation["status"] != "active":
         return ZERO
