@@ -182,7 +182,7 @@ async def test_a_tenant_paces_only_its_own_numbers_and_the_shared_accounts(
     runtime: Runtime, admin_conn: asyncpg.Connection, make_tenant: Any
 ) -> None:
     a, b = await make_tenant(), await make_tenant()
-    n = 6285560000 + uuid.uuid4().int % 10000
+    n = 6282000000 + uuid.uuid4().int % 8_000_000
     number_b = await admin_conn.fetchval(
         "INSERT INTO voice_agent_numbers (tenant_id, country_code, base_number, e164, provider) "
         "VALUES ($1, '1', $2, $3, 'simulator') RETURNING id",

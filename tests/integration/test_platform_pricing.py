@@ -87,7 +87,7 @@ async def test_a_tenant_key_of_any_role_cannot_make_its_usage_free(
     assert (await api.get("/v1/billing/pricing", headers=tenant.headers)).json()["items"] == catalog
     # A 200-call batch is still refused with the wallet at 0.
     agent = (await api.post("/v1/agents", json={"name": "A"}, headers=tenant.headers)).json()
-    number = await api.post("/v1/numbers", json={"phone_number": f"+1415555{uuid.uuid4().int % 10000:04d}",
+    number = await api.post("/v1/numbers", json={"phone_number": f"+1629{2_000_000 + uuid.uuid4().int % 8_000_000}",
                                                  "provider": "twilio"}, headers=tenant.headers)
     assert number.status_code == 201, number.text
     entries = [{"phone": f"+1646555{i:04d}"} for i in range(200)]
