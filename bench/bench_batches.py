@@ -239,8 +239,13 @@ async def launch(
     principal = Principal(tenant_id=tenant_id, role="owner")
     async with tenant_tx(runtime.pool, tenant_id) as conn:
         batch = await batch_service.create(conn, principal, data, settings=runtime.settings)
-        # The launch enqueued a dispatch job; this run drives the ticks itself.
-        await conn.execute("DELETE FROM pgqueuer WHERE entrypoint = $1", dispatcher.JOB)
+    # The launch enqueued a dispatch job; this run drives the ticks itself. The job queue is not the app role's to
+    # change: the owner drops the job.
+    admin = await asyncpg.connect(runtime.owner_dsn)
+    try:
+        await admin.execute("DELETE FROM pgqueuer WHERE entrypoint = $1", dispatcher.JOB)
+    finally:
+        await admin.close()
     return batch.id
 
 

@@ -31,6 +31,7 @@ import msgspec
 
 from analysis.usage import UsageMeter
 from providers.llm.base import UsageEvent
+from voice_service import workers
 from voice_service.billing import wallet
 from voice_service.billing.pipeline import (
     POST_CALL_JOB,
@@ -123,7 +124,7 @@ async def worker_main(dsn: str, out: str) -> None:
     timings: dict[str, list[float]] = {"post_call": [], "analysis": []}
     async with open_runtime(settings, apply_migrations=False) as runtime:
         runtime.analysis_llm = MockLlm()
-        qm = QueueManager(Queries(AsyncpgPoolDriver(runtime.pool)))
+        qm = QueueManager(Queries(AsyncpgPoolDriver(await workers.queue_pool(runtime))))
 
         @qm.entrypoint(POST_CALL_JOB, concurrency_limit=32)
         async def post_call(job: Job) -> None:

@@ -1,7 +1,9 @@
 """Test fixtures: one real PostgreSQL per session (embedded, or DATABASE_URL), migrated once; the app under test.
 
-With DATABASE_URL set, the tests create and finally drop their own database on that server, so a developer's
-database is never touched. Every test makes its own tenants, so tests never see each other's rows.
+With DATABASE_URL set, the tests create and finally drop their own database on that server (and the service's
+login roles for it), so a developer's database is never touched. `pg_dsn` / `admin_conn` are the owner's; the app
+under test logs in as its own roles, as in production. Every test makes its own tenants, so tests never see each
+other's rows. The carriers' account APIs are a local fake (`carrier_accounts`).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import os
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +21,13 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from tests.fakes.carrier_accounts import CarrierAccounts
 from tests.support.database import swap_db
 from tests.support.tenants import Tenant
 from voice_service.app import create_app
-from voice_service.db import EmbeddedPostgres
+from voice_service.billing import wallet
+from voice_service.db import APP_ROLE, WORKER_ROLE, EmbeddedPostgres, init_connection, tenant_transaction
+from voice_service.dbroles import login_name
 from voice_service.migrations import migrate
 from voice_service.settings import Settings, load_settings
 from voice_service.tenancy.service import create_tenant
@@ -56,12 +62,30 @@ async def pg_dsn(pg_server_dsn: str) -> AsyncIterator[str]:
     admin = await asyncpg.connect(pg_server_dsn)
     try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+        # The service's logins for that database (voice_service/dbroles.py): roles outlive databases.
+        for group in (APP_ROLE, WORKER_ROLE):
+            await admin.execute(f'DROP ROLE IF EXISTS "{login_name(dbname, group)}"')
     finally:
         await admin.close()
 
 
+TWILIO_ACCOUNT = ("AC" + "1" * 32, "test-twilio-token")
+SIMULATOR_ACCOUNT = ("ACsimulator0000000000000000000000", "simulator-dev-token")
+VONAGE_ACCOUNT = ("vonage-test-key", "vonage-test-api-secret")
+
+
 @pytest.fixture(scope="session")
-def settings(pg_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+def carrier_accounts() -> Iterator[CarrierAccounts]:
+    """The carrier accounts the service is configured with (Twilio, Vonage, the simulator): registering a number
+    asks them whether it is theirs. A test takes a number off them with `carrier_accounts.not_owned.add(e164)`."""
+    fake = CarrierAccounts(twilio=dict([TWILIO_ACCOUNT, SIMULATOR_ACCOUNT]), vonage=dict([VONAGE_ACCOUNT]))
+    with fake.serve():
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def settings(pg_dsn: str, tmp_path_factory: pytest.TempPathFactory, carrier_accounts: CarrierAccounts) -> Settings:
+    accounts_url = carrier_accounts.base_url
     return load_settings(
         env={},
         database_url=pg_dsn,
@@ -69,8 +93,16 @@ def settings(pg_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
         log_json=False,
         log_level="WARNING",
         public_base_url="https://voice.example.test",
-        twilio_account_sid="AC" + "1" * 32,
-        twilio_auth_token="test-twilio-token",
+        twilio_account_sid=TWILIO_ACCOUNT[0],
+        twilio_auth_token=TWILIO_ACCOUNT[1],
+        # The accounts' REST APIs are local fakes: a test never reaches a carrier (registering a number asks them).
+        twilio_base_url=accounts_url,
+        simulator_base_url=accounts_url,
+        simulator_account_sid=SIMULATOR_ACCOUNT[0],
+        simulator_auth_token=SIMULATOR_ACCOUNT[1],
+        vonage_rest_url=accounts_url,
+        vonage_api_key=VONAGE_ACCOUNT[0],
+        vonage_api_secret=VONAGE_ACCOUNT[1],
         vonage_application_id="00000000-0000-4000-8000-000000000001",
         vonage_signature_secret="test-vonage-signature-secret-0123456789abcdef",
         deepgram_api_key="dg-test",
@@ -95,16 +127,35 @@ async def client(app: Litestar) -> AsyncIterator[AsyncTestClient[Litestar]]:
 
 @pytest.fixture(scope="session")
 async def admin_conn(pg_dsn: str) -> AsyncIterator[asyncpg.Connection]:
-    """The migrating user's connection (table owner: outside RLS). Only for setting up and for checks."""
+    """The migrating user's connection (the tables' owner, the server's superuser on the embedded server: outside
+    RLS). Only for setting up and for checks; the service itself logs in as its own roles (voice_service/dbroles.py).
+    """
     conn = await asyncpg.connect(pg_dsn)
     yield conn
     await conn.close()
 
 
+async def fund(dsn: str, tenant_id: uuid.UUID, amount: str) -> None:
+    """Top up a tenant's wallet (a ledger row, as `voice-service topup` posts it)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await init_connection(conn)
+        async with tenant_transaction(conn, tenant_id):
+            await wallet.topup(conn, tenant_id, Decimal(amount), idempotency_key=f"test-credit:{uuid.uuid4()}")
+    finally:
+        await conn.close()
+
+
 @pytest.fixture
-async def make_tenant(admin_conn: asyncpg.Connection) -> Any:
-    async def make(name: str | None = None) -> Tenant:
+async def make_tenant(admin_conn: asyncpg.Connection, pg_dsn: str) -> Any:
+    """`await make_tenant()`: a new tenant with an owner key and an empty wallet; `credit="25"` tops it up (a call
+    placed or answered for a tenant reserves its estimated cost). A module whose tests place calls can give every
+    tenant a credit by overriding this fixture: `return functools.partial(make_tenant, credit="100")`."""
+
+    async def make(name: str | None = None, *, credit: str | None = None) -> Tenant:
         tenant_id, key = await create_tenant(admin_conn, name or f"tenant-{uuid.uuid4().hex[:8]}")
+        if credit is not None:
+            await fund(pg_dsn, tenant_id, credit)
         return Tenant(tenant_id, key)
 
     return make

@@ -134,11 +134,10 @@ async def _lifespan(app: Litestar) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     async with open_runtime(settings) as runtime:
         app.state.runtime = runtime
-        app.state.dsn = runtime.dsn
         app.state.pool = runtime.pool
         app.state.http = runtime.http
         if app.state.bootstrap:
-            await bootstrap_mod.bootstrap(runtime.dsn, settings, after=AFTER_BOOTSTRAP)
+            await bootstrap_mod.bootstrap(runtime.owner_dsn, settings, after=AFTER_BOOTSTRAP)
         async with AsyncExitStack() as services:
             # Live call control (commands and listeners from any instance) and the recordings left on this disk.
             await services.enter_async_context(live_control.running(app))

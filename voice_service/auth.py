@@ -9,6 +9,7 @@ DEFINER function `auth_api_key`, because the tenant is not known until the key i
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 import time
 import uuid
@@ -201,3 +202,15 @@ def requires(role: str) -> Guard:
 
     guard.required_role = role  # type: ignore[attr-defined]
     return guard
+
+
+async def platform_admin(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """Guard of the platform's own API (the billing system: prices, top-ups; number assignments):
+    `Authorization: Bearer <PLATFORM_ADMIN_TOKEN>`, never a tenant's key. Off (403) while the setting is unset.
+    Routes using it set `opt={"exclude_from_auth": True}`: the tenant authentication does not apply to them."""
+    expected = connection.app.state.settings.platform_admin_token
+    if not expected:
+        raise Forbidden("the platform admin API is disabled (set PLATFORM_ADMIN_TOKEN)")
+    scheme, _sep, token = connection.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected.encode()):
+        raise Unauthorized("invalid platform admin token", headers={"WWW-Authenticate": "Bearer"})

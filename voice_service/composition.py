@@ -4,7 +4,8 @@ Lower domains never import higher ones; where one reacts to another's change, it
 assembled here from the reacting domain's functions, by plain imports:
 
 - a call changes (calls) → batches move the entry (`on_answered`, `on_final`), billing triggers the post-call job
-  (`on_progress`, `on_provider_price`) and schedules its timeout (`schedule_finalize_timeout`);
+  (`on_progress`, `on_provider_price`) and schedules its timeout (`schedule_finalize_timeout`); a call placed or
+  answered outside a batch holds its estimated cost on the wallet (`reserve_call`);
 - a call is billed (billing) → the call analysis gets its pending row and job (`on_call_billed`).
 
 Only the entry points (app.py; cli.py through workers.py) and tests import this module: it is the one place that
@@ -40,6 +41,7 @@ def call_listeners() -> CallListeners:
         on_progress=billing_pipeline.on_call_progress,
         on_provider_price=billing_pipeline.on_provider_price,
         schedule_finalize_timeout=billing_pipeline.schedule_finalize_timeout,
+        reserve_call=wallet.reserve_call,
     )
 
 

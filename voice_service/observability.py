@@ -94,6 +94,10 @@ class Metrics:
         self.live_calls = Gauge("voice_live_calls", "calls with an open media session", registry=self.registry)
         self.registry.register(CALLS_ENDED)
         self.calls_total = CALLS_ENDED
+        # Inbound calls answered with the carrier's polite rejection: draining, not_taking_calls (unknown or
+        # inactive number, no default agent), insufficient_balance (the tenant's wallet cannot cover the call).
+        self.inbound_rejected = Counter("voice_inbound_calls_rejected_total", "inbound calls rejected, by reason",
+                                        ["reason"], registry=self.registry)
 
 
 def check_metrics_token(request: Any) -> None:

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING
 import asyncpg
 import httpx
 
-from voice_service.db import create_pool, resolve_database_url
+from voice_service.db import APP_ROLE, create_pool, resolve_database_url
+from voice_service.dbroles import check_login, service_logins
 from voice_service.migrations import migrate
 from voice_service.settings import Settings
 
@@ -45,13 +46,15 @@ log = logging.getLogger(__name__)
 @dataclass
 class Runtime:
     settings: Settings
-    dsn: str
+    dsn: str  # the app login's (the pool's): no superuser, a member of voice_app only (dbroles.py)
     pool: asyncpg.Pool
     http: httpx.AsyncClient
     exit_stack: AsyncExitStack
     # How the other domains react to a call's and a bill's changes (assembled by the composition root).
     call_listeners: CallListeners
     billing_listeners: BillingListeners
+    owner_dsn: str = ""  # DATABASE_URL's (or the embedded server's): migrations and bootstrap only
+    worker_dsn: str = ""  # the worker login's: pgqueuer's queue manager (workers.queue_pool)
 
     # Swappable by tests and deployments; None means the owning domain's default.
     batch_placer: Placer | None = None  # places a claimed batch call (default: calls.service.place_call)
@@ -73,6 +76,8 @@ class Runtime:
     carrier_clients: dict[str, TelephonyProvider] = field(default_factory=dict)  # carriers.clients: by carrier
     carrier_clients_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     recording_storage_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    queue_pool: asyncpg.Pool | None = None  # workers.queue_pool: the worker login's pool, opened on first use
+    queue_pool_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 @asynccontextmanager
@@ -93,8 +98,11 @@ async def open_runtime(
             applied = await migrate(dsn)
             if applied:
                 log.info("migrations applied", extra={"count": len(applied)})
-        pool = await create_pool(dsn, min_size=settings.pool_min_size, max_size=settings.pool_max_size)
+        logins = await service_logins(dsn, settings)
+        pool = await create_pool(logins.app, min_size=settings.pool_min_size, max_size=settings.pool_max_size)
         stack.push_async_callback(pool.close)
+        async with pool.acquire() as conn:
+            await check_login(conn, APP_ROLE)
         # Every live call streams an LLM reply and TTS audio each turn through this one client: the pool must
         # hold a few connections per concurrent call, and keep them alive between turns (a new TLS handshake to
         # the provider would land on the caller's wait).
@@ -102,5 +110,6 @@ async def open_runtime(
                                  limits=httpx.Limits(max_connections=2000, max_keepalive_connections=1000,
                                                      keepalive_expiry=60.0))
         stack.push_async_callback(http.aclose)
-        yield Runtime(settings=settings, dsn=dsn, pool=pool, http=http, exit_stack=stack,
-                      call_listeners=call_listeners, billing_listeners=billing_listeners)
+        yield Runtime(settings=settings, dsn=logins.app, pool=pool, http=http, exit_stack=stack,
+                      call_listeners=call_listeners, billing_listeners=billing_listeners, owner_dsn=dsn,
+                      worker_dsn=logins.worker)

@@ -19,7 +19,12 @@ _TRUE = {"1", "true", "yes", "on"}
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    # The owner's URL: migrations, the command line's admin commands. Unset → the embedded server under DATA_DIR.
     database_url: str | None = None
+    # The service's own logins (db.py): a role that is no superuser and belongs to voice_app (the API and the job
+    # handlers) / to voice_worker (the job queue). Unset → created by the service, with a generated password.
+    app_database_url: str | None = None
+    worker_database_url: str | None = None
     data_dir: str = "./.data"
     host: str = "0.0.0.0"
     port: int = 8000
@@ -44,10 +49,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     vonage_application_id: str | None = None
     vonage_private_key: str | None = None
     vonage_api_key: str | None = None
+    vonage_api_secret: str | None = None  # with the API key: the account's number list (registering numbers)
     vonage_signature_secret: str | None = None
     vonage_base_url: str = "https://api.nexmo.com"
     # The Vonage account's billing currency (ISO 4217): event webhooks report prices in it without saying so.
     vonage_account_currency: str = "EUR"
+    vonage_rest_url: str = "https://rest.nexmo.com"  # the account APIs (numbers)
 
     # The built-in simulator "carrier": Twilio's wire format against a local simulator process.
     simulator_base_url: str = "http://127.0.0.1:8765"

@@ -24,6 +24,8 @@ from voice_service.billing import jobs as billing_jobs
 from voice_service.billing import recovery as billing_recovery
 from voice_service.call_analysis import jobs as call_analysis_jobs
 from voice_service.composition import open_runtime
+from voice_service.db import WORKER_ROLE, create_pool
+from voice_service.dbroles import check_login
 from voice_service.enqueue import decode_payload
 from voice_service.events import jobs as event_jobs
 from voice_service.jobs import Handler, JobSpec
@@ -35,6 +37,8 @@ from voice_service.webcalls import jobs as web_call_jobs
 log = logging.getLogger(__name__)
 
 JOB_MODULES = (batch_jobs, billing_jobs, call_analysis_jobs, event_jobs, recording_jobs, web_call_jobs)
+# pgqueuer's listener holds one connection; dequeues, heartbeats and each finished job's log take the others.
+QUEUE_POOL_SIZE = 6
 
 
 def job_registry() -> dict[str, JobSpec]:
@@ -48,8 +52,24 @@ def job_registry() -> dict[str, JobSpec]:
     return registry
 
 
-def build_queue_manager(runtime: Runtime) -> QueueManager:
-    qm = QueueManager(Queries(AsyncpgPoolDriver(runtime.pool)))
+async def queue_pool(runtime: Runtime) -> asyncpg.Pool:
+    """The worker login's pool (opened on first use, closed with the Runtime): pgqueuer dequeues every tenant's jobs
+    through it. It reaches the job tables and nothing else; the handlers work through the app's pool."""
+    if runtime.queue_pool is not None:
+        return runtime.queue_pool
+    async with runtime.queue_pool_lock:
+        if runtime.queue_pool is None:
+            pool = await create_pool(runtime.worker_dsn, min_size=1, max_size=QUEUE_POOL_SIZE, role=WORKER_ROLE,
+                                     application_name="voice-service queue")
+            runtime.exit_stack.push_async_callback(pool.close)
+            async with pool.acquire() as conn:
+                await check_login(conn, WORKER_ROLE)
+            runtime.queue_pool = pool
+    return runtime.queue_pool
+
+
+def build_queue_manager(runtime: Runtime, pool: asyncpg.Pool) -> QueueManager:
+    qm = QueueManager(Queries(AsyncpgPoolDriver(pool)))
     for name, spec in job_registry().items():
         def make(h: Handler, n: str) -> Callable[[Job], Awaitable[None]]:
             async def run(j: Job) -> None:
@@ -104,7 +124,7 @@ async def maintenance_loop(runtime: Runtime, stop: asyncio.Event) -> None:
 
 @asynccontextmanager
 async def running_workers(runtime: Runtime) -> AsyncIterator[QueueManager]:
-    qm = build_queue_manager(runtime)
+    qm = build_queue_manager(runtime, await queue_pool(runtime))
     task = asyncio.create_task(qm.run(dequeue_timeout=timedelta(seconds=5), batch_size=10,
                                       heartbeat_timeout=timedelta(seconds=30)), name="pgqueuer")
     stop_maintenance = asyncio.Event()

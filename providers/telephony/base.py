@@ -272,6 +272,12 @@ class TelephonyProvider(Protocol):
         answered yet) is `rejected`, never success."""
         ...
 
+    async def owns_number(self, e164: str) -> bool:
+        """Whether the number is on the carrier account this service uses (a tenant registers only numbers the
+        account holds: otherwise anyone could claim, and so route, a number someone else has). Exact E.164 match.
+        Raises ProviderError when the carrier cannot tell (credentials missing or refused, carrier unreachable)."""
+        ...
+
     def owns_webhook(self, req: WebhookRequest) -> bool:
         """Whether a webhook names this provider's account (carriers sharing one wire format and its routes pick
         the client that verifies it this way); True for a carrier that has the routes to itself."""

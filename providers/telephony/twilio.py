@@ -1,5 +1,5 @@
 """Twilio: status callbacks, inbound calls, signature checks, the REST calls we make (place a call, hang up,
-transfer with <Dial> TwiML), and the carrier declaration the service mounts (its Media Streams wire format is
+transfer with <Dial> TwiML, whether a number is on the account: IncomingPhoneNumbers), and the carrier declaration the service mounts (its Media Streams wire format is
 twilio_media.py).
 
 The REST calls go through the official SDK with its aiohttp-based async client; the SDK has no base-URL option,
@@ -18,7 +18,7 @@ from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 import aiohttp
-from twilio.base.exceptions import TwilioRestException, TwilioServiceException
+from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
 from twilio.http import AsyncHttpClient
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.response import Response
@@ -274,6 +274,23 @@ class TwilioProvider:
             raise _map_rest_error(exc) from exc
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise ProviderError("unavailable", f"Twilio unreachable: {exc!r}", retryable=True) from exc
+
+    async def owns_number(self, e164: str) -> bool:
+        # IncomingPhoneNumbers filters by partial number ("+1415555012" also finds "+14155550123"): compare exactly.
+        try:
+            found = await self._rest().incoming_phone_numbers.list_async(phone_number=e164, limit=20)
+        except (TwilioRestException, TwilioServiceException) as exc:
+            raise _map_rest_error(exc) from exc
+        except TwilioException as exc:
+            # A list page the SDK could not read: TwilioException("Unable to fetch page", <Response>).
+            status = getattr(exc.args[1], "status_code", None) if len(exc.args) > 1 else None
+            if status in (401, 403):
+                raise ProviderError("auth", f"Twilio refused the credentials ({status})", status=status) from exc
+            raise ProviderError("unavailable", f"Twilio could not list the account's numbers ({status})",
+                                status=status, retryable=True) from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ProviderError("unavailable", f"Twilio unreachable: {exc!r}", retryable=True) from exc
+        return any(number.phone_number == e164 for number in found)
 
     def owns_webhook(self, req: WebhookRequest) -> bool:
         return req.form.get("AccountSid") == self.account_sid

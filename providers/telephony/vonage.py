@@ -3,7 +3,8 @@ transfer to an NCCO), and the carrier declaration the service mounts (its WebSoc
 vonage_media.py).
 
 The REST API is called with httpx and an RS256 application JWT we sign (the `vonage` SDK is synchronous);
-request bodies follow the `vonage-voice` SDK models (CreateCallRequest, Connect, WebsocketEndpoint).
+request bodies follow the `vonage-voice` SDK models (CreateCallRequest, Connect, WebsocketEndpoint). Whether a
+number is on the account goes through the SDK's Numbers API (vonage_account.py).
 
 Signed webhooks: `verify_webhook` checks the HS256 JWT, its `payload_hash` and its `iat`. The token signs the
 body, never the URL: events find their call by the body's uuid, POST answers are read from the body, and only a
@@ -42,6 +43,7 @@ from providers.telephony.base import (
     query_param,
 )
 from providers.telephony.carrier import Carrier, CarrierConfig, CarrierRoutes, MediaRoute, WebhookRoute
+from providers.telephony.vonage_account import VONAGE_REST_BASE, VonageNumbers
 from providers.telephony.vonage_media import VONAGE_CONTENT_TYPE, VonageCodec
 
 __all__ = ["CARRIER", "ROUTES", "VONAGE_API_BASE", "VONAGE_CONTENT_TYPE", "VonageCodec", "VonageProvider"]
@@ -159,6 +161,9 @@ class VonageProvider:
         clock: Callable[[], float] = time.time,
         max_skew_seconds: int = WEBHOOK_MAX_SKEW_SECONDS,
         price_currency: str = DEFAULT_ACCOUNT_CURRENCY,
+        api_key: str | None = None,
+        api_secret: str | None = None,
+        rest_url: str = VONAGE_REST_BASE,
     ) -> None:
         self.application_id = application_id
         self._private_key = private_key_pem
@@ -171,6 +176,8 @@ class VonageProvider:
         # Event webhooks give `price` and `rate` without a currency: they are in the account's billing currency
         # (VONAGE_ACCOUNT_CURRENCY), which the billing pipeline reconciles or flags against its own.
         self._price_currency = account_currency(price_currency)
+        # The account's numbers are listed with the account's API key and secret (the application's JWT cannot).
+        self._account = VonageNumbers(api_key, api_secret, rest_url)
 
     # --- REST ---
 
@@ -253,6 +260,9 @@ class VonageProvider:
             )
             raise ProviderError(code, _error_text(response), status=response.status_code)
         raise _map_http_error(response)
+
+    async def owns_number(self, e164: str) -> bool:
+        return await self._account.holds(e164)
 
     # --- webhooks ---
 
@@ -391,6 +401,7 @@ class VonageProvider:
         return "application/json", msgspec.json.encode([{"action": "talk", "text": message}])
 
     async def aclose(self) -> None:
+        self._account.close()
         if self._owns_http:
             await self._http.aclose()
 
@@ -482,6 +493,10 @@ def _build(config: CarrierConfig) -> VonageProvider:
         signature_secret=config["vonage_signature_secret"] or "",
         base_url=config["vonage_base_url"] or VONAGE_API_BASE,
         price_currency=account_currency(config.get("vonage_account_currency")),
+        # Optional: only checking the account's numbers (registering a number) needs them.
+        api_key=config.get("vonage_api_key"),
+        api_secret=config.get("vonage_api_secret"),
+        rest_url=config.get("vonage_rest_url") or VONAGE_REST_BASE,
     )
 
 
@@ -496,6 +511,9 @@ CARRIER = Carrier(
         "vonage_signature_secret",
         "vonage_base_url",
         "vonage_account_currency",
+        "vonage_api_key",
+        "vonage_api_secret",
+        "vonage_rest_url",
     ),
     required=("vonage_application_id", "vonage_signature_secret"),
 )

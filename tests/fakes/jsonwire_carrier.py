@@ -5,7 +5,8 @@ Its whole protocol (its fake carrier is tests/fakes/jsonwire_server.py):
 
 - REST, `Authorization: Bearer <JSONWIRE_API_KEY>`: `POST {JSONWIRE_BASE_URL}/calls` with
   {to, from, params: {call_id, token}, status_url, media_url} → 201 {"id"}; `POST /calls/{id}/hangup` → 204
-  (404 once the call has ended). It cannot transfer calls.
+  (404 once the call has ended); `GET /numbers/{E.164}` → 200 when the account holds the number, 404 when not.
+  It cannot transfer calls.
 - Webhooks to the service, JSON, signed: `X-JSONWire-Signature` = hex HMAC-SHA256 with JSONWIRE_SECRET over
   "{METHOD} {url}\n" + body (the URL with its query string is signed, so its ?call_id= can be trusted).
   `POST …/jsonwire/incoming` {"id", "to", "from"} (E.164) → {"action": "stream", "url", "params"} or
@@ -195,6 +196,15 @@ class JsonWireProvider:
         self, provider_call_id: str, to_e164: str, *, caller_id: str | None, status_url: str | None = None
     ) -> None:
         raise ProviderError("rejected", "JSONWire cannot transfer calls")
+
+    async def owns_number(self, e164: str) -> bool:
+        try:
+            response = await self._http.get(f"{self._base}/numbers/{e164}")
+        except httpx.TransportError as exc:
+            raise ProviderError("unavailable", repr(exc), retryable=True) from exc
+        if response.status_code not in (200, 404):
+            raise ProviderError("unavailable", response.text, status=response.status_code, retryable=True)
+        return response.status_code == 200
 
     def owns_webhook(self, req: WebhookRequest) -> bool:
         return True

@@ -117,6 +117,9 @@ class FakeJsonWire:
             self.calls[call.id] = call
             self._spawn(self._outbound(call, request["media_url"]), call)
             await send_json(send, 201, {"id": call.id})
+        elif len(parts) == 2 and parts[0] == "numbers" and scope["method"] == "GET":
+            # The test account holds every number it is asked about.
+            await send_json(send, 200, {"number": parts[1]})
         elif len(parts) == 3 and parts[0] == "calls" and parts[2] == "hangup" and scope["method"] == "POST":
             call = self.calls.get(parts[1])
             if call is None or call.done.is_set():

@@ -210,7 +210,7 @@ async def drop_jobs(admin: asyncpg.Connection, *entrypoints: str) -> None:
 async def worker(runtime: Runtime, entrypoints: list[str]) -> AsyncIterator[QueueManager]:
     """A pgqueuer worker serving only `entrypoints` (other domains' queued jobs are not this test's business)."""
     registry = workers.job_registry()
-    qm = QueueManager(Queries(AsyncpgPoolDriver(runtime.pool)))
+    qm = QueueManager(Queries(AsyncpgPoolDriver(await workers.queue_pool(runtime))))
     for name in entrypoints:
         handler, limit = registry[name].handler, registry[name].concurrency
 

@@ -138,6 +138,7 @@ OWNERS = {
     "voice_agent_voices": "voices",
     "idempotency_keys": "idempotency.py",
     "schema_migrations": "migrations.py",
+    "service_logins": "dbroles.py",
 }
 # A write statement (`DO UPDATE SET` of an upsert names no table) or a `Table("name", …)` of the CRUD helper.
 _WRITE = re.compile(r"\b(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+([a-z_][a-z0-9_]*)")

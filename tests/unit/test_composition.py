@@ -38,6 +38,7 @@ def test_each_listener_is_the_reacting_domains_function() -> None:
         "on_progress": "voice_service.billing.pipeline",
         "on_provider_price": "voice_service.billing.pipeline",
         "schedule_finalize_timeout": "voice_service.billing.pipeline",
+        "reserve_call": "voice_service.billing.wallet",
     }
     assert composition.billing_listeners().on_call_billed.__module__ == "voice_service.call_analysis.service"
 

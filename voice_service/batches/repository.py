@@ -281,26 +281,18 @@ async def lock_pacing(conn: asyncpg.Connection, keys: Sequence[str]) -> dict[str
     """Locks the pacing rows (created on first use) in key order; returns key -> next free start time."""
     if not keys:
         return {}
-    keys = sorted(set(keys))
-    await conn.execute(
-        "INSERT INTO dispatch_pacing (key) SELECT unnest($1::text[]) ON CONFLICT (key) DO NOTHING", keys
-    )
-    rows = await conn.fetch(
-        "SELECT key, next_slot_at FROM dispatch_pacing WHERE key = ANY($1::text[]) ORDER BY key FOR UPDATE",
-        keys,
-    )
-    return {r["key"]: r["next_slot_at"] for r in rows}
+    # dispatch_pacing is shared by every tenant: the app role reaches it only through functions that check the
+    # keys are the tenant's numbers or the shared carrier accounts (sql/0075).
+    rows = await conn.fetch("SELECT pacing_key, next_slot_at FROM dispatch_pacing_lock($1::text[])",
+                            sorted(set(keys)))
+    return {r["pacing_key"]: r["next_slot_at"] for r in rows}
 
 
 async def update_pacing(conn: asyncpg.Connection, slots: dict[str, datetime]) -> None:
     if not slots:
         return
-    await conn.execute(
-        """UPDATE dispatch_pacing p SET next_slot_at = u.at, updated_at = now()
-           FROM unnest($1::text[], $2::timestamptz[]) AS u (key, at) WHERE p.key = u.key""",
-        list(slots.keys()),
-        list(slots.values()),
-    )
+    await conn.execute("SELECT dispatch_pacing_set($1::text[], $2::timestamptz[])", list(slots.keys()),
+                       list(slots.values()))
 
 
 # --- dispatch: claiming ---

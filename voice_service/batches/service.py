@@ -53,7 +53,7 @@ __all__ = [
     "to_entry",
 ]
 
-ESTIMATE_MINUTES_PER_CALL = 2
+ESTIMATE_MINUTES_PER_CALL = wallet.ESTIMATE_MINUTES_PER_CALL
 _json = msgspec.json.Encoder()
 _batch_decoder = msgspec.json.Decoder(Batch)
 

@@ -325,7 +325,8 @@ async def finalize_call(
 
     # The wallet row is the one hot row: lock it last, so it is held only for the rest of this transaction.
     ledger_id = await charge(
-        conn, tenant_id, usage_event_id, breakdown.total, key, f"voice call {call_id}", call["batch_id"]
+        conn, tenant_id, usage_event_id, breakdown.total, key, f"voice call {call_id}", call["batch_id"],
+        call_id=call_id,
     )
     await checkpoint("charged")
     return Billed(usage_event_id, breakdown.total, ledger_id)

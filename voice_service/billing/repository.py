@@ -28,7 +28,9 @@ USAGE_COLUMNS = (
     "id, feature_key, usage_items, total_quantity, total_cost, currency, status, "
     "ledger_transaction_id, charged_at, idempotency_key, metadata, created_at"
 )
-RESERVATION_COLUMNS = "id, wallet_id, batch_id, amount, remaining, per_call, status, released_at, created_at"
+RESERVATION_COLUMNS = (
+    "id, wallet_id, batch_id, call_id, amount, remaining, per_call, status, released_at, created_at"
+)
 
 # ---------------------------------------------------------------------------------------------------------------
 # Pricing catalog
@@ -59,7 +61,7 @@ async def catalog_for(
 
 async def list_catalog(
     conn: asyncpg.Connection,
-    tenant_id: uuid.UUID,
+    tenant_id: uuid.UUID | None,
     *,
     category: str | None,
     provider: str | None,
@@ -80,28 +82,28 @@ async def list_catalog(
     )
 
 
-async def insert_price(
-    conn: asyncpg.Connection, tenant_id: uuid.UUID, fields: dict[str, Any]
-) -> asyncpg.Record:
-    names = ["tenant_id", *fields]
-    params = ", ".join(f"${i}" for i in range(1, len(names) + 1))
+async def add_price(conn: asyncpg.Connection, tenant_id: uuid.UUID | None, fields: dict[str, Any]) -> asyncpg.Record:
+    """A new catalog row through the platform's function (sql/0076): outside any tenant's transaction, never in the
+    past, closing the row it replaces; the app role has no other way to write the catalog."""
     return await fetch_one(
         conn,
-        f"INSERT INTO billing_pricing_catalog ({', '.join(names)}) VALUES ({params}) RETURNING {CATALOG_COLUMNS}",
+        f"""SELECT {CATALOG_COLUMNS} FROM catalog_add_price($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)""",
         tenant_id,
-        *fields.values(),
+        fields["category"],
+        fields["provider"],
+        fields["model"],
+        fields["unit"],
+        fields["unit_price"],
+        fields["description"],
+        fields["effective_from"],
+        fields["effective_to"],
+        fields["metadata"],
     )
 
 
-async def deactivate_price(conn: asyncpg.Connection, tenant_id: uuid.UUID, price_id: uuid.UUID) -> bool:
-    return (
-        await conn.fetchval(
-            "UPDATE billing_pricing_catalog SET is_active = false WHERE tenant_id = $1 AND id = $2 RETURNING true",
-            tenant_id,
-            price_id,
-        )
-        is not None
-    )
+async def end_price(conn: asyncpg.Connection, price_id: uuid.UUID) -> bool:
+    """End a catalog row from now on (sql/0076); False when there is none."""
+    return bool(await conn.fetchval("SELECT catalog_end_price($1)", price_id))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -231,22 +233,36 @@ async def lock_reservation(
     )
 
 
+async def lock_call_reservation(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, call_id: uuid.UUID
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        f"SELECT {RESERVATION_COLUMNS} FROM billing_wallet_reservations WHERE tenant_id = $1 AND call_id = $2 "
+        f"FOR UPDATE",
+        tenant_id,
+        call_id,
+    )
+
+
 async def insert_reservation(
     conn: asyncpg.Connection,
     tenant_id: uuid.UUID,
     *,
     wallet_id: uuid.UUID,
-    batch_id: uuid.UUID,
     amount: Decimal,
     per_call: Decimal | None,
+    batch_id: uuid.UUID | None = None,
+    call_id: uuid.UUID | None = None,
 ) -> asyncpg.Record:
+    """A batch's reservation (batch_id) or one call's (call_id)."""
     return await fetch_one(
         conn,
-        f"INSERT INTO billing_wallet_reservations (tenant_id, wallet_id, batch_id, amount, remaining, per_call) "
-        f"VALUES ($1, $2, $3, $4, $4, $5) RETURNING {RESERVATION_COLUMNS}",
+        f"INSERT INTO billing_wallet_reservations (tenant_id, wallet_id, batch_id, call_id, amount, remaining, "
+        f"per_call) VALUES ($1, $2, $3, $4, $5, $5, $6) RETURNING {RESERVATION_COLUMNS}",
         tenant_id,
         wallet_id,
         batch_id,
+        call_id,
         amount,
         per_call,
     )

@@ -1,21 +1,22 @@
-"""HTTP routes for billing (prices, wallet, ledger, usage events) and the platform-admin top-up API."""
+"""HTTP routes for billing (prices, wallet, ledger, usage events) and the platform's billing API (prices, top-ups).
+
+Prices are the platform's: a tenant key of any role reads them, and the tenant's own write routes answer 403.
+"""
 
 from __future__ import annotations
 
-import hmac
 import uuid
 from typing import Any
 
 from litestar import Controller, Request, delete, get, post
-from litestar.connection import ASGIConnection
-from litestar.handlers.base import BaseRouteHandler
 from litestar.params import JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 
-from voice_service.auth import writes_need
+from voice_service.auth import platform_admin, writes_need
 from voice_service.billing import service
 from voice_service.billing.schemas import (
     LedgerTransaction,
+    PlatformPrice,
     Price,
     PriceCreate,
     PriceList,
@@ -26,10 +27,15 @@ from voice_service.billing.schemas import (
 )
 from voice_service.db import tenant_tx
 from voice_service.deps import Caller, Conn
-from voice_service.errors import Forbidden, Unauthorized
+from voice_service.errors import Forbidden
 from voice_service.openapi import problems
 from voice_service.pagination import Page
 from voice_service.params import Cursor, Limit, QueryParameter
+
+_PLATFORM_PRICES = (
+    "prices are set by the platform's billing system (POST /v1/billing/admin/pricing with the platform token), "
+    "never with a tenant's key; GET /v1/billing/pricing shows the prices in force for your tenant"
+)
 
 
 class BillingController(Controller):
@@ -59,24 +65,23 @@ class BillingController(Controller):
     @post(
         "/pricing",
         operation_id="createPrice",
-        summary="Add a tenant price (overrides the global row for the same category/provider/model/unit)",
-        description="Effective from `effective_from` (default now). The newest effective row wins; calls are "
-        "priced with the rows in force when they started. unit_price is per unit (per token, per "
-        "character, per minute).",
+        summary="Refused (403): prices are set by the platform",
+        description="A tenant key of any role reads its prices but never changes what the tenant pays. The "
+        "platform's billing system sets global and per-tenant prices with POST /v1/billing/admin/pricing.",
     )
-    async def create_price(self, conn: Conn, principal: Caller, data: JSONBody[PriceCreate]) -> Price:
-        return await service.create_price(conn, principal, data)
+    async def create_price(self, principal: Caller) -> Price:
+        raise Forbidden(_PLATFORM_PRICES)
 
     @delete(
         "/pricing/{price_id:uuid}",
         operation_id="deactivatePrice",
         status_code=HTTP_204_NO_CONTENT,
-        summary="Deactivate a tenant price (the global row applies again)",
+        summary="Refused (403): prices are ended by the platform",
     )
-    async def deactivate_price(self, conn: Conn, principal: Caller, price_id: uuid.UUID) -> None:
-        """The tenant's price stops applying; the global price for the same category, provider, model
-        and unit applies again. Needs the admin role."""
-        await service.deactivate_price(conn, principal, price_id)
+    async def deactivate_price(self, principal: Caller, price_id: uuid.UUID) -> None:
+        """Refused for every tenant key (403): prices, the tenant's own included, are set and ended only by the
+        platform (`DELETE /v1/billing/admin/pricing/{price_id}` with the platform token)."""
+        raise Forbidden(_PLATFORM_PRICES)
 
     @get("/wallet", operation_id="getWallet", summary="The tenant wallet: balance, reserved, available")
     async def get_wallet(self, request: Request[Any, Any, Any], conn: Conn, principal: Caller) -> Wallet:
@@ -117,21 +122,43 @@ class BillingController(Controller):
         )
 
 
-def platform_admin(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    """Guard: `Authorization: Bearer <PLATFORM_ADMIN_TOKEN>` (the API is off while the setting is unset)."""
-    expected = connection.app.state.settings.platform_admin_token
-    if not expected:
-        raise Forbidden("the platform admin API is disabled (set PLATFORM_ADMIN_TOKEN)")
-    scheme, _sep, token = connection.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected.encode()):
-        raise Unauthorized("invalid platform admin token", headers={"WWW-Authenticate": "Bearer"})
-
-
 class PlatformAdminController(Controller):
     path = "/v1/billing/admin"
     tags = ["billing"]
     guards = [platform_admin]
     opt = {"exclude_from_auth": True}  # not a tenant API key: the platform's own token (the guard checks it)
+
+    @post(
+        "/pricing",
+        operation_id="adminCreatePrice",
+        summary="Set a price: global (no tenant_id) or one tenant's; from now on or a future instant",
+        description="Never in the past (422 on effective_from): calls already made keep their price. The row it "
+        "replaces (same tenant or global, category, provider, model, unit, direction, country, currency) ends "
+        "where the new one starts. unit_price is per unit (per token, per character, per minute).",
+    )
+    async def create_price(self, request: Request[Any, Any, Any], data: JSONBody[PriceCreate]) -> PlatformPrice:
+        return await service.platform_add_price(request.app.state.pool, data)
+
+    @get("/pricing", operation_id="adminListPrices", summary="Global prices, and one tenant's with tenant_id")
+    async def list_prices(
+        self,
+        request: Request[Any, Any, Any],
+        tenant_id: uuid.UUID | None = QueryParameter(name="tenant_id", default=None),
+        category: str | None = QueryParameter(name="category", default=None, max_length=50),
+        provider: str | None = QueryParameter(name="provider", default=None, max_length=100),
+        include_inactive: bool = QueryParameter(name="include_inactive", default=False),
+    ) -> list[PlatformPrice]:
+        return await service.platform_list_prices(request.app.state.pool, tenant_id, category=category,
+                                                  provider=provider, include_inactive=include_inactive)
+
+    @delete(
+        "/pricing/{price_id:uuid}",
+        operation_id="adminEndPrice",
+        status_code=HTTP_204_NO_CONTENT,
+        summary="End a price from now on (a price not in force yet is withdrawn)",
+    )
+    async def end_price(self, request: Request[Any, Any, Any], price_id: uuid.UUID) -> None:
+        await service.platform_end_price(request.app.state.pool, price_id)
 
     @post(
         "/topups",

@@ -59,11 +59,18 @@ class PriceMetadata(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=Tr
     currency: Annotated[str, Meta(pattern=r"^[A-Z]{3}$")] | None = None
 
 
-@example({"category": "llm", "provider": "openai", "model": "gpt-4o-mini", "unit": "token",
-          "unit_price": "0.00000015", "metadata": {"direction": "input"},
+class PlatformPrice(Price):
+    """A price as the platform sees it: whose it is."""
+
+    tenant_id: uuid.UUID | None = None  # None: a global price
+
+
+@example({"tenant_id": "3f2a1b0c-9d8e-4f7a-8b6c-5d4e3f2a1b0c", "category": "llm", "provider": "openai",
+          "model": "gpt-4o-mini", "unit": "token", "unit_price": "0.00000015", "metadata": {"direction": "input"},
           "description": "Negotiated input-token price"})
 class PriceCreate(msgspec.Struct, forbid_unknown_fields=True):
-    """A tenant price: it overrides the global price of the same category, provider, model and unit."""
+    """A new price, set by the platform (POST /v1/billing/admin/pricing): for one tenant (`tenant_id`) or global
+    (no tenant_id). In force from `effective_from` (default now; never in the past)."""
 
     category: Annotated[Category, Meta(description="What is priced: llm, stt, tts, telephony, …")]
     provider: Annotated[str, Meta(min_length=1, max_length=100, examples=["openai"],
@@ -71,10 +78,14 @@ class PriceCreate(msgspec.Struct, forbid_unknown_fields=True):
     unit: Annotated[Unit, Meta(description="What `unit_price` is per.")]
     unit_price: Annotated[Decimal, Meta(description="Price per unit, a JSON number or a decimal string (read "
                                                     "exactly).", examples=["0.00000015"])]
+    tenant_id: Annotated[uuid.UUID | None, Meta(description="The tenant whose price this is (it overrides the "
+                                                            "global price of the same category, provider, model "
+                                                            "and unit); null: a global price.")] = None
     model: Annotated[Annotated[str, Meta(min_length=1, max_length=200)] | None,
                      Meta(description="The model (null: any model of the provider).")] = None
     description: Annotated[Annotated[str, Meta(max_length=2000)] | None, Meta(description="A note for people.")] = None
-    effective_from: Annotated[datetime | None, Meta(description="From when it applies; default: now.")] = None
+    effective_from: Annotated[datetime | None, Meta(description="From when it applies; default: now; never in "
+                                                                "the past.")] = None
     effective_to: Annotated[datetime | None, Meta(description="Until when; default: open-ended.")] = None
     metadata: Annotated[PriceMetadata, Meta(description="How the price applies: token direction, call direction "
                                                         "and country, rounding.")] = msgspec.field(
@@ -83,8 +94,11 @@ class PriceCreate(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class Reservation(msgspec.Struct):
+    """What a batch (batch_id) or a single call (call_id) holds of the wallet until it is billed."""
+
     id: uuid.UUID
-    batch_id: uuid.UUID
+    batch_id: uuid.UUID | None
+    call_id: uuid.UUID | None
     amount: str
     remaining: str
     per_call: str | None

@@ -1,9 +1,10 @@
-"""Rules behind the billing routes: prices, wallet, usage events, ledger, top-ups."""
+"""Rules behind the billing routes: prices (read by tenants, set by the platform), wallet, usage events, ledger,
+top-ups."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
 import asyncpg
@@ -14,6 +15,7 @@ from voice_service.billing import repository as repo
 from voice_service.billing import wallet
 from voice_service.billing.schemas import (
     LedgerTransaction,
+    PlatformPrice,
     Price,
     PriceCreate,
     PriceList,
@@ -23,6 +25,7 @@ from voice_service.billing.schemas import (
     UsageEvent,
     Wallet,
 )
+from voice_service.db import system_tx, tenant_tx
 from voice_service.errors import NotFound, ValidationFailed
 from voice_service.pagination import Page, check_limit, decode_cursor, page_from_rows
 
@@ -65,7 +68,12 @@ async def list_prices(
     return PriceList(items=[_price(r) for r in rows])
 
 
-async def create_price(conn: asyncpg.Connection, principal: Principal, data: PriceCreate) -> Price:
+# A price may not take effect in the past. A little clock skew between the billing system and this service is
+# taken as "now" (the database allows a minute, and starts the price at its own now()).
+PAST_TOLERANCE = timedelta(seconds=30)
+
+
+def _price_fields(data: PriceCreate) -> dict[str, object]:
     try:
         unit_price = data.unit_price.quantize(Decimal("1e-12"))
     except InvalidOperation:
@@ -74,44 +82,79 @@ async def create_price(conn: asyncpg.Connection, principal: Principal, data: Pri
         raise ValidationFailed(f"unit_price must be between 0 and {MAX_UNIT_PRICE}", field="unit_price")
     if data.unit_price != 0 and unit_price == 0:
         raise ValidationFailed("unit_price needs more than 12 decimals", field="unit_price")
-    effective_from = data.effective_from or datetime.now(UTC)
-    if effective_from.tzinfo is None:
+    now = datetime.now(UTC)
+    if data.effective_from is not None:
+        if data.effective_from.tzinfo is None:
+            raise ValidationFailed(
+                "effective_from needs a timezone (e.g. 2025-01-01T00:00:00Z)", field="effective_from"
+            )
+        if data.effective_from < now - PAST_TOLERANCE:
+            raise ValidationFailed(
+                "a price cannot take effect in the past: calls already made keep the price they were made at; "
+                "leave effective_from out (now) or give a future instant",
+                field="effective_from",
+            )
+    starts = max(data.effective_from or now, now)
+    if data.effective_to is not None and (data.effective_to.tzinfo is None or data.effective_to <= starts):
         raise ValidationFailed(
-            "effective_from needs a timezone (e.g. 2025-01-01T00:00:00Z)", field="effective_from"
+            "effective_to must be a timezone-aware instant after effective_from (and after now)", field="effective_to"
         )
-    if data.effective_to is not None and (
-        data.effective_to.tzinfo is None or data.effective_to <= effective_from
-    ):
-        raise ValidationFailed(
-            "effective_to must be a timezone-aware instant after effective_from", field="effective_to"
-        )
-    row = await repo.insert_price(
-        conn,
-        principal.tenant_id,
-        {
-            "category": data.category,
-            "provider": data.provider,
-            "model": data.model,
-            "unit": data.unit,
-            "unit_price": unit_price,
-            "description": data.description,
-            "effective_from": effective_from,
-            "effective_to": data.effective_to,
-            "metadata": msgspec.to_builtins(data.metadata),
-        },
-    )
-    return _price(row)
+    return {
+        "category": data.category,
+        "provider": data.provider,
+        "model": data.model,
+        "unit": data.unit,
+        "unit_price": unit_price,
+        "description": data.description,
+        "effective_from": data.effective_from,
+        "effective_to": data.effective_to,
+        "metadata": msgspec.to_builtins(data.metadata),
+    }
 
 
-async def deactivate_price(conn: asyncpg.Connection, principal: Principal, price_id: uuid.UUID) -> None:
-    if not await repo.deactivate_price(conn, principal.tenant_id, price_id):
-        raise NotFound("no price of this tenant with this id (global prices cannot be changed)")
+def _platform_price(row: asyncpg.Record) -> PlatformPrice:
+    return PlatformPrice(**msgspec.structs.asdict(_price(row)), tenant_id=row["tenant_id"])
+
+
+async def platform_add_price(pool: asyncpg.Pool, data: PriceCreate) -> PlatformPrice:
+    """The platform sets a price (global, or one tenant's) from now on or from a future instant."""
+    fields = _price_fields(data)
+    if data.tenant_id is not None:
+        async with tenant_tx(pool, data.tenant_id) as conn:
+            if not await repo.tenant_exists(conn, data.tenant_id):
+                raise NotFound("no such tenant", field="tenant_id")
+    # Outside any tenant's transaction: the catalog's function refuses to run inside one.
+    async with system_tx(pool) as conn:
+        return _platform_price(await repo.add_price(conn, data.tenant_id, fields))
+
+
+async def platform_end_price(pool: asyncpg.Pool, price_id: uuid.UUID) -> None:
+    async with system_tx(pool) as conn:
+        if not await repo.end_price(conn, price_id):
+            raise NotFound("no price with this id")
+
+
+async def platform_list_prices(
+    pool: asyncpg.Pool, tenant_id: uuid.UUID | None, *, category: str | None, provider: str | None,
+    include_inactive: bool,
+) -> list[PlatformPrice]:
+    """The global rows, and `tenant_id`'s own when given (read inside that tenant's transaction)."""
+    if tenant_id is None:
+        async with system_tx(pool) as conn:
+            rows = await repo.list_catalog(conn, None, category=category, provider=provider,
+                                           include_inactive=include_inactive)
+    else:
+        async with tenant_tx(pool, tenant_id) as conn:
+            rows = await repo.list_catalog(conn, tenant_id, category=category, provider=provider,
+                                           include_inactive=include_inactive)
+    return [_platform_price(r) for r in rows]
 
 
 def _reservation(row: asyncpg.Record) -> Reservation:
     return Reservation(
         id=row["id"],
         batch_id=row["batch_id"],
+        call_id=row["call_id"],
         amount=_s(row["amount"]) or "0",
         remaining=_s(row["remaining"]) or "0",
         per_call=_s(row["per_call"]),

@@ -56,9 +56,12 @@ async def charge(
     description: str,
     batch_id: uuid.UUID | None,
     transaction_type: str = "debit",
+    *,
+    call_id: uuid.UUID | None = None,
 ) -> uuid.UUID | None:
     """Debit `total` for a usage event (a ledger row keyed `debit:<key>`, releasing the call's share of its batch
-    reservation) and mark the event charged; returns the ledger row's id (None for a zero total: nothing posted)."""
+    reservation) and mark the event charged; returns the ledger row's id (None for a zero total: nothing posted).
+    `call_id`: the billed call, whose own reservation (a call outside a batch) is settled now, whatever the total."""
     ledger_id = None
     if total != 0:
         posting = await wallet.post(
@@ -73,5 +76,7 @@ async def charge(
             release_batch=batch_id,
         )
         ledger_id = posting.ledger["id"]
+    if call_id is not None and batch_id is None:
+        await wallet.settle_call(conn, tenant_id, call_id)
     await repo.mark_usage_charged(conn, tenant_id, usage_event_id, ledger_id)
     return ledger_id

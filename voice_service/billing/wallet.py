@@ -1,4 +1,8 @@
-"""The tenant wallet: ledger postings (top-ups, debits, adjustments), batch reservations and cost estimates.
+"""The tenant wallet: ledger postings (top-ups, debits, adjustments), reservations and cost estimates.
+
+A reservation holds an estimated cost until it is billed: a batch's (released share by share as its calls are
+debited, the rest when it ends) or a single call's (POST /v1/calls, an inbound call: released when the call is
+billed). Either is refused with 402 when the available balance cannot cover it and ENFORCE_WALLET_BALANCE is on.
 
 Every change locks the wallet row (SELECT … FOR UPDATE) for the rest of the caller's transaction, so concurrent
 postings serialise and each ledger row's balance_before is the previous row's balance_after. Postings are
@@ -127,6 +131,64 @@ async def topup(
     )
 
 
+def _refusal(what: str, amount: Decimal, wallet: asyncpg.Record) -> PaymentRequired:
+    available = wallet["current_balance"] - wallet["reserved_balance"]
+    shortfall = amount - available
+    return PaymentRequired(
+        f"the wallet cannot cover {what}: estimated cost {amount} {wallet['currency']}, available "
+        f"balance {money(available)} (balance {wallet['current_balance']}, reserved "
+        f"{wallet['reserved_balance']}); top up at least {shortfall} {wallet['currency']}",
+        errors=[
+            {
+                "field": "wallet",
+                "message": "insufficient balance",
+                "required": str(amount),
+                "available": str(money(available)),
+                "shortfall": str(shortfall),
+                "currency": wallet["currency"],
+            }
+        ],
+    )
+
+
+async def _reserve(
+    conn: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    amount: Decimal,
+    *,
+    enforce: bool,
+    batch_id: uuid.UUID | None = None,
+    call_id: uuid.UUID | None = None,
+    n_calls: int | None = None,
+) -> asyncpg.Record:
+    amount = money(amount)
+    if amount < 0:
+        raise ValidationFailed("a reservation cannot be negative", field="amount")
+    wallet = await repo.lock_wallet(conn, tenant_id)
+    existing = (
+        await repo.lock_reservation(conn, tenant_id, batch_id)
+        if batch_id is not None
+        else await repo.lock_call_reservation(conn, tenant_id, call_id)  # type: ignore[arg-type]
+    )
+    if existing is not None:
+        return existing
+    if enforce and amount > wallet["current_balance"] - wallet["reserved_balance"]:
+        raise _refusal("this batch" if batch_id is not None else "this call", amount, wallet)
+    per_call = money(amount / n_calls) if n_calls else None
+    row = await repo.insert_reservation(
+        conn, tenant_id, wallet_id=wallet["id"], amount=amount, per_call=per_call, batch_id=batch_id,
+        call_id=call_id,
+    )
+    await repo.set_wallet_balances(
+        conn,
+        tenant_id,
+        wallet["id"],
+        current=wallet["current_balance"],
+        reserved=wallet["reserved_balance"] + amount,
+    )
+    return row
+
+
 async def reserve_for_batch(
     conn: asyncpg.Connection,
     *,
@@ -141,43 +203,57 @@ async def reserve_for_batch(
     Pass settings.enforce_wallet_balance as `enforce`. `n_calls` sets each call's share (amount / n_calls)
     released by its debit; without it a call releases its actual cost. Idempotent per batch.
     """
-    amount = money(amount)
-    if amount < 0:
-        raise ValidationFailed("a reservation cannot be negative", field="amount")
+    return await _reserve(conn, tenant_id, amount, enforce=enforce, batch_id=batch_id, n_calls=n_calls)
+
+
+async def reserve_for_call(
+    conn: asyncpg.Connection, *, tenant_id: uuid.UUID, call_id: uuid.UUID, amount: Decimal, enforce: bool = True
+) -> asyncpg.Record:
+    """Reserve one call's estimated cost (a call outside any batch); 402 when the available balance cannot cover it
+    (and `enforce`). Idempotent per call; the call's billing settles it (`settle_call`)."""
+    return await _reserve(conn, tenant_id, amount, enforce=enforce, call_id=call_id)
+
+
+async def settle_call(conn: asyncpg.Connection, tenant_id: uuid.UUID, call_id: uuid.UUID) -> Decimal:
+    """The call is billed (its debit posted in this transaction): release what its reservation still holds.
+    Returns the amount released (0 for a call without a reservation: batch calls, calls from before 0077)."""
+    # The reservation row before the wallet (the reverse of _reserve's order) cannot deadlock: only this call's
+    # creation and its billing lock this row, never at once; and it spares a zero-cost call without a reservation
+    # the wallet's lock.
+    reservation = await repo.lock_call_reservation(conn, tenant_id, call_id)
+    if reservation is None or reservation["status"] != "active":
+        return ZERO
     wallet = await repo.lock_wallet(conn, tenant_id)
-    existing = await repo.lock_reservation(conn, tenant_id, batch_id)
-    if existing is not None:
-        return existing
-    available = wallet["current_balance"] - wallet["reserved_balance"]
-    if enforce and amount > available:
-        shortfall = amount - available
-        raise PaymentRequired(
-            f"the wallet cannot cover this batch: estimated cost {amount} {wallet['currency']}, available "
-            f"balance {money(available)} (balance {wallet['current_balance']}, reserved "
-            f"{wallet['reserved_balance']}); top up at least {shortfall} {wallet['currency']}",
-            errors=[
-                {
-                    "field": "wallet",
-                    "message": "insufficient balance",
-                    "required": str(amount),
-                    "available": str(money(available)),
-                    "shortfall": str(shortfall),
-                    "currency": wallet["currency"],
-                }
-            ],
-        )
-    per_call = money(amount / n_calls) if n_calls else None
-    row = await repo.insert_reservation(
-        conn, tenant_id, wallet_id=wallet["id"], batch_id=batch_id, amount=amount, per_call=per_call
-    )
+    left = reservation["remaining"]
+    await repo.update_reservation(conn, tenant_id, reservation["id"], remaining=ZERO, released=True)
     await repo.set_wallet_balances(
         conn,
         tenant_id,
         wallet["id"],
         current=wallet["current_balance"],
-        reserved=wallet["reserved_balance"] + amount,
+        reserved=max(wallet["reserved_balance"] - left, ZERO),
     )
-    return row
+    return left  # type: ignore[no-any-return]
+
+
+async def reserve_call(
+    conn: asyncpg.Connection,
+    *,
+    settings: Settings,
+    tenant_id: uuid.UUID,
+    call_id: uuid.UUID,
+    provider: str,
+    direction: str,
+) -> None:
+    """The calls domain's `reserve_call` listener: a call placed (POST /v1/calls) or answered (inbound) outside a
+    batch reserves the same per-call estimate a batch reserves for each of its calls. Raises PaymentRequired when
+    the wallet cannot cover it and ENFORCE_WALLET_BALANCE is on."""
+    amount = await estimate_call_cost(
+        conn, tenant_id, provider, 1, minutes=ESTIMATE_MINUTES_PER_CALL, settings=settings, direction=direction
+    )
+    await reserve_for_call(
+        conn, tenant_id=tenant_id, call_id=call_id, amount=amount, enforce=settings.enforce_wallet_balance
+    )
 
 
 async def release_batch_reservation(
@@ -200,6 +276,9 @@ async def release_batch_reservation(
     return left
 
 
+# What a batch reserves for each of its calls, and a single call for itself: minutes of conversation.
+ESTIMATE_MINUTES_PER_CALL = 2
+
 # What one minute of conversation uses, for estimates only: the STT hears the whole call, the agent takes about
 # six turns a minute (prompt grows with the history: ~1,500 tokens a turn on average, ~40 tokens answered), and
 # speaks ~600 characters. Plus one analysis completion per call.
@@ -217,10 +296,12 @@ class EstimateProfile:
     country: str = "US"  # telephony rates are per country
 
 
-def estimate_meter(provider: str, minutes: float, profile: EstimateProfile) -> UsageMeter:
+def estimate_meter(
+    provider: str, minutes: float, profile: EstimateProfile, direction: str = "outbound"
+) -> UsageMeter:
     meter = UsageMeter()
     seconds = minutes * 60
-    meter.set_telephony(provider, seconds, direction="outbound", country=profile.country)
+    meter.set_telephony(provider, seconds, direction=direction, country=profile.country)
     meter.add_stt(*profile.stt, seconds)
     turns = round(profile.turns_per_minute * minutes)
     meter.add_llm(
@@ -241,11 +322,12 @@ async def estimate_call_cost(
     *,
     profile: EstimateProfile | None = None,
     settings: Settings | None = None,
+    direction: str = "outbound",
 ) -> Decimal:
     """Estimated cost of `n_calls` calls of `minutes` each through `provider`, from the catalog in force now."""
     if profile is None:
         profile = EstimateProfile(llm=("openai", settings.openai_model)) if settings else EstimateProfile()
-    meter = estimate_meter(provider, minutes, profile)
+    meter = estimate_meter(provider, minutes, profile, direction)
     now = datetime.now(UTC)
     rows = await repo.catalog_for(
         conn,

@@ -29,7 +29,9 @@ class InboundAnswer(msgspec.Struct, frozen=True):
 async def start_inbound_call(
     runtime: Runtime, *, provider: str, to_e164: str, from_e164: str | None, provider_call_id: str
 ) -> InboundAnswer | None:
-    """Route a call to the number's tenant and default agent; None when nobody takes calls on `to_e164`."""
+    """Route a call to the number's tenant and default agent; None when nobody takes calls on `to_e164`. A new call
+    reserves its estimated cost on the tenant's wallet (`reserve_call`): PaymentRequired (and no call) when the
+    wallet cannot cover it, for the caller to answer with the carrier's polite rejection."""
     async with system_tx(runtime.pool) as conn:
         route = await conn.fetchrow("SELECT * FROM route_inbound_number($1)", to_e164)
         known = await repo.find_by_provider_id(conn, provider, provider_call_id)
@@ -72,5 +74,7 @@ async def start_inbound_call(
                 provider_call_id=provider_call_id,
                 agent_config=(agent["config"] or {}) if agent is not None else None,
             )
+            await runtime.call_listeners.reserve_call(conn, settings=runtime.settings, tenant_id=tenant_id,
+                                                      call_id=ref.id, provider=provider, direction="inbound")
         token = await _mint_token(conn, ref)
     return InboundAnswer(call_id=ref.id, token=token)

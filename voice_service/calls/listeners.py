@@ -17,6 +17,8 @@ from typing import Protocol
 
 import asyncpg
 
+from voice_service.settings import Settings
+
 
 class CallHook(Protocol):
     async def __call__(
@@ -36,6 +38,19 @@ class FinalizeScheduler(Protocol):
     ) -> None: ...
 
 
+class CallReserver(Protocol):
+    async def __call__(
+        self,
+        conn: asyncpg.Connection,
+        *,
+        settings: Settings,
+        tenant_id: uuid.UUID,
+        call_id: uuid.UUID,
+        provider: str,
+        direction: str,
+    ) -> None: ...
+
+
 @dataclass(frozen=True, kw_only=True)
 class CallListeners:
     # The call became ongoing (batches: its entry shows in_progress).
@@ -48,3 +63,6 @@ class CallListeners:
     on_provider_price: CallHook
     # A call was created (billing: bill it after `after` even if its end never arrives).
     schedule_finalize_timeout: FinalizeScheduler
+    # A call outside any batch is about to be placed or answered (billing: reserve its estimated cost on the wallet,
+    # released when it is billed; raises PaymentRequired when the wallet cannot cover it and enforcement is on).
+    reserve_call: CallReserver

@@ -55,7 +55,9 @@ class CallController(Controller):
         operation_id="createCall",
         summary="Place one outbound call",
         description=(
-            "Creates the call log (status `pending`) and places the call through the number's provider. "
+            "Creates the call log (status `pending`), reserves its estimated cost on the wallet (402 with the "
+            "estimate when the wallet cannot cover it and ENFORCE_WALLET_BALANCE is on; released when the call is "
+            "billed) and places the call through the number's provider. "
             "A provider error (invalid number, auth, rate limit, outage) does not fail the request: the call is "
             "returned with status `failed`, `end_reason` = the error code and `metadata.provider_error`. "
             "With an `Idempotency-Key` header, the same key and body return the first response; the same key "
@@ -103,7 +105,8 @@ class CallController(Controller):
                         headers={"Idempotent-Replayed": "true"},
                     )
                     return replay
-            ref = await service.create_outbound(conn, runtime.call_listeners, principal, data)
+            ref = await service.create_outbound(conn, runtime.call_listeners, principal, data,
+                                                settings=runtime.settings)
         try:
             await service.place_call(runtime, ref)
         except BaseException:

@@ -28,6 +28,7 @@ from voice_service.errors import Forbidden, NotFound, ValidationFailed
 from voice_service.leads.repository import phone_opted_out
 from voice_service.pagination import Page, check_limit, decode_cursor, page_from_rows
 from voice_service.phones import require_phone
+from voice_service.settings import Settings
 from voice_service.tenancy.service import check_call_permission
 
 __all__ = [
@@ -87,10 +88,11 @@ def _call(row: asyncpg.Record) -> Call:
 
 
 async def create_outbound(
-    conn: asyncpg.Connection, listeners: CallListeners, principal: Principal, data: CallCreate
+    conn: asyncpg.Connection, listeners: CallListeners, principal: Principal, data: CallCreate, *, settings: Settings
 ) -> CallRef:
     """Check the request (permissions on the number and the voice the call will use, tenant ownership, number
-    active, the number dialled not opted out) and create the call."""
+    active, the number dialled not opted out), create the call and reserve its estimated cost on the wallet
+    (`listeners.reserve_call`: PaymentRequired when the wallet cannot cover it, and nothing is created)."""
     tenant_id = principal.tenant_id
     await check_call_permission(conn, principal, number_id=data.from_number_id, voice_id=data.voice_id)
     agent = await repo.get_agent(conn, tenant_id, data.agent_id)
@@ -119,7 +121,7 @@ async def create_outbound(
     phone = require_phone(to, "to")
     if await phone_opted_out(conn, tenant_id, phone.e164):
         raise Forbidden("the lead with this number asked not to be called (do_not_call)", field="to")
-    return await create_call(
+    ref = await create_call(
         conn,
         listeners=listeners,
         tenant_id=tenant_id,
@@ -132,6 +134,9 @@ async def create_outbound(
         variables=data.variables,
         agent_config=agent["config"] or {},
     )
+    await listeners.reserve_call(conn, settings=settings, tenant_id=tenant_id, call_id=ref.id,
+                                 provider=number["provider"], direction="outbound")
+    return ref
 
 
 async def get_call(conn: asyncpg.Connection, tenant_id: uuid.UUID, call_id: uuid.UUID) -> Call:

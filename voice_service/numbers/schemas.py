@@ -53,6 +53,22 @@ class NumberCreate(msgspec.Struct, forbid_unknown_fields=True):
         check_free_json({"metadata": self.metadata})
 
 
+@example({"tenant_id": "3f2a1b0c-9d8e-4f7a-8b6c-5d4e3f2a1b0c", "phone_number": "+14155550142",
+          "provider": "twilio", "default_agent_id": 7})
+class NumberAssign(msgspec.Struct, forbid_unknown_fields=True):
+    """The platform gives a tenant a number (POST /v1/admin/numbers): no carrier account check."""
+
+    tenant_id: Annotated[uuid.UUID, Meta(description="The tenant that gets the number.")]
+    phone_number: Annotated[E164, Meta(description="The number (E.164).")]
+    provider: Annotated[ProviderName, Meta(description="The carrier.")]
+    status: Annotated[NumberStatus, Meta(description="Only active numbers place and take calls.")] = "active"
+    default_agent_id: Annotated[AgentRef | None, Meta(description="The agent that answers inbound calls.")] = None
+    metadata: Annotated[FreeJson, Meta(description="Your own data (at most 16 KB).")] = {}
+
+    def __post_init__(self) -> None:
+        check_free_json({"metadata": self.metadata})
+
+
 @example({"status": "inactive"})
 class NumberUpdate(msgspec.Struct, forbid_unknown_fields=True):
     """The fields to change; a field not sent keeps its value."""

@@ -87,6 +87,9 @@ async def simulated_stack(base: Settings, **overrides: Any) -> AsyncIterator[tup
                 twilio_base_url=sim.base_url,
                 simulator_base_url=sim.base_url,
                 vonage_base_url=sim.base_url,
+                vonage_rest_url=sim.base_url,
+                vonage_api_key=sim.vonage_api_key,
+                vonage_api_secret=sim.vonage_api_secret,
             )
 
         async with running_service(make) as svc:

@@ -28,10 +28,11 @@ import contextlib
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any, Literal
+from urllib.parse import parse_qsl
 
 import httpx
 import msgspec
@@ -110,6 +111,8 @@ class Simulator:
         twilio_shared_key: tuple[str, str] | None = None,
         vonage_signature_secret: str | None = None,
         vonage_api_key: str = "simkey",
+        vonage_api_secret: str | None = None,
+        numbers: Iterable[str] | None = None,
         vonage_application_id: str | None = None,
         vonage_answer_method: Literal["GET", "POST"] = "GET",
         vonage_retry_seconds: float = 1.0,
@@ -124,6 +127,9 @@ class Simulator:
         self.twilio_shared_key = twilio_shared_key
         self.vonage_signature_secret = vonage_signature_secret
         self.vonage_api_key = vonage_api_key
+        self.vonage_api_secret = vonage_api_secret  # None: any secret with the right key
+        # The numbers the simulated accounts hold (E.164): None, every number (a simulated account has them all).
+        self.numbers: set[str] | None = None if numbers is None else set(numbers)
         self.vonage_application_id = vonage_application_id
         self.vonage_answer_method = vonage_answer_method
         self.vonage_retry_seconds = vonage_retry_seconds
@@ -146,6 +152,9 @@ class Simulator:
         accounts = {settings.simulator_account_sid: settings.simulator_auth_token}
         if settings.twilio_account_sid and settings.twilio_auth_token:
             accounts[settings.twilio_account_sid] = settings.twilio_auth_token
+        if settings.vonage_api_key:
+            kwargs.setdefault("vonage_api_key", settings.vonage_api_key)
+            kwargs.setdefault("vonage_api_secret", settings.vonage_api_secret)
         return cls(
             service_url=kwargs.pop("service_url", settings.public_base_url),
             twilio_accounts=accounts,
@@ -153,6 +162,10 @@ class Simulator:
             vonage_application_id=settings.vonage_application_id,
             **kwargs,
         )
+
+    def holds(self, e164: str) -> bool:
+        """Whether the simulated accounts hold this number (the carriers' number lists)."""
+        return self.numbers is None or e164 in self.numbers
 
     @property
     def base_url(self) -> str:
@@ -253,10 +266,11 @@ class Simulator:
                 break
         method, path = scope["method"], scope["path"]
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
+        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
         parts = path.strip("/").split("/")
-        reply = await self.twilio.handle(method, parts, headers, body)
+        reply = await self.twilio.handle(method, parts, headers, body, query)
         if reply is None:
-            reply = await self.vonage.handle(method, parts, headers, body)
+            reply = await self.vonage.handle(method, parts, headers, body, query)
         if reply is None and path == "/health":
             reply = 200, {"status": "ok", "calls": len(self.calls)}
         status, payload = reply or (

@@ -3,6 +3,7 @@
     POST /2010-04-01/Accounts/{sid}/Calls.json        create a call (Basic auth: sid + token)
     POST /2010-04-01/Accounts/{sid}/Calls/{CA…}.json  update (Status=completed|canceled hangs up;
                                                       Twiml=<Response><Dial>… transfers)
+    GET  /2010-04-01/Accounts/{sid}/IncomingPhoneNumbers.json?PhoneNumber=…   the account's numbers
 
 An outbound call posts initiated / ringing / in-progress / completed to its StatusCallback (those asked for in
 StatusCallbackEvent), the async AMD result to AsyncAmdStatusCallback, and streams on the <Stream> of its TwiML. An
@@ -62,11 +63,14 @@ class TwilioSide:
     # --- REST ---
 
     async def handle(
-        self, method: str, parts: list[str], headers: Mapping[str, str], body: bytes
+        self, method: str, parts: list[str], headers: Mapping[str, str], body: bytes,
+        query: Mapping[str, str] | None = None,
     ) -> Reply | None:
         """The answer to a request on Twilio's REST paths; None for any other path."""
         if len(parts) < 4 or parts[:2] != [TWILIO_API_VERSION, "Accounts"]:
             return None
+        if len(parts) == 4 and parts[3] == "IncomingPhoneNumbers.json" and method == "GET":
+            return self._numbers(parts[2], headers, query or {})
         if len(parts) == 4 and parts[3] == "Calls.json":
             return await self._create(parts[2], headers, body) if method == "POST" else (405, {})
         if len(parts) == 5 and parts[3] == "Calls":
@@ -87,6 +91,24 @@ class TwilioSide:
                 "more_info": "https://www.twilio.com/docs/errors/20003",
             }
         return None
+
+    def _numbers(self, sid: str, headers: Mapping[str, str], query: Mapping[str, str]) -> Reply:
+        """IncomingPhoneNumbers of the account, filtered by PhoneNumber (a partial match, as Twilio's)."""
+        denied = self._auth(sid, headers)
+        if denied:
+            return denied
+        pattern = query.get("PhoneNumber", "")
+        held = [pattern] if pattern and self.sim.holds(pattern) else []
+        uri = f"/{TWILIO_API_VERSION}/Accounts/{sid}/IncomingPhoneNumbers.json?PhoneNumber={pattern}&PageSize=50&Page=0"
+        return 200, {
+            "incoming_phone_numbers": [
+                {"sid": "PN" + uuid.uuid5(uuid.NAMESPACE_OID, n).hex, "account_sid": sid, "phone_number": n,
+                 "friendly_name": n, "capabilities": {"voice": True}, "status": "in-use", "origin": "twilio"}
+                for n in held
+            ],
+            "first_page_uri": uri, "next_page_uri": None, "previous_page_uri": None, "page": 0, "page_size": 50,
+            "start": 0, "end": max(0, len(held) - 1), "uri": uri,
+        }
 
     async def _create(self, sid: str, headers: Mapping[str, str], body: bytes) -> Reply:
         denied = self._auth(sid, headers)

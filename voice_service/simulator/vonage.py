@@ -2,6 +2,7 @@
 
     POST /v1/calls          create a call (Bearer application JWT)
     PUT  /v1/calls/{uuid}   {"action": "hangup"} | {"action": "transfer", "destination": {"type": "ncco", …}}
+    GET  /account/numbers   the account's numbers (the REST host's Numbers API; Basic auth: API key and secret)
 
 An outbound call posts started / ringing / answered, the AMD result (human / machine) and completed with its
 duration, rate and price to its event_url, and streams on the websocket endpoint of its NCCO. An inbound call
@@ -14,6 +15,7 @@ token, up to twice.
 from __future__ import annotations
 
 import asyncio
+import base64
 import math
 import time
 import uuid
@@ -78,14 +80,35 @@ class VonageSide:
     # --- REST ---
 
     async def handle(
-        self, method: str, parts: list[str], headers: Mapping[str, str], body: bytes
+        self, method: str, parts: list[str], headers: Mapping[str, str], body: bytes,
+        query: Mapping[str, str] | None = None,
     ) -> Reply | None:
         """The answer to a request on Vonage's REST paths; None for any other path."""
+        if parts == ["account", "numbers"] and method == "GET":
+            return self._numbers(headers, query or {})
         if parts == ["v1", "calls"] and method == "POST":
             return await self._create(headers, body)
         if len(parts) == 3 and parts[:2] == ["v1", "calls"] and method == "PUT":
             return await self._modify(parts[2], headers, body)
         return None
+
+    def _numbers(self, headers: Mapping[str, str], query: Mapping[str, str]) -> Reply:
+        """The account's numbers (Basic auth: API key and secret), `pattern` with search_pattern 0 = starts with."""
+        scheme, _, encoded = headers.get("authorization", "").partition(" ")
+        try:
+            key, _, secret = base64.b64decode(encoded).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            key, secret = "", ""
+        if scheme.lower() != "basic" or key != self.sim.vonage_api_key or (
+            self.sim.vonage_api_secret is not None and secret != self.sim.vonage_api_secret
+        ):
+            return 401, {"type": "https://developer.nexmo.com/api-errors#unauthorized", "title": "Unauthorized",
+                         "detail": "You did not provide correct credentials."}
+        digits = query.get("pattern", "")
+        if not digits or not self.sim.holds("+" + digits):
+            return 200, {"count": 0}
+        return 200, {"count": 1, "numbers": [{"country": "US", "msisdn": digits, "type": "mobile-lvn",
+                                               "features": ["VOICE"], "app_id": self.sim.vonage_application_id}]}
 
     async def _create(self, headers: Mapping[str, str], body: bytes) -> Reply:
         scheme, _, token = headers.get("authorization", "").partition(" ")

@@ -4,7 +4,8 @@ For every set of carrier routes in providers/telephony/registry.py this mounts, 
 each declared webhook (its path, methods and OpenAPI operation id) and the media socket (media.py). A webhook is
 verified first (webhooks.py: signature, replay guard); then an answer webhook routes the inbound call to the
 number's tenant and default agent and answers with the carrier's call-control document (connect to our media
-socket, or a polite rejection), and a status webhook is applied to the call it names by the carrier's signed
+socket, or a polite rejection, counted in /metrics by reason: also when the tenant's wallet cannot cover the call),
+and a status webhook is applied to the call it names by the carrier's signed
 call id.
 
 Webhooks about calls we do not know are answered 204 (and logged): providers retry on errors.
@@ -23,7 +24,7 @@ from providers.telephony.carrier import Carrier, CarrierRoutes, WebhookRoute
 from providers.telephony.registry import route_families
 from voice_service.calls.service import apply_status_event, start_inbound_call
 from voice_service.carriers.urls import media_url
-from voice_service.errors import BadRequest
+from voice_service.errors import BadRequest, PaymentRequired
 from voice_service.openapi import problems
 from voice_service.openapi.plugin import OPEN_QUERY
 from voice_service.telephony.media import live_calls_of, media_route
@@ -98,6 +99,12 @@ def _draining(request: Request[Any, Any, Any]) -> bool:
     return bool(request.app.state.draining) or live_calls_of(request.app).draining
 
 
+def _count_rejected(request: Request[Any, Any, Any], reason: str) -> None:
+    metrics = getattr(request.app.state, "metrics", None)
+    if metrics is not None:
+        metrics.inbound_rejected.labels(reason).inc()
+
+
 def _answer(content: tuple[str, bytes]) -> Response[bytes]:
     content_type, body = content
     return Response(body, media_type=content_type, status_code=200)
@@ -112,16 +119,26 @@ async def _inbound(
         raise BadRequest(str(exc)) from None
     if _draining(request):
         log.info("inbound call refused: draining", extra={"to": call.to})
+        _count_rejected(request, "draining")
         return _answer(provider.answer_reject(REJECT_DRAINING))
     runtime = runtime_of(request)
-    answer = await start_inbound_call(
-        runtime,
-        provider=provider.name,
-        to_e164=call.to,
-        from_e164=call.from_,
-        provider_call_id=call.provider_call_id,
-    )
+    try:
+        answer = await start_inbound_call(
+            runtime,
+            provider=provider.name,
+            to_e164=call.to,
+            from_e164=call.from_,
+            provider_call_id=call.provider_call_id,
+        )
+    except PaymentRequired as exc:
+        # The caller hears the same polite rejection as for a number not taking calls: the tenant's wallet is
+        # nobody else's business.
+        log.warning("inbound call refused: insufficient balance",
+                    extra={"to": call.to, "provider": provider.name, "detail": exc.detail})
+        _count_rejected(request, "insufficient_balance")
+        return _answer(provider.answer_reject(REJECT_UNKNOWN))
     if answer is None:
+        _count_rejected(request, "not_taking_calls")
         return _answer(provider.answer_reject(REJECT_UNKNOWN))
     return _answer(
         provider.answer_stream(media_url(runtime.settings, provider.name), str(answer.call_id), answer.token)

@@ -74,8 +74,11 @@ async def test_number_e164_and_cross_tenant_conflict(client: Any, make_tenant: A
     body = _problem(await client.post("/v1/numbers", json={"phone_number": phone, "provider": "twilio"},
                                       headers=b.headers), 409, "phone_number")
     assert "already" in body["detail"]
-    # Once A deactivates it, B may take it.
+    # Inactive, it is still A's (issue #15: test_number_ownership.py); once A deletes it, B may take it.
     await client.patch(f"/v1/numbers/{n['id']}", json={"status": "inactive"}, headers=a.headers)
+    _problem(await client.post("/v1/numbers", json={"phone_number": phone, "provider": "twilio"},
+                               headers=b.headers), 409, "phone_number")
+    assert (await client.delete(f"/v1/numbers/{n['id']}", headers=a.headers)).status_code == 204
     r = await client.post("/v1/numbers", json={"phone_number": phone, "provider": "twilio"}, headers=b.headers)
     assert r.status_code == 201
     listed = (await client.get("/v1/numbers?provider=twilio", headers=b.headers)).json()["items"]

@@ -42,7 +42,9 @@ async def _key(client: Any, tenant: Any, role: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {r.json()['key']}"}
 
 
-async def test_pricing_lists_global_rows_and_tenant_overrides(client: Any, make_tenant: Any) -> None:
+async def test_pricing_lists_global_rows_and_tenant_overrides(
+    admin_client: Any, client: Any, make_tenant: Any
+) -> None:
     a, b = await make_tenant(), await make_tenant()
     r = await client.get("/v1/billing/pricing", params={"provider": "twilio"}, headers=a.headers)
     assert r.status_code == 200
@@ -51,9 +53,12 @@ async def test_pricing_lists_global_rows_and_tenant_overrides(client: Any, make_
     outbound = next(p for p in globals_ if p["metadata"].get("direction") == "outbound")
     assert outbound["unit_price"] == "0.014" and "twilio.com" in outbound["description"]
 
-    r = await client.post(
-        "/v1/billing/pricing",
+    # The platform sets a tenant's negotiated rate (tenants cannot: test_platform_pricing.py).
+    platform = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    r = await admin_client.post(
+        "/v1/billing/admin/pricing",
         json={
+            "tenant_id": str(a.id),
             "category": "telephony",
             "provider": "twilio",
             "unit": "minute",
@@ -61,15 +66,16 @@ async def test_pricing_lists_global_rows_and_tenant_overrides(client: Any, make_
             "metadata": {"direction": "outbound", "increment_seconds": 6, "minimum_seconds": 6},
             "description": "negotiated rate",
         },
-        headers=a.headers,
+        headers=platform,
     )
     assert r.status_code == 201, r.text
     created = r.json()
-    assert created["scope"] == "tenant" and created["unit_price"] == "0.0095"
+    assert created["scope"] == "tenant" and created["unit_price"] == "0.0095" and created["tenant_id"] == str(a.id)
     # Exact decimals survive a JSON number too (no float on the way).
-    r = await client.post(
-        "/v1/billing/pricing",
+    r = await admin_client.post(
+        "/v1/billing/admin/pricing",
         json={
+            "tenant_id": str(a.id),
             "category": "llm",
             "provider": "openai",
             "model": "gpt-4o-mini",
@@ -77,7 +83,7 @@ async def test_pricing_lists_global_rows_and_tenant_overrides(client: Any, make_
             "unit_price": 0.00000011,
             "metadata": {"direction": "input"},
         },
-        headers=a.headers,
+        headers=platform,
     )
     assert r.json()["unit_price"] == "0.00000011"
 
@@ -89,12 +95,12 @@ async def test_pricing_lists_global_rows_and_tenant_overrides(client: Any, make_
         await client.get("/v1/billing/pricing", params={"provider": "twilio"}, headers=b.headers)
     ).json()
     assert created["id"] not in [p["id"] for p in b_rows["items"]]
+    listed = (await admin_client.get("/v1/billing/admin/pricing", params={"tenant_id": str(a.id),
+                                                                          "provider": "twilio"},
+                                     headers=platform)).json()
+    assert created["id"] in [p["id"] for p in listed]
 
-    assert (await client.delete(f"/v1/billing/pricing/{created['id']}", headers=b.headers)).status_code == 404
-    assert (
-        await client.delete(f"/v1/billing/pricing/{outbound['id']}", headers=a.headers)
-    ).status_code == 404
-    assert (await client.delete(f"/v1/billing/pricing/{created['id']}", headers=a.headers)).status_code == 204
+    assert (await admin_client.delete(f"/v1/billing/admin/pricing/{created['id']}", headers=platform)).status_code == 204
     a_rows = (
         await client.get("/v1/billing/pricing", params={"provider": "twilio"}, headers=a.headers)
     ).json()
@@ -111,10 +117,20 @@ async def test_pricing_lists_global_rows_and_tenant_overrides(client: Any, make_
                 "provider": "twilio",
                 "unit": "minute",
                 "unit_price": "0.1",
-                "effective_from": "2025-02-01T00:00:00Z",
-                "effective_to": "2025-01-01T00:00:00Z",
+                "effective_from": "2099-02-01T00:00:00Z",
+                "effective_to": "2099-01-01T00:00:00Z",
             },
             "effective_to",
+        ),
+        (
+            {
+                "category": "telephony",
+                "provider": "twilio",
+                "unit": "minute",
+                "unit_price": "0.1",
+                "effective_from": "2025-02-01T00:00:00Z",
+            },
+            "effective_from",
         ),
         ({"category": "phone", "provider": "twilio", "unit": "minute", "unit_price": "0.1"}, "category"),
         (
@@ -129,16 +145,15 @@ async def test_pricing_lists_global_rows_and_tenant_overrides(client: Any, make_
         ),
     ],
 )
-async def test_invalid_prices_name_the_field(
-    client: Any, tenant: Any, body: dict[str, Any], field: str
-) -> None:
-    r = await client.post("/v1/billing/pricing", json=body, headers=tenant.headers)
+async def test_invalid_prices_name_the_field(admin_client: Any, body: dict[str, Any], field: str) -> None:
+    r = await admin_client.post(
+        "/v1/billing/admin/pricing", json=body, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    )
     assert r.status_code in (400, 422), r.text
     assert r.json()["errors"][0]["field"] == field
 
 
-async def test_only_admins_change_prices(client: Any, tenant: Any) -> None:
-    member = await _key(client, tenant, "member")
+async def test_no_tenant_key_changes_prices(client: Any, tenant: Any) -> None:
     body = {
         "category": "stt",
         "provider": "deepgram",
@@ -146,9 +161,12 @@ async def test_only_admins_change_prices(client: Any, tenant: Any) -> None:
         "unit": "minute",
         "unit_price": "0.001",
     }
-    assert (await client.post("/v1/billing/pricing", json=body, headers=member)).status_code == 403
-    assert (await client.get("/v1/billing/pricing", headers=member)).status_code == 200
-    assert (await client.get("/v1/billing/wallet", headers=member)).status_code == 200
+    for role in ("admin", "member"):
+        key = await _key(client, tenant, role)
+        assert (await client.post("/v1/billing/pricing", json=body, headers=key)).status_code == 403
+        assert (await client.get("/v1/billing/pricing", headers=key)).status_code == 200
+        assert (await client.get("/v1/billing/wallet", headers=key)).status_code == 200
+    assert (await client.post("/v1/billing/pricing", json=body, headers=tenant.headers)).status_code == 403
 
 
 async def test_platform_admin_topup(admin_client: Any, client: Any, tenant: Any) -> None:

@@ -39,9 +39,10 @@ async def _no_leftover_jobs(admin_conn: asyncpg.Connection) -> AsyncIterator[Non
     await drop_jobs(admin_conn, POST_CALL_JOB, ANALYSIS_JOB, RECONCILE_JOB, "events.deliver")
 
 
-async def add_prices(client: Any, tenant: Any) -> None:
+async def add_prices(admin: asyncpg.Connection, tenant: Any) -> None:
     """A known tenant catalog (tenant rows win over the global list prices), plus one row that only takes
-    effect after the call started and so must not apply."""
+    effect after the call started and so must not apply. Written as the catalog stood in 2025, before the test's
+    calls: only the owner can date a price in the past (the platform's API refuses it, test_platform_pricing.py)."""
     rows = [
         {
             "category": "telephony",
@@ -84,9 +85,13 @@ async def add_prices(client: Any, tenant: Any) -> None:
         },
     ]
     for row in rows:
-        body = {"effective_from": "2025-01-01T00:00:00Z", **row}
-        r = await client.post("/v1/billing/pricing", json=body, headers=tenant.headers)
-        assert r.status_code == 201, r.text
+        await admin.execute(
+            "INSERT INTO billing_pricing_catalog (tenant_id, category, provider, model, unit, unit_price, "
+            "effective_from, metadata) VALUES ($1, $2, $3, $4, $5, $6::numeric, $7::timestamptz, $8::jsonb)",
+            tenant.id, row["category"], row["provider"], row.get("model"), row["unit"], Decimal(row["unit_price"]),
+            datetime.fromisoformat(str(row.get("effective_from", "2025-01-01T00:00:00+00:00"))),
+            msgspec.json.encode(row.get("metadata", {})).decode(),
+        )
 
 
 EXPECTED_ITEMS = [
@@ -222,7 +227,7 @@ def _meter_with_unpriced_tts() -> Any:
 async def test_exact_breakdown_and_one_of_each_row(
     client: Any, tenant: Any, runtime: Runtime, admin_conn: asyncpg.Connection
 ) -> None:
-    await add_prices(client, tenant)
+    await add_prices(admin_conn, tenant)
     await credit(runtime, tenant.id, "10")
     call_id, created_at = await insert_call(
         admin_conn, tenant.id, created_at=CALL_START, meter=_meter_with_unpriced_tts()
@@ -277,7 +282,7 @@ async def test_crash_between_steps_then_rerun_gives_the_same_rows(
     # Reference: the same call billed without a crash, in a twin tenant with the same prices and credit.
     ref_tenant, tenant = await make_tenant(), await make_tenant()
     for t in (ref_tenant, tenant):
-        await add_prices(client, t)
+        await add_prices(admin_conn, t)
         await credit(runtime, t.id, "5")
     ref_call, ref_created = await insert_call(
         admin_conn, ref_tenant.id, created_at=CALL_START, meter=sample_meter()
@@ -397,7 +402,7 @@ PRICE_FORMS = {
 async def test_provider_price_is_reconciled_as_an_adjustment(
     client: Any, tenant: Any, runtime: Runtime, admin_conn: asyncpg.Connection, form: str
 ) -> None:
-    await add_prices(client, tenant)
+    await add_prices(admin_conn, tenant)
     await credit(runtime, tenant.id, "1")
     call_id, created_at = await insert_call(
         admin_conn, tenant.id, created_at=CALL_START, meter=sample_meter()
@@ -454,7 +459,7 @@ async def test_provider_price_is_reconciled_as_an_adjustment(
 async def test_batch_reservation_released_by_calls_then_by_batch_end(
     client: Any, tenant: Any, runtime: Runtime, admin_conn: asyncpg.Connection
 ) -> None:
-    await add_prices(client, tenant)
+    await add_prices(admin_conn, tenant)
     await credit(runtime, tenant.id, "3")
     agent = await insert_agent(admin_conn, tenant.id)
     batch_id, _ = await insert_batch(admin_conn, tenant.id, agent, n_entries=4)

@@ -7,35 +7,16 @@ import asyncio
 import os
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
 
-from tests.support.database import swap_db
+from tests.support.database import drop_db, fresh_db
 from voice_service.migrations import MigrationError, load_migrations, migrate
 
 ROOT = str(Path(__file__).resolve().parents[3])
-
-
-async def _fresh_db(server_dsn: str) -> tuple[str, str]:
-    name = f"voice_mig_{uuid.uuid4().hex[:8]}"
-    conn = await asyncpg.connect(server_dsn)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return name, swap_db(server_dsn, name)
-
-
-async def _drop(server_dsn: str, name: str) -> None:
-    conn = await asyncpg.connect(server_dsn)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
 
 
 async def test_second_run_is_a_noop(pg_dsn: str) -> None:
@@ -49,7 +30,7 @@ async def test_second_run_is_a_noop(pg_dsn: str) -> None:
 
 
 async def test_two_processes_migrating_at_once(pg_server_dsn: str) -> None:
-    name, dsn = await _fresh_db(pg_server_dsn)
+    name, dsn = await fresh_db(pg_server_dsn)
     try:
         code = "import asyncio,sys; from voice_service.migrations import migrate; print(len(asyncio.run(migrate(sys.argv[1]))))"
         env = {**os.environ, "PYTHONPATH": ROOT}
@@ -61,11 +42,11 @@ async def test_two_processes_migrating_at_once(pg_server_dsn: str) -> None:
         applied = sorted(int(o[0].decode().strip()) for o in outs)
         assert applied == [0, len(load_migrations())]  # one applied everything, the other found it done
     finally:
-        await _drop(pg_server_dsn, name)
+        await drop_db(pg_server_dsn, name)
 
 
 async def test_edited_migration_is_refused(pg_server_dsn: str, tmp_path: Path) -> None:
-    name, dsn = await _fresh_db(pg_server_dsn)
+    name, dsn = await fresh_db(pg_server_dsn)
     try:
         (tmp_path / "0001_a.sql").write_text("CREATE TABLE t_a (id int);")
         assert await migrate(dsn, tmp_path) == ["0001_a.sql"]
@@ -83,7 +64,7 @@ async def test_edited_migration_is_refused(pg_server_dsn: str, tmp_path: Path) -
         finally:
             await conn.close()
     finally:
-        await _drop(pg_server_dsn, name)
+        await drop_db(pg_server_dsn, name)
 
 
 async def test_app_role_is_subject_to_rls(pg_dsn: str, client: Any, make_tenant: Any) -> None:

@@ -10,6 +10,7 @@ inbound parsing, the status mapping and the media socket with the carrier's code
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -26,6 +27,13 @@ from voice_service.calls import live
 from voice_service.calls.session import MediaSession
 from voice_service.settings import Settings
 from voice_service.simulator.harness import RunningService, running_service
+
+
+@pytest.fixture
+def make_tenant(make_tenant: Any) -> Any:
+    """These tests place and answer calls, which reserve their estimated cost: their tenants have credit."""
+    return functools.partial(make_tenant, credit="100")
+
 
 API_KEY = "jw-api-key-0123"
 SECRET = "jw-webhook-secret-0123456789"

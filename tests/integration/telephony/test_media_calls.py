@@ -10,6 +10,7 @@ drops mid-call, a provider outage on place-call, busy and no-answer callees, reu
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from typing import Any
 
@@ -29,6 +30,13 @@ from voice_service.simulator import Scenario
 from voice_service.simulator.audio import speech_like, to_wire
 from voice_service.simulator.harness import simulated_stack, until
 from voice_service.simulator.signing import twilio_signature
+
+
+@pytest.fixture
+def make_tenant(make_tenant: Any) -> Any:
+    """These tests place and answer calls, which reserve their estimated cost: their tenants have credit."""
+    return functools.partial(make_tenant, credit="100")
+
 
 VONAGE_SECRET = "vonage-signature-secret-for-the-tests-0123456789"
 TWILIO_SHARED_KEY = ("KScalls0123456789", "twilio-webhooks-shared-secret-for-calls")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -32,6 +33,13 @@ from voice_service.db import create_pool, tenant_tx
 from voice_service.settings import Settings
 from voice_service.simulator.harness import running_service
 from voice_service.simulator.signing import twilio_signature, vonage_signed_jwt
+
+
+@pytest.fixture
+def make_tenant(make_tenant: Any) -> Any:
+    """These tests place and answer calls, which reserve their estimated cost: their tenants have credit."""
+    return functools.partial(make_tenant, credit="100")
+
 
 VONAGE_SECRET = "vonage-signature-secret-for-the-tests-0123456789"
 TWILIO_SHARED_KEY = ("KS0123456789abcdef", "twilio-webhooks-shared-key-secret-0123")
