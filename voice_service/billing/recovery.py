@@ -18,6 +18,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
+
 from voice_service.billing.pipeline import POST_CALL_JOB, call_payload
 from voice_service.calls import repository as calls_repo
 from voice_service.db import system_tx, tenant_tx
@@ -114,13 +116,19 @@ async def sweep_unbilled(runtime: Runtime, *, include_given_up: bool, settled_fo
             rows = await calls_repo.unbilled_final_calls(
                 conn, settled_before=settled_before, include_given_up=include_given_up, after=after, limit=SWEEP_PAGE
             )
-            for row in rows:
-                await enqueue(
-                    conn,
-                    POST_CALL_JOB,
-                    call_payload(row["tenant_id"], row["call_id"], row["call_created_at"]),
-                    dedupe_key=f"post_call:{row['call_id']}",
-                )
+        # A job is enqueued in its tenant's transaction (enqueue_jobs() refuses a payload of another tenant).
+        by_tenant: dict[uuid.UUID, list[asyncpg.Record]] = {}
+        for row in rows:
+            by_tenant.setdefault(row["tenant_id"], []).append(row)
+        for tenant_id, tenant_rows in by_tenant.items():
+            async with tenant_tx(runtime.pool, tenant_id) as conn:
+                for row in tenant_rows:
+                    await enqueue(
+                        conn,
+                        POST_CALL_JOB,
+                        call_payload(row["tenant_id"], row["call_id"], row["call_created_at"]),
+                        dedupe_key=f"post_call:{row['call_id']}",
+                    )
         found += len(rows)
         if len(rows) < SWEEP_PAGE:
             break

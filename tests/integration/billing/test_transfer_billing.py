@@ -6,6 +6,7 @@ telephony item (`leg: transfer`) at the outbound rate of the target's country.""
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -37,6 +38,12 @@ from voice_service.conversation import install
 from voice_service.settings import Settings
 from voice_service.simulator import Scenario, Simulator
 from voice_service.simulator.harness import RunningService, simulated_stack
+
+
+@pytest.fixture
+def make_tenant(make_tenant: Any) -> Any:
+    """These tests place and answer calls, which reserve their estimated cost: their tenants have credit."""
+    return functools.partial(make_tenant, credit="100")
 
 _dec = msgspec.json.Decoder()
 TARGET_TALKS = 3.0

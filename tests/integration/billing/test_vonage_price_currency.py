@@ -92,22 +92,22 @@ async def _vonage_call(runtime: Runtime, tenant: Any) -> tuple[CallRef, str]:
     return ref, call_uuid
 
 
-async def _price_telephony(client: Any, tenant: Any) -> None:
-    """A known tenant price for Vonage outbound minutes (the estimate the carrier's price is set against)."""
-    r = await client.post(
-        "/v1/billing/pricing",
-        json={"category": "telephony", "provider": "vonage", "unit": "minute", "unit_price": "0.0150",
-              "metadata": {"direction": "outbound"}, "effective_from": "2020-01-01T00:00:00Z"},
-        headers=tenant.headers,
+async def _price_telephony(admin_conn: asyncpg.Connection, tenant: Any) -> None:
+    """A known tenant price for Vonage outbound minutes (the estimate the carrier's price is set against), in force
+    since before the call (set up as the table's owner: the API takes no back-dated price, rightly)."""
+    await admin_conn.execute(
+        "INSERT INTO billing_pricing_catalog (tenant_id, category, provider, unit, unit_price, effective_from, "
+        "metadata) VALUES ($1, 'telephony', 'vonage', 'minute', 0.0150, '2020-01-01T00:00:00Z', $2::jsonb)",
+        tenant.id,
+        '{"direction": "outbound"}',
     )
-    assert r.status_code == 201, r.text
 
 
 async def test_a_completed_event_price_is_reconciled_or_kept_and_flagged(
     vonage_app: tuple[str, Any], runtime: Runtime, tenant: Any, admin_conn: asyncpg.Connection
 ) -> None:
     currency, client = vonage_app
-    await _price_telephony(client, tenant)
+    await _price_telephony(admin_conn, tenant)
     ref, call_uuid = await _vonage_call(runtime, tenant)
     await _event(client, {"status": "answered", "uuid": call_uuid, "timestamp": "2025-06-01T12:00:00.000Z"})
     await _event(client, {
@@ -156,7 +156,7 @@ async def test_a_late_price_in_another_currency_is_flagged_too(
     vonage_app: tuple[str, Any], runtime: Runtime, tenant: Any, admin_conn: asyncpg.Connection
 ) -> None:
     currency, client = vonage_app
-    await _price_telephony(client, tenant)
+    await _price_telephony(admin_conn, tenant)
     ref, call_uuid = await _vonage_call(runtime, tenant)
     await _event(client, {"status": "completed", "uuid": call_uuid, "duration": "0"})
     async with tenant_tx(runtime.pool, tenant.id) as conn:

@@ -8,7 +8,6 @@ and leads (another tenant's ids are unknown), permissions apply, Idempotency-Key
 from __future__ import annotations
 
 import asyncio
-import functools
 import uuid
 from typing import Any
 
@@ -23,12 +22,6 @@ from tests.support.calls import problem as _problem
 from voice_service.calls import service
 from voice_service.simulator import Scenario
 from voice_service.simulator.harness import until
-
-
-@pytest.fixture
-def make_tenant(make_tenant: Any) -> Any:
-    """These tests place and answer calls, which reserve their estimated cost: their tenants have credit."""
-    return functools.partial(make_tenant, credit="100")
 
 
 async def _wait_status(

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -26,3 +27,9 @@ async def engine(stack: tuple[Simulator, RunningService]) -> AsyncIterator[None]
     previous = install(stack[1].app.state.runtime, ENGINE)
     yield
     live.session_handler_factory = previous
+
+
+@pytest.fixture
+def make_tenant(make_tenant: Any) -> Any:
+    """This domain's tests place and answer calls, which reserve their estimated cost: their tenants have credit."""
+    return functools.partial(make_tenant, credit="100")

@@ -5,7 +5,6 @@ TTS servers speaking the real protocols) → the records in voice_call_logs.
 
 from __future__ import annotations
 
-import functools
 import wave
 from pathlib import Path
 from typing import Any
@@ -19,12 +18,6 @@ from tests.fakes.openai import ToolCall, ToolCalls, prompt_tokens, tokens
 from tests.fakes.server import Fault
 from tests.support.conversation import Fakes, call, caller_wav, place, said, settled
 from voice_service.simulator import Scenario
-
-
-@pytest.fixture
-def make_tenant(make_tenant: Any) -> Any:
-    """These tests place and answer calls, which reserve their estimated cost: their tenants have credit."""
-    return functools.partial(make_tenant, credit="100")
 
 FALLBACK = "Sorry, I'm having trouble right now. Could you say that again?"
 GOODBYE = "Thanks for your time. Goodbye!"

@@ -5,7 +5,6 @@ caller speaks, the agent answers, and `end_call` hangs up through the provider.
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +22,6 @@ from tests.support.conversation import (
     settled,
 )
 from voice_service.simulator import Scenario
-
-
-@pytest.fixture
-def make_tenant(make_tenant: Any) -> Any:
-    """These tests place and answer calls, which reserve their estimated cost: their tenants have credit."""
-    return functools.partial(make_tenant, credit="100")
-
 
 CALLER = "+14155550123"
 

@@ -5,7 +5,6 @@ carrier does (Twilio: `stop` on the media socket; Vonage: close 1000) and comple
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +17,6 @@ from tests.fakes.openai import ToolCall, ToolCalls
 from tests.support.conversation import SALES, TARGETS, Fakes, call, caller_wav, place, said, settled
 from voice_service.conversation.engine import TRANSFER_FAILED_TEXT, TRANSFER_TEXT
 from voice_service.simulator import Scenario
-
-
-@pytest.fixture
-def make_tenant(make_tenant: Any) -> Any:
-    """These tests place and answer calls, which reserve their estimated cost: their tenants have credit."""
-    return functools.partial(make_tenant, credit="100")
 
 
 async def from_number(api: httpx.AsyncClient, tenant: Any, request: str) -> str:

@@ -105,7 +105,8 @@ async def test_inbound_call_without_providers_is_billed_and_says_why(
     [telephony] = [i for i in billed["items"] if i["category"] == "telephony"]
     assert (telephony["provider"], telephony["direction"]) == (provider, "inbound")
     assert billed["usage"][0]["idempotency_key"] == f"voice_call:{call_id}"
-    assert billed["events"][:1] == ["voice_call.cost_recorded"] and "voice_call.analyzed" in billed["events"]
+    events = [e for e in billed["events"] if e in ("voice_call.cost_recorded", "voice_call.analyzed")]
+    assert events == ["voice_call.cost_recorded", "voice_call.analyzed"]
 
     r = await api.get(f"/v1/calls/{call_id}", headers=tenant.headers)
     call = r.json()
