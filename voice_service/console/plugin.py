@@ -26,6 +26,7 @@ from voice_service.console import csrf
 from voice_service.console.agents import AgentPages
 from voice_service.console.calls import CallPages
 from voice_service.console.errors import exception_handlers
+from voice_service.console.leads import LeadPages
 from voice_service.console.live import LiveHub
 from voice_service.console.middleware import SecurityHeadersMiddleware, SessionMiddleware
 from voice_service.console.numbers import NumberPages
@@ -56,7 +57,7 @@ def routers() -> list[Router]:
                     **common)
     pages = Router(
         path="/console",
-        route_handlers=[OverviewController, AgentPages, CallPages, NumberPages, SignOut, not_found],
+        route_handlers=[OverviewController, AgentPages, CallPages, NumberPages, LeadPages, SignOut, not_found],
         middleware=[SecurityHeadersMiddleware, SessionMiddleware],
         before_request=csrf.require_token,
         **common,

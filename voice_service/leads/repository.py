@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -70,6 +71,41 @@ async def update(
         tenant_id,
         lead_id,
         *fields.values(),
+    )
+
+
+# The console's search: words of the name, e-mail, company and phone, matched by prefix (sql/0061 indexes exactly
+# this expression; change both together).
+SEARCH_DOCUMENT = (
+    "to_tsvector('simple'::regconfig, coalesce(first_name, '') || ' ' || coalesce(last_name, '') || ' ' || "
+    "coalesce(email, '') || ' ' || coalesce(company_name, '') || ' ' || coalesce(phone, ''))"
+)
+
+
+async def search_page(
+    conn: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    *,
+    query: str | None,
+    do_not_call: bool | None,
+    limit: int,
+    after: tuple[datetime, str] | None,
+) -> list[asyncpg.Record]:
+    """Newest first, like `leads.page`; `query` is a tsquery text (prefix terms joined with &)."""
+    args: list[Any] = [tenant_id, limit + 1]
+    conds = ["tenant_id = $1", "deleted_at IS NULL"]
+    if query:
+        args.append(query)
+        conds.append(f"{SEARCH_DOCUMENT} @@ to_tsquery('simple'::regconfig, ${len(args)})")
+    if do_not_call is not None:
+        args.append(do_not_call)
+        conds.append(f"do_not_call = ${len(args)}")
+    if after is not None:
+        args += [after[0], after[1]]
+        conds.append(f"(created_at, id) < (${len(args) - 1}, ${len(args)}::uuid)")
+    return await conn.fetch(
+        f"SELECT {leads.select} FROM leads WHERE {' AND '.join(conds)} ORDER BY created_at DESC, id DESC LIMIT $2",
+        *args,
     )
 
 
