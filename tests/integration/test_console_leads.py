@@ -93,7 +93,7 @@ async def test_search_pages_and_do_not_call(console: Any, tenant: Any, client: A
         return re.findall(r'<a href="/console/leads/[0-9a-f-]{36}">([^<]+)</a>', html)
 
     assert await found("ali") == ["Alice O&#39;Brien"]
-    assert await found("acme") == ["Dave Brown", "Alice O&#39;Brien"]
+    assert sorted(await found("acme")) == ["Alice O&#39;Brien", "Dave Brown"]  # one import: the same instant
     assert await found("acme dav") == ["Dave Brown"]
     assert await found("+44 20") == ["Dave Brown"]
     assert await found("alice@example.com") == ["Alice O&#39;Brien"]
