@@ -36,3 +36,23 @@ async def signed_in(make: Callable[[], Awaitable[Console]], key: str) -> Console
 def text_of(html: str) -> str:
     """What a person reads on the page: the text without tags, entities decoded, spaces collapsed."""
     return re.sub(r"\s+", " ", htmllib.unescape(re.sub(r"<[^>]+>", " ", html)))
+
+
+async def fund(pg_dsn: str, tenant_id: Any, amount: str = "100") -> None:
+    """Top up a tenant's wallet through the billing code, on a connection of the test's own (the app's pool lives in
+    the test client's loop)."""
+    import uuid
+    from decimal import Decimal
+
+    import asyncpg
+
+    from voice_service.billing import wallet
+    from voice_service.db import init_connection
+
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        await init_connection(conn)
+        async with conn.transaction():
+            await wallet.topup(conn, tenant_id, Decimal(amount), idempotency_key=f"console-test-{uuid.uuid4()}")
+    finally:
+        await conn.close()

@@ -24,6 +24,7 @@ from litestar.static_files import create_static_files_router
 
 from voice_service.console import csrf
 from voice_service.console.agents import AgentPages
+from voice_service.console.batches import BatchLive, BatchPages
 from voice_service.console.calls import CallPages
 from voice_service.console.errors import exception_handlers
 from voice_service.console.leads import LeadPages
@@ -57,7 +58,8 @@ def routers() -> list[Router]:
                     **common)
     pages = Router(
         path="/console",
-        route_handlers=[OverviewController, AgentPages, CallPages, NumberPages, LeadPages, SignOut, not_found],
+        route_handlers=[OverviewController, AgentPages, CallPages, NumberPages, LeadPages, BatchPages, BatchLive,
+                         SignOut, not_found],
         middleware=[SecurityHeadersMiddleware, SessionMiddleware],
         before_request=csrf.require_token,
         **common,
