@@ -491,3 +491,34 @@ async def stats_since(conn: asyncpg.Connection, tenant_id: uuid.UUID, since: dat
     )
     assert row is not None
     return row
+
+
+# --- exports (the operator console's CSV files): a date range's calls, or their cost items, oldest first ---
+
+_EXPORT_CALLS = """
+SELECT c.id, c.created_at, c.direction, c.status, c.metadata->>'end_reason' AS end_reason, c.from_e164, c.to_e164,
+       c.agent_id, a.name AS agent_name, c.batch_id, c.lead_id, c.started_at, c.ended_at, c.duration_seconds, c.cost,
+       c.currency
+FROM voice_call_logs c
+LEFT JOIN voice_agents a ON a.tenant_id = c.tenant_id AND a.id = c.agent_id
+WHERE c.tenant_id = $1 AND c.created_at >= $2 AND c.created_at < $3
+ORDER BY c.created_at, c.id
+"""
+
+_EXPORT_COSTS = """
+SELECT c.id, c.created_at, c.currency, i.item->>'category' AS category, i.item->>'provider' AS provider,
+       i.item->>'model' AS model, i.item->>'unit' AS unit, i.item->>'quantity' AS quantity,
+       i.item->>'unit_price' AS unit_price, i.item->>'cost' AS cost
+FROM voice_call_logs c
+CROSS JOIN LATERAL jsonb_array_elements(c.cost_breakdown) WITH ORDINALITY AS i (item, n)
+WHERE c.tenant_id = $1 AND c.created_at >= $2 AND c.created_at < $3
+ORDER BY c.created_at, c.id, i.n
+"""
+
+
+def export_cursor(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, since: datetime, until: datetime, *, costs: bool
+) -> Any:
+    """A server-side cursor over the calls created in [since, until) (or their cost items), oldest first; iterate
+    it inside the connection's transaction."""
+    return conn.cursor(_EXPORT_COSTS if costs else _EXPORT_CALLS, tenant_id, since, until, prefetch=500)

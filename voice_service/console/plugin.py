@@ -25,6 +25,7 @@ from litestar.static_files import create_static_files_router
 from voice_service.console import csrf
 from voice_service.console.agents import AgentPages
 from voice_service.console.batches import BatchLive, BatchPages
+from voice_service.console.billing import BillingPages
 from voice_service.console.calls import CallPages
 from voice_service.console.errors import exception_handlers
 from voice_service.console.leads import LeadPages
@@ -59,6 +60,7 @@ def routers() -> list[Router]:
     pages = Router(
         path="/console",
         route_handlers=[OverviewController, AgentPages, CallPages, NumberPages, LeadPages, BatchPages, BatchLive,
+                         BillingPages,
                          SignOut, not_found],
         middleware=[SecurityHeadersMiddleware, SessionMiddleware],
         before_request=csrf.require_token,
