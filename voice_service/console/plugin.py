@@ -28,13 +28,17 @@ from voice_service.console.batches import BatchLive, BatchPages
 from voice_service.console.billing import BillingPages
 from voice_service.console.calls import CallPages
 from voice_service.console.errors import exception_handlers
+from voice_service.console.keys import ApiKeyPages
 from voice_service.console.leads import LeadPages
 from voice_service.console.live import LiveHub
 from voice_service.console.middleware import SecurityHeadersMiddleware, SessionMiddleware
 from voice_service.console.numbers import NumberPages
 from voice_service.console.overview import OverviewController
+from voice_service.console.permissions import PermissionPages
 from voice_service.console.signin import SignInPages, SignOut
 from voice_service.console.templating import STATIC, STATIC_PATH, template_config
+from voice_service.console.voices import VoicePages
+from voice_service.console.webhooks import WebhookPages
 from voice_service.errors import NotFound
 
 _OPT = {"exclude_from_auth": True}  # the API's AuthMiddleware skips these; the console checks its own session
@@ -60,7 +64,8 @@ def routers() -> list[Router]:
     pages = Router(
         path="/console",
         route_handlers=[OverviewController, AgentPages, CallPages, NumberPages, LeadPages, BatchPages, BatchLive,
-                         BillingPages,
+                         BillingPages, ApiKeyPages, WebhookPages, PermissionPages,
+                         VoicePages,
                          SignOut, not_found],
         middleware=[SecurityHeadersMiddleware, SessionMiddleware],
         before_request=csrf.require_token,

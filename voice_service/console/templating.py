@@ -79,6 +79,11 @@ def percent(ratio: float | None) -> str:
     return "—" if ratio is None else f"{ratio * 100:.0f} %"
 
 
+def pairs(values: Any) -> list[tuple[str, str]]:
+    """Options whose value is also their text (for select_field)."""
+    return [(str(v), str(v)) for v in values]
+
+
 def pretty_json(value: Any) -> str:
     if value is None:
         return ""
@@ -95,7 +100,7 @@ def make_environment() -> Environment:
         auto_reload=False,
     )
     env.filters.update(localtime=localtime, duration=duration, money=money, percent=percent,
-                       pretty_json=pretty_json)
+                       pretty_json=pretty_json, pairs=pairs)
     env.globals.update(static_url=static_url)
     return env
 
