@@ -129,4 +129,12 @@ async def test_two_hundred_consoles_cost_one_query_a_second(service: RunningServ
             assert _status(w.fragments[-1]) == "cancelled"
             assert w.events[-1] == "done"
             assert 'data-figure="cancelled">3<' in w.fragments[-1]
-        assert service.app.state.console_hub.topics == 0  # nobody watches: nothing is read any more
+        # Nobody watches: the producer stops after its current interval, and nothing is read any more.
+        hub = service.app.state.console_hub
+        deadline = time.monotonic() + 5
+        while hub.topics:
+            assert time.monotonic() < deadline, "the batch's producer kept running with nobody watching"
+            await asyncio.sleep(0.05)
+        stopped = len(statements)
+        await asyncio.sleep(2 * 1.0)
+        assert not [q for _, q in statements[stopped:] if "FROM voice_call_batches b" in q]
