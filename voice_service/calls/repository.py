@@ -522,3 +522,12 @@ def export_cursor(
     """A server-side cursor over the calls created in [since, until) (or their cost items), oldest first; iterate
     it inside the connection's transaction."""
     return conn.cursor(_EXPORT_COSTS if costs else _EXPORT_CALLS, tenant_id, since, until, prefetch=500)
+
+
+async def conversation_of(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, call_id: uuid.UUID
+) -> asyncpg.Record | None:
+    """The call's transcript and cost breakdown (by id alone, one partition)."""
+    return await conn.fetchrow(
+        f"SELECT transcripts, cost_breakdown, currency FROM voice_call_logs WHERE {_BY_ID_ONLY}", tenant_id, call_id
+    )

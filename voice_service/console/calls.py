@@ -1,4 +1,5 @@
-"""Call pages: the list with filters (status, direction, agent, batch, day) and pagination, and one call's record.
+"""Call pages: the list with filters (status, direction, agent, batch, day) and pagination, and one call's page
+(built in console/call_detail.py).
 
 The list reads through the calls service exactly as `GET /v1/calls` does. A day filter is a local day in the user's
 time zone: the page starts from that day's end through the service's own keyset cursor and stops at its start, so no
@@ -20,10 +21,10 @@ from litestar.response import Template
 from voice_service.agents import service as agents
 from voice_service.batches import service as batches
 from voice_service.calls import service as calls
+from voice_service.console.call_detail import call_context, call_id_of
 from voice_service.console.clock import day_bounds, user_tz
 from voice_service.console.templating import page
 from voice_service.deps import Caller, Conn
-from voice_service.errors import NotFound
 from voice_service.pagination import encode_cursor
 
 PAGE_SIZE = 25
@@ -131,18 +132,7 @@ class CallPages(Controller):
                     agents=agent_list, agent_names={a.id: a.name for a in agent_list}, batches=batch_list)
 
     @get("/{call_id:str}", name="console:call")
-    async def show_call(self, request: Request[Any, Any, Any], conn: Conn, principal: Caller,
-                        call_id: str) -> Template:
-        # A str parameter, parsed here: a malformed id is this console's 404 page, behind the session check.
-        try:
-            parsed = uuid.UUID(call_id)
-        except ValueError:
-            raise NotFound("there is no call with this id") from None
-        call = await calls.get_call(conn, principal.tenant_id, parsed)
-        agent = None
-        if call.agent_id is not None:
-            try:
-                agent = await agents.get(conn, principal, call.agent_id)
-            except NotFound:
-                agent = None  # deleted since: the call still names its id
-        return page(request, "console/calls/detail.html", nav="calls", call=call, agent=agent)
+    async def show_call(self, request: Request[Any, Any, Any], conn: Conn, principal: Caller, call_id: str,
+                        rerun: bool = QueryParameter(name="rerun", default=False)) -> Template:
+        context = await call_context(conn, principal, call_id_of(call_id))
+        return page(request, "console/calls/detail.html", nav="calls", rerun=rerun, **context)

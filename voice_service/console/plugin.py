@@ -26,11 +26,13 @@ from voice_service.console import csrf
 from voice_service.console.agents import AgentPages
 from voice_service.console.batches import BatchLive, BatchPages
 from voice_service.console.billing import BillingPages
+from voice_service.console.call_detail import CallRecordPages
 from voice_service.console.calls import CallPages
 from voice_service.console.errors import exception_handlers
 from voice_service.console.keys import ApiKeyPages
 from voice_service.console.leads import LeadPages
 from voice_service.console.live import LiveHub
+from voice_service.console.live_call import LiveCallPages
 from voice_service.console.middleware import SecurityHeadersMiddleware, SessionMiddleware
 from voice_service.console.numbers import NumberPages
 from voice_service.console.overview import OverviewController
@@ -65,7 +67,7 @@ def routers() -> list[Router]:
         path="/console",
         route_handlers=[OverviewController, AgentPages, CallPages, NumberPages, LeadPages, BatchPages, BatchLive,
                          BillingPages, ApiKeyPages, WebhookPages, PermissionPages,
-                         VoicePages,
+                         VoicePages, CallRecordPages, LiveCallPages,
                          SignOut, not_found],
         middleware=[SecurityHeadersMiddleware, SessionMiddleware],
         before_request=csrf.require_token,

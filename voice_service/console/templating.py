@@ -22,6 +22,8 @@ from litestar.response import Template
 from litestar.template.config import TemplateConfig
 from markupsafe import Markup
 
+from voice_service.console.charts import latency_chart
+from voice_service.console.charts import legend as chart_legend
 from voice_service.console.clock import tz_name, user_tz
 
 HERE = Path(__file__).parent
@@ -101,7 +103,7 @@ def make_environment() -> Environment:
     )
     env.filters.update(localtime=localtime, duration=duration, money=money, percent=percent,
                        pretty_json=pretty_json, pairs=pairs)
-    env.globals.update(static_url=static_url)
+    env.globals.update(static_url=static_url, latency_chart=latency_chart, chart_legend=chart_legend)
     return env
 
 
