@@ -54,7 +54,7 @@ async def test_wallet_ledger_usage_and_prices(console: Any, tenant: Any, pg_dsn:
     reading = text_of(usage.text)
     assert "0.042100 USD" in reading and "telephony twilio, llm openai gpt-4o-mini" in reading
     assert "No usage events of this kind" in (await c.http.get("/console/billing/usage",
-                                                                params={"feature": "voice-analysis"})).text
+                                                                params={"feature": "voice-agent-analysis"})).text
     r = await c.http.get("/console/billing/usage", params={"feature": "beer"})
     assert r.status_code == 422 and "Kind: choose calls or analyses" in r.text
     prices = await c.http.get("/console/billing/prices", params={"category": "stt"})

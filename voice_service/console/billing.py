@@ -27,7 +27,7 @@ from voice_service.errors import NotFound
 
 PAGE_SIZE = 25
 CATEGORIES = ("llm", "stt", "tts", "telephony", "enrichment", "vm_infrastructure")
-FEATURES = ("voice-agent", "voice-analysis")
+FEATURES = ("voice-agent", "voice-agent-analysis")
 _Q = {"default": None, "max_length": 200}
 _FIRST_DAY, _LAST_DAY = date(2000, 1, 1), date(2999, 12, 31)
 MAX_EXPORT_DAYS = 366
