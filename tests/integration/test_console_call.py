@@ -93,6 +93,7 @@ async def test_the_call_page_shows_its_whole_record(console: Any, tenant: Any, s
     # The cost breakdown and its total.
     assert re.search(r'data-figure="cost-total"><strong>0.033247 USD</strong>', html)
     assert "telephony (outbound) twilio — 2 minute 0.014 0.028000" in reading
+    assert "llm (input) openai gpt-4o-mini 3000 token 0.00000015 0.000450" in reading  # never 1.5E-7
     # The analysis and the events.
     assert re.search(r'data-analysis="summary">Ann asked about the offer.<', html)
     assert 'data-analysis="sentiment">positive<' in html and 'data-analysis="category">interested<' in html

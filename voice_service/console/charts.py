@@ -15,7 +15,7 @@ from markupsafe import Markup, escape
 # The three stages of an agent's answer, in the order they happen.
 STAGES = (("stt_final_ms", "Speech-to-text", "lat-stt"), ("llm_first_token_ms", "LLM first token", "lat-llm"),
           ("tts_first_byte_ms", "Text-to-speech first byte", "lat-tts"))
-_WIDTH, _LEFT, _RIGHT, _BAR, _GAP, _TOP, _AXIS = 640, 96, 16, 16, 10, 8, 28
+_WIDTH, _LEFT, _RIGHT, _BAR, _GAP, _TOP, _AXIS = 640, 96, 40, 16, 10, 8, 28
 
 
 def _nice_step(span: float) -> float:

@@ -77,6 +77,13 @@ def money(amount: Decimal | str | float | None, currency: str | None = None, pla
     return f"{text} {currency}" if currency else text
 
 
+def plain(amount: Decimal | str | float | None) -> str:
+    """A decimal as people write it (0.00000015, never 1.5E-7), trailing zeros kept as stored."""
+    if amount is None:
+        return "—"
+    return format(Decimal(str(amount)), "f")
+
+
 def percent(ratio: float | None) -> str:
     return "—" if ratio is None else f"{ratio * 100:.0f} %"
 
@@ -102,7 +109,7 @@ def make_environment() -> Environment:
         auto_reload=False,
     )
     env.filters.update(localtime=localtime, duration=duration, money=money, percent=percent,
-                       pretty_json=pretty_json, pairs=pairs)
+                       pretty_json=pretty_json, pairs=pairs, plain=plain)
     env.globals.update(static_url=static_url, latency_chart=latency_chart, chart_legend=chart_legend)
     return env
 
