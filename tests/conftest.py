@@ -10,7 +10,6 @@ import os
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,18 +18,13 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from tests.support.database import swap_db
+from tests.support.tenants import Tenant
 from voice_service.app import create_app
 from voice_service.db import EmbeddedPostgres
 from voice_service.migrations import migrate
 from voice_service.settings import Settings, load_settings
 from voice_service.tenancy.service import create_tenant
-
-
-def _swap_db(dsn: str, dbname: str) -> str:
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(dsn)
-    return urlunsplit(parts._replace(path="/" + dbname))
 
 
 @pytest.fixture(scope="session")
@@ -56,7 +50,7 @@ async def pg_dsn(pg_server_dsn: str) -> AsyncIterator[str]:
         await admin.execute(f'CREATE DATABASE "{dbname}"')
     finally:
         await admin.close()
-    dsn = _swap_db(pg_server_dsn, dbname)
+    dsn = swap_db(pg_server_dsn, dbname)
     await migrate(dsn)
     yield dsn
     admin = await asyncpg.connect(pg_server_dsn)
@@ -105,16 +99,6 @@ async def admin_conn(pg_dsn: str) -> AsyncIterator[asyncpg.Connection]:
     conn = await asyncpg.connect(pg_dsn)
     yield conn
     await conn.close()
-
-
-@dataclass
-class Tenant:
-    id: uuid.UUID
-    key: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.key}"}
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.integration.test_recordings_support import decode, feed_synthetic_call, frames, tone, wire
+from tests.support.recordings import decode, feed_synthetic_call, frames, tone, wire
 from voice_service.recordings.capture import FLUSH_BYTES, CallCapture
 from voice_service.recordings.encoder import EmptyRecording, encode_spool, render
 from voice_service.recordings.spool import HEADER, MAGIC, SpoolError, read_index

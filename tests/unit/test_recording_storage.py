@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_recordings_support import S3Server, moto_server, s3_client
+from tests.support.recordings import S3Server, moto_server, s3_client
 from voice_service.recordings.storage import (
     FolderStorage,
     ObjectNotFound,
