@@ -140,3 +140,17 @@ async def check_page(page: Any, watched: Watched, name: str) -> None:
     bad = [v for v in await axe_violations(page) if v["impact"] in ("serious", "critical")]
     assert not bad, f"{name}: accessibility violations {bad}"
     watched.assert_clean(name)
+
+
+def nav(page: Any, name: str) -> Any:
+    return page.get_by_role("navigation", name="Main").get_by_role("link", name=name, exact=True)
+
+
+async def sign_in(page: Any, base_url: str, key: str, watched: Watched, *, shot: str | None = None) -> None:
+    await page.goto(f"{base_url}/console")
+    await page.wait_for_url(re.compile(r"/console/sign-in"))
+    if shot:
+        await check_page(page, watched, shot)
+    await page.get_by_label("API key or platform token").fill(key)
+    await page.keyboard.press("Enter")  # the form works from the keyboard
+    await page.wait_for_url(re.compile(r"/console$"))

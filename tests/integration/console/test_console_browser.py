@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -22,45 +21,13 @@ import httpx
 import msgspec
 import pytest
 
-from tests.support.browser import (
-    Watched,
-    check_page,
-    chromium,
-    find_chromium,
-    watch,
-    why_no_browser,
-)
+from tests.support.browser import check_page, nav, sign_in, watch, why_no_browser
 from voice_service.simulator import Scenario, Simulator
 from voice_service.simulator.harness import RunningService
 
 _MISSING = why_no_browser()
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(_MISSING is not None, reason=f"browser tests: {_MISSING}")]
 
-TIMEOUT_MS = 15_000
-
-
-@pytest.fixture(scope="module")
-def stack_overrides() -> dict[str, Any]:
-    # Live views refresh every second here (5 s by default), so the live test need not wait long.
-    return {"console_live_interval_seconds": 1.0}
-
-
-@pytest.fixture(scope="module")
-async def playwright() -> AsyncIterator[Any]:
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as pw:
-        pw.selectors.set_test_id_attribute("data-figure")
-        yield pw
-
-
-@pytest.fixture
-async def browser(playwright: Any) -> AsyncIterator[Any]:
-    chromium_path = find_chromium()
-    assert chromium_path is not None
-    async with chromium(playwright, chromium_path) as context:
-        context.set_default_timeout(TIMEOUT_MS)
-        yield context
 
 
 def _phone() -> str:
@@ -95,20 +62,6 @@ async def _seed_calls(api: httpx.AsyncClient, sim: Simulator, tenant: Any) -> di
     return {"agent": agent, "number": number, "answered": call, "refused": refused}
 
 
-def nav(page: Any, name: str) -> Any:
-    return page.get_by_role("navigation", name="Main").get_by_role("link", name=name, exact=True)
-
-
-async def _sign_in(page: Any, base_url: str, key: str, watched: Watched, *, shot: str | None = None) -> None:
-    await page.goto(f"{base_url}/console")
-    await page.wait_for_url(re.compile(r"/console/sign-in"))
-    if shot:
-        await check_page(page, watched, shot)
-    await page.get_by_label("API key or platform token").fill(key)
-    await page.keyboard.press("Enter")  # the form works from the keyboard
-    await page.wait_for_url(re.compile(r"/console$"))
-
-
 async def test_owner_walks_through_the_console(
     stack: tuple[Simulator, RunningService], api: httpx.AsyncClient, browser: Any, tenant: Any
 ) -> None:
@@ -120,7 +73,7 @@ async def test_owner_walks_through_the_console(
     w = watch(page)
     base = svc.base_url
 
-    await _sign_in(page, base, tenant.key, w, shot="01-sign-in")
+    await sign_in(page, base, tenant.key, w, shot="01-sign-in")
     await expect(page.get_by_role("heading", name="Overview")).to_be_visible()
     await expect(page.get_by_test_id("today")).to_have_text("2")
     await expect(page.get_by_test_id("answer-rate")).to_have_text("100 %")
@@ -210,7 +163,7 @@ async def test_overview_updates_live(stack: tuple[Simulator, RunningService], br
 
     page = await browser.new_page()
     w = watch(page)
-    await _sign_in(page, stack[1].base_url, tenant.key, w)
+    await sign_in(page, stack[1].base_url, tenant.key, w)
     await expect(page.get_by_test_id("live")).to_have_text("0")
     await admin_conn.execute(
         """INSERT INTO voice_call_logs (id, tenant_id, created_at, status, direction, provider, started_at, to_e164,
@@ -234,7 +187,7 @@ async def test_a_viewer_sees_but_cannot_act(stack: tuple[Simulator, RunningServi
                              headers=tenant.headers)).json()
     page = await browser.new_page()
     w = watch(page)
-    await _sign_in(page, base, viewer["key"], w)
+    await sign_in(page, base, viewer["key"], w)
     await expect(page.locator(".who")).to_contain_text("viewer")
     await nav(page, "Agents").click()
     await expect(page.get_by_role("link", name="Ava")).to_be_visible()
@@ -265,7 +218,7 @@ async def test_session_cookie_and_signed_out_browser(stack: tuple[Simulator, Run
     for path in ("/console", "/console/calls", "/console/numbers", f"/console/calls/{uuid.uuid4()}"):
         await page.goto(base + path)
         await expect(page.get_by_role("heading", name="Sign in to the voice console")).to_be_visible()
-    await _sign_in(page, base, tenant.key, w)
+    await sign_in(page, base, tenant.key, w)
     cookies = {c["name"]: c for c in await browser.cookies()}
     session = cookies["console_session"]
     assert session["httpOnly"] and session["sameSite"] == "Lax" and session["path"] == "/console"

@@ -10,15 +10,9 @@ import uuid
 from typing import Any
 
 import asyncpg
-import pytest
 
-from tests.integration.console_http import api_key, console_factory, fund, signed_in, text_of
-from tests.integration.test_batches_support import unique_phone
-
-
-@pytest.fixture
-def console(client: Any) -> Any:
-    return console_factory(client)
+from tests.support.batches import unique_phone
+from tests.support.console import api_key, fund, signed_in, text_of
 
 
 async def _setup(client: Any, tenant: Any, pg_dsn: str, *, funded: bool = True) -> dict[str, Any]:

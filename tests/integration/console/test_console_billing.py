@@ -12,14 +12,8 @@ from typing import Any
 
 import asyncpg
 import msgspec
-import pytest
 
-from tests.integration.console_http import console_factory, fund, signed_in, text_of
-
-
-@pytest.fixture
-def console(client: Any) -> Any:
-    return console_factory(client)
+from tests.support.console import fund, signed_in, text_of
 
 
 async def _call(admin: asyncpg.Connection, tenant_id: uuid.UUID, created_at: datetime, *, cost: str,

@@ -8,10 +8,9 @@ import uuid
 from typing import Any
 
 import asyncpg
-import pytest
 
-from tests.integration.console_http import api_key as _key
-from tests.integration.console_http import console_factory, text_of
+from tests.support.console import api_key as _key
+from tests.support.console import text_of
 
 CSV = (
     "phone,first_name,last_name,email,company_name,timezone,favourite_colour\n"
@@ -22,10 +21,6 @@ CSV = (
     "+442079460000,Dave,Brown,dave@example.co.uk,Acme Ltd,Europe/London,green\n"
 )
 
-
-@pytest.fixture
-def console(client: Any) -> Any:
-    return console_factory(client)
 
 
 def _rows(html: str) -> list[str]:

@@ -24,13 +24,11 @@ from tests.fakes.deepgram import FakeDeepgram
 from tests.fakes.openai import FakeOpenAI, Reply, Text, ToolCall, ToolCalls
 from tests.fakes.server import LocalServer, PathRouter
 from tests.fakes.tts import FakeTts
-from tests.integration.console_browser import check_page, chromium, find_chromium, watch, why_no_browser
-from tests.integration.console_http import fund
-from tests.integration.test_console_browser import _sign_in, nav
-from voice_service.settings import Settings
+from tests.support.browser import check_page, nav, sign_in, watch, why_no_browser
+from tests.support.console import fund
 from voice_service.simulator import Scenario, Simulator
 from voice_service.simulator.audio import speech_like
-from voice_service.simulator.harness import RunningService, simulated_stack
+from voice_service.simulator.harness import RunningService
 
 _MISSING = why_no_browser()
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(_MISSING is not None, reason=f"browser tests: {_MISSING}")]
@@ -59,32 +57,13 @@ async def fakes_url() -> AsyncIterator[str]:
 
 
 @pytest.fixture(scope="module")
-async def stack(settings: Settings, fakes_url: str) -> AsyncIterator[tuple[Simulator, RunningService]]:
-    async with simulated_stack(
-        settings, console_live_interval_seconds=1.0, run_workers=True, conversation_engine=True,
-        drain_timeout_seconds=2.0, deepgram_api_key="test-key", deepgram_base_url=fakes_url.replace("http://", "ws://"),
-        deepgram_http_url=fakes_url, openai_api_key="test-key", openai_base_url=f"{fakes_url}/v1",
-        default_tts_provider="deepgram", default_tts_voice="aura-2-thalia-en",
-    ) as pair:
-        yield pair
-
-
-@pytest.fixture(scope="module")
-async def playwright() -> AsyncIterator[Any]:
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as pw:
-        pw.selectors.set_test_id_attribute("data-figure")
-        yield pw
-
-
-@pytest.fixture
-async def browser(playwright: Any) -> AsyncIterator[Any]:
-    chromium_path = find_chromium()
-    assert chromium_path is not None
-    async with chromium(playwright, chromium_path) as context:
-        context.set_default_timeout(TIMEOUT_MS)
-        yield context
+def stack_overrides(fakes_url: str) -> dict[str, Any]:
+    """The stack runs its job workers and the conversation engine, on the fake providers."""
+    return {"console_live_interval_seconds": 1.0, "run_workers": True, "conversation_engine": True,
+            "drain_timeout_seconds": 2.0, "deepgram_api_key": "test-key",
+            "deepgram_base_url": fakes_url.replace("http://", "ws://"), "deepgram_http_url": fakes_url,
+            "openai_api_key": "test-key", "openai_base_url": f"{fakes_url}/v1", "default_tts_provider": "deepgram",
+            "default_tts_voice": "aura-2-thalia-en"}
 
 
 def caller_wav(tmp_path: Path) -> str:
@@ -122,7 +101,7 @@ async def test_import_launch_watch_and_review_a_call(stack: tuple[Simulator, Run
 
     page = await browser.new_page()
     w = watch(page)
-    await _sign_in(page, base, tenant.key, w)
+    await sign_in(page, base, tenant.key, w)
 
     # Import a CSV of leads: the report says what went in and which row was refused, and why.
     await nav(page, "Leads").click()

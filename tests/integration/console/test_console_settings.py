@@ -8,15 +8,9 @@ import re
 from typing import Any
 
 import asyncpg
-import pytest
 
-from tests.integration.console_http import api_key, console_factory, signed_in, text_of
-from tests.integration.test_batches_support import unique_phone
-
-
-@pytest.fixture
-def console(client: Any) -> Any:
-    return console_factory(client)
+from tests.support.batches import unique_phone
+from tests.support.console import api_key, signed_in, text_of
 
 
 async def test_api_keys_are_shown_once_and_revoked(console: Any, tenant: Any, client: Any,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,44 +20,19 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.integration.console_browser import check_page, chromium, find_chromium, watch, why_no_browser
-from tests.integration.console_http import fund
-from tests.integration.test_console_browser import _sign_in, nav
-from tests.integration.test_console_call import _call
+from tests.integration.console.test_console_call import _call
+from tests.support.browser import check_page, nav, sign_in, watch, why_no_browser
+from tests.support.console import fund
 from voice_service.recordings.service import audio_key
 from voice_service.recordings.storage import storage_from_settings
 from voice_service.settings import Settings
 from voice_service.simulator import Simulator
-from voice_service.simulator.harness import RunningService, simulated_stack
+from voice_service.simulator.harness import RunningService
 
 _MISSING = why_no_browser()
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(_MISSING is not None, reason=f"browser tests: {_MISSING}")]
 
-TIMEOUT_MS = 15_000
-
-
-@pytest.fixture(scope="module")
-async def stack(settings: Settings) -> AsyncIterator[tuple[Simulator, RunningService]]:
-    async with simulated_stack(settings, console_live_interval_seconds=1.0) as pair:
-        yield pair
-
-
-@pytest.fixture(scope="module")
-async def playwright() -> AsyncIterator[Any]:
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as pw:
-        pw.selectors.set_test_id_attribute("data-figure")
-        yield pw
-
-
-@pytest.fixture
-async def browser(playwright: Any) -> AsyncIterator[Any]:
-    chromium_path = find_chromium()
-    assert chromium_path is not None
-    async with chromium(playwright, chromium_path) as context:
-        context.set_default_timeout(TIMEOUT_MS)
-        yield context
+TIMEOUT_MS = 15_000  # a step's wait; the conftest's browser default
 
 
 def mp3(path: Path, seconds: float = 70.0) -> Path:
@@ -108,7 +82,7 @@ async def test_every_page_as_the_owner(stack: tuple[Simulator, RunningService], 
     seeded = await _seed(base, tenant, pg_dsn)
     page = await browser.new_page()
     w = watch(page)
-    await _sign_in(page, base, tenant.key, w)
+    await sign_in(page, base, tenant.key, w)
 
     # Leads: search as you type (the results swap in place), do-not-call set from the list.
     await nav(page, "Leads").click()
@@ -231,7 +205,7 @@ async def test_a_viewer_sees_every_page_without_its_actions(stack: tuple[Simulat
                                  headers=tenant.headers)).json()
     page = await browser.new_page()
     w = watch(page)
-    await _sign_in(page, base, viewer["key"], w)
+    await sign_in(page, base, viewer["key"], w)
     checks = [
         ("/console/leads", "Import a CSV file"), ("/console/batches", "New batch"),
         (f"/console/batches/{seeded['batch']['id']}", "Cancel the batch"), ("/console/numbers", "Add the number"),

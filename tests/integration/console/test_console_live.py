@@ -15,9 +15,8 @@ import httpx
 import msgspec
 import pytest
 
-from tests.integration.console_http import fund
-from tests.integration.test_batches_support import unique_phone
-from tests.integration.test_console import Console
+from tests.support.batches import unique_phone
+from tests.support.console import Console, fund
 from voice_service.settings import Settings
 from voice_service.simulator.harness import RunningService, running_service
 

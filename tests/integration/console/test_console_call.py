@@ -10,9 +10,8 @@ from typing import Any
 
 import asyncpg
 import msgspec
-import pytest
 
-from tests.integration.console_http import api_key, console_factory, signed_in, text_of
+from tests.support.console import api_key, signed_in, text_of
 from voice_service.recordings.service import audio_key
 from voice_service.recordings.storage import storage_from_settings
 
@@ -37,10 +36,6 @@ LATENCY = {"turns": [{"turn": 1, "trigger": "starter", "llm_first_token_ms": 310
                       "tts_first_byte_ms": 95.5, "first_audio_ms": 760.0}],
            "summary": {"llm_first_token_ms": {"p50": 420.0, "p90": 420.0, "count": 1}}}
 
-
-@pytest.fixture
-def console(client: Any) -> Any:
-    return console_factory(client)
 
 
 async def _call(admin: asyncpg.Connection, tenant_id: uuid.UUID, *, status: str = "ended",
