@@ -8,6 +8,7 @@ read billing (the API's rule). The exports stream a date range's rows straight f
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from datetime import date, timedelta
 from typing import Any
@@ -31,6 +32,16 @@ FEATURES = ("voice-agent", "voice-agent-analysis")
 _Q = {"default": None, "max_length": 200}
 _FIRST_DAY, _LAST_DAY = date(2000, 1, 1), date(2999, 12, 31)
 MAX_EXPORT_DAYS = 366
+
+
+_CALL_DEBIT = re.compile(r"^debit:voice_call:([0-9a-f-]{36})$")
+_ANALYSIS_DEBIT = re.compile(r"^call analysis ([0-9a-f-]{36})$")
+
+
+def ledger_call_id(key: str, description: str | None) -> str | None:
+    """The call a ledger row is about (its cost, or its analysis's), for a link; None for top-ups and the rest."""
+    m = _CALL_DEBIT.match(key) or _ANALYSIS_DEBIT.match(description or "")
+    return m.group(1) if m else None
 
 
 def _day(text: str | None, key: str, label: str, errors: dict[str, str]) -> date | None:
@@ -72,7 +83,7 @@ class BillingPages(Controller):
         first, last, _ = export_range(None, None, user_tz(request))
         return page(request, "console/billing/wallet.html", nav="billing", section="wallet", wallet=held,
                     ledger=ledger.items, next_cursor=ledger.next_cursor, paged=cursor is not None,
-                    export_from=first.isoformat(), export_to=last.isoformat(), errors={})
+                    export_from=first.isoformat(), export_to=last.isoformat(), errors={}, call_of=ledger_call_id)
 
     @get("/usage", name="console:billing-usage")
     async def usage(self, request: Request[Any, Any, Any], conn: Conn, principal: Caller,

@@ -188,6 +188,7 @@ async def list_(
 
 _PHONE_LIKE = re.compile(r"^\+?[\d\s\-.()]+$")
 _WORD_CHARACTER = re.compile(r"\w")
+_EMAIL_SEPARATORS = re.compile(r"[@._+-]+")
 MAX_SEARCH_WORDS = 8
 
 
@@ -198,7 +199,8 @@ def search_terms(text: str) -> str | None:
     text = text.strip()
     if _PHONE_LIKE.match(text) and sum(c.isdigit() for c in text) >= 2:
         return "'+" + "".join(c for c in text if c.isdigit()) + "':*"
-    words = [w.replace("\\", "").replace("'", "''") for w in text.split()]
+    # An e-mail address is indexed as its words (sql/0061): "ann.lee@acme.com" is searched as ann lee acme com.
+    words = [w.replace("\\", "").replace("'", "''") for w in _EMAIL_SEPARATORS.sub(" ", text).split()]
     terms = [f"'{w.lower()}':*" for w in words if _WORD_CHARACTER.search(w)][:MAX_SEARCH_WORDS]
     return " & ".join(terms) or None
 
