@@ -30,6 +30,7 @@ from voice_service.leads.schemas import LeadUpdate
 PAGE_SIZES = (25, 50, 100, 200)
 _Q = {"default": None, "max_length": 200}
 CALLS_SHOWN = 10
+MAX_SEARCH_CHARS = 200
 
 
 def lead_id_of(text: str) -> uuid.UUID:
@@ -63,6 +64,9 @@ def _filters(q: str | None, dnc: str | None, per_page: str | None) -> tuple[Lead
             size = int(per_page)
         else:
             errors["per_page"] = "Leads per page: choose 25, 50, 100 or 200"
+    if q and len(q.strip()) > MAX_SEARCH_CHARS:
+        errors["q"] = f"Search: at most {MAX_SEARCH_CHARS} characters"
+        q = ""
     if dnc and dnc not in ("yes", "no"):
         errors["dnc"] = "Do not call: choose yes, no or either"
         dnc = ""
@@ -76,7 +80,7 @@ class LeadPages(Controller):
     @get("/", name="console:leads")
     async def list_leads(
         self, request: Request[Any, Any, Any], conn: Conn, principal: Caller,
-        q: str | None = QueryParameter(name="q", **_Q),
+        q: str | None = QueryParameter(name="q", default=None, max_length=2000),
         dnc: str | None = QueryParameter(name="dnc", **_Q),
         per_page: str | None = QueryParameter(name="per_page", **_Q),
         cursor: str | None = QueryParameter(name="cursor", **_Q),
