@@ -80,10 +80,11 @@ def money(amount: Decimal | str | float | None, currency: str | None = None, pla
 
 
 def plain(amount: Decimal | str | float | None) -> str:
-    """A decimal as people write it (0.00000015, never 1.5E-7), trailing zeros kept as stored."""
+    """A decimal as people write it: 0.00000015, never 1.5E-7 nor 0.000000150000."""
     if amount is None:
         return "—"
-    return format(Decimal(str(amount)), "f")
+    value = Decimal(str(amount))
+    return format(value.normalize() if value else Decimal(0), "f")
 
 
 def percent(ratio: float | None) -> str:
