@@ -187,6 +187,8 @@ def main() -> None:
                     ("calls: failed", "/console/calls?status=failed"),
                     ("calls: one day", f"/console/calls?date={day}"),
                     ("calls: one agent, inbound", f"/console/calls?agent_id={ids['agent_id']}&direction=inbound"),
+                    ("calls: negative sentiment", "/console/calls?sentiment=negative"),
+                    ("calls: one category", "/console/calls?category=warm"),
                     ("call", f"/console/calls/{call_id.group(1)}"),
                     ("leads", "/console/leads"),
                     ("leads: second page", older.group(1).replace("&amp;", "&")),

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from voice_service.batches.progress import BatchProgress
 from voice_service.batches.schemas import BatchCounts
-from voice_service.calls.detail import TurnLatency
+from voice_service.calls.views import TurnLatency
 from voice_service.console import batch_form
 from voice_service.console.charts import latency_chart
 from voice_service.leads.service import search_terms

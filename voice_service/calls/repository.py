@@ -531,3 +531,42 @@ async def conversation_of(
     return await conn.fetchrow(
         f"SELECT transcripts, cost_breakdown, currency FROM voice_call_logs WHERE {_BY_ID_ONLY}", tenant_id, call_id
     )
+
+
+# --- the call list filtered by the analysis (the console): sentiment and/or lead category ---
+
+_PREFIXED = ", ".join(f"c.{column}" for column in COLUMNS)  # "c.metadata->>'end_reason' AS end_reason" too
+
+
+async def page_by_analysis(
+    conn: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    *,
+    limit: int,
+    after: tuple[datetime, str] | None,
+    filters: Mapping[str, Any],
+    sentiment: str | None,
+    category: str | None,
+) -> list[asyncpg.Record]:
+    """Calls whose completed analysis has this sentiment and/or lead category, newest first; `filters` as in
+    `list_calls`. The analysis indexes lead (sql/0062); each call row is then found by its key."""
+    args: list[Any] = [tenant_id, limit + 1]
+    conds = ["a.tenant_id = $1", "a.status = 'completed'"]
+    for column, value in (("sentiment", sentiment), ("lead_category", category)):
+        if value is not None:
+            args.append(value)
+            conds.append(f"a.{column} = ${len(args)}")
+    for column, value in filters.items():
+        if value is not None:
+            args.append(value)
+            conds.append(f"c.{column} = ${len(args)}")
+    if after is not None:
+        args += [after[0], after[1]]
+        conds.append(f"(a.call_created_at, a.call_log_id) < (${len(args) - 1}, ${len(args)}::uuid)")
+    return await conn.fetch(
+        f"""SELECT {_PREFIXED} FROM voice_call_analysis a
+            JOIN voice_call_logs c ON c.tenant_id = a.tenant_id AND c.id = a.call_log_id
+                                  AND c.created_at = a.call_created_at
+            WHERE {' AND '.join(conds)} ORDER BY a.call_created_at DESC, a.call_log_id DESC LIMIT $2""",
+        *args,
+    )

@@ -18,7 +18,7 @@ from litestar.response import Redirect, Response, Stream
 from voice_service.agents import service as agents
 from voice_service.auth import Principal, requires
 from voice_service.call_analysis import service as analyses
-from voice_service.calls.detail import get_call_detail
+from voice_service.calls.views import get_call_detail
 from voice_service.console.charts import STAGES
 from voice_service.db import tenant_tx
 from voice_service.deps import Caller, Conn

@@ -152,3 +152,36 @@ async def test_the_live_panel_and_its_controls(console: Any, tenant: Any, client
         assert (await viewer.post(f"/console/calls/{live}/{action}", {"text": "x", "to": "+14155550100"})
                 ).status_code == 403, action
     assert (await admin_conn.fetchval("SELECT status FROM voice_call_logs WHERE id = $1", live)) == "ongoing"
+
+
+async def test_calls_filtered_by_their_analysis(console: Any, tenant: Any, admin_conn: asyncpg.Connection) -> None:
+    ids: dict[str, list[uuid.UUID]] = {"positive/hot": [], "negative/cold": [], "none": []}
+    for i in range(34):
+        kind = "positive/hot" if i % 3 == 0 else ("negative/cold" if i % 3 == 1 else "none")
+        call_id = await admin_conn.fetchval(
+            """INSERT INTO voice_call_logs (id, tenant_id, created_at, status, direction, provider, to_e164)
+               VALUES (uuid_v7(now() - make_interval(mins => $2)), $1, now() - make_interval(mins => $2),
+                       CASE WHEN $2 % 2 = 0 THEN 'ended' ELSE 'failed' END, 'outbound', 'twilio', '+14155550123')
+               RETURNING id""", tenant.id, i)
+        ids[kind].append(call_id)
+        if kind != "none":
+            sentiment, category = kind.split("/")
+            await admin_conn.execute(
+                """INSERT INTO voice_call_analysis (tenant_id, call_log_id, call_created_at, status, sentiment,
+                       lead_category) SELECT $1, id, created_at, 'completed', $3, $4 FROM voice_call_logs
+                   WHERE id = $2""", tenant.id, call_id, sentiment, category)
+    c = await signed_in(console, tenant.key)
+
+    def listed(html: str) -> list[uuid.UUID]:
+        return [uuid.UUID(x) for x in re.findall(r'<a href="/console/calls/([0-9a-f-]{36})">', html)]
+
+    r = await c.http.get("/console/calls", params={"sentiment": "positive"})
+    assert listed(r.text) == ids["positive/hot"]  # 12, newest first
+    r = await c.http.get("/console/calls", params={"category": "cold", "status": "ended"})
+    ended_cold = [x for i, x in enumerate(ids["negative/cold"]) if (3 * i + 1) % 2 == 0]
+    assert listed(r.text) == ended_cold
+    r = await c.http.get("/console/calls", params={"sentiment": "negative", "category": "hot"})
+    assert listed(r.text) == [] and "No calls match these filters" in r.text
+    r = await c.http.get("/console/calls", params={"sentiment": "furious", "category": "x" * 101})
+    assert r.status_code == 422 and 'id="sentiment-error">Sentiment: choose positive, neutral or negative' in r.text
+    assert 'id="category-error">Category: at most 100 characters' in r.text

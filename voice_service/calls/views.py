@@ -1,5 +1,6 @@
-"""A call's full record as people read it: the call, its transcript (turns with their offsets in the call's media),
-its cost breakdown with the total, and its per-turn latencies.
+"""Read views of the call log for people (the console): one call's full record — the call, its transcript (turns with
+their offsets in the call's media), its cost breakdown with the total, its per-turn latencies — and the call list
+filtered by the calls' analysis (sentiment, lead category).
 
 Read from the call row through the calls repository (`transcripts` and `cost_breakdown` columns, the latency
 summary in `metadata.latency`). Stored transcripts name the caller's side `caller`; `user` (the read model's name
@@ -9,6 +10,7 @@ for it) is accepted too, so pages can show either.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -20,8 +22,9 @@ from voice_service.calls import repository as repo
 from voice_service.calls.schemas import Call
 from voice_service.calls.service import get_call
 from voice_service.errors import NotFound
+from voice_service.pagination import Page, check_limit, decode_cursor, page_from_rows
 
-__all__ = ["CallDetail", "TurnLatency", "TranscriptTurn", "get_call_detail"]
+__all__ = ["CallDetail", "TranscriptTurn", "TurnLatency", "get_call_detail", "list_calls_by_analysis"]
 
 
 class TranscriptTurn(msgspec.Struct, frozen=True, kw_only=True):
@@ -83,3 +86,21 @@ async def get_call_detail(conn: asyncpg.Connection, tenant_id: uuid.UUID, call_i
     latencies, summary = _latencies(call.metadata)
     return CallDetail(call=call, transcript=sorted(transcript, key=lambda t: t.start_ms), cost_items=breakdown.items,
                       cost_total=breakdown.total, currency=currency, latencies=latencies, latency_summary=summary)
+
+
+async def list_calls_by_analysis(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, limit: int, cursor: str | None, filters: Mapping[str, Any], *,
+    sentiment: str | None, category: str | None,
+) -> Page[Call]:
+    """Like `service.list_calls` (same cursor), for the calls whose analysis has this sentiment and/or category."""
+    rows = await repo.page_by_analysis(conn, tenant_id, limit=check_limit(limit),
+                                       after=decode_cursor(cursor) if cursor else None, filters=filters,
+                                       sentiment=sentiment, category=category)
+    return page_from_rows(rows, limit, _to_call)
+
+
+def _to_call(row: asyncpg.Record) -> Call:
+    data = dict(row)
+    data["from"] = data.pop("from_e164")
+    data["to"] = data.pop("to_e164")
+    return msgspec.convert(data, Call)
