@@ -17,6 +17,7 @@ import asyncpg
 import msgspec
 
 from voice_service.auth import Principal
+from voice_service.batches import progress_repository as progress_repo
 from voice_service.batches import repository as repo
 from voice_service.batches import service
 from voice_service.batches.schemas import BatchCounts, BatchCreate
@@ -64,7 +65,7 @@ async def preview(conn: asyncpg.Connection, principal: Principal, data: BatchCre
     try:
         batch = await service.create(conn, principal, data, settings=unenforced)
         reasons = [SkipReason(outcome=r["outcome"] or "skipped", message=r["message"], entries=r["entries"])
-                   for r in await repo.skipped_reasons(conn, principal.tenant_id, batch.id)]
+                   for r in await progress_repo.skipped_reasons(conn, principal.tenant_id, batch.id)]
         numbers = await repo.numbers_by_ids(conn, principal.tenant_id, batch.from_number_ids[:1])
         estimate = await wallet.estimate_call_cost(
             conn, principal.tenant_id, numbers[0]["provider"], batch.counts.queued,
@@ -153,7 +154,7 @@ _live_calls = msgspec.convert
 
 async def progress(conn: asyncpg.Connection, principal: Principal, batch_id: uuid.UUID, *,
                    live_limit: int = 50) -> BatchProgress:
-    row = await repo.progress(conn, principal.tenant_id, batch_id, live_limit=live_limit)
+    row = await progress_repo.progress(conn, principal.tenant_id, batch_id, live_limit=live_limit)
     if row is None:
         raise NotFound("batch not found")
     return BatchProgress(
