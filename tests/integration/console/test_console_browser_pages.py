@@ -198,7 +198,7 @@ async def test_every_page_as_the_owner(stack: tuple[Simulator, RunningService], 
     await page.goto(f"{base}/console/calls/{call_id}")
     await expect(page.locator("svg.chart rect")).to_have_count(5)
     await page.get_by_role("button", name="0:03 — play from here").click()
-    await page.wait_for_function("document.getElementById('recording').currentTime > 3.0")
+    await page.wait_for_function("() => document.getElementById('recording').currentTime > 3.0")
     await page.evaluate("document.getElementById('recording').pause()")
     await check_page(page, w, "p19-call")
     await nav(page, "Overview").click()

@@ -117,6 +117,7 @@
     source.buffer = buffer;
     source.connect(this.audio.destination);
     source.start(this.base + at);
+    this.root.setAttribute("data-audio-chunks", String(Number(this.root.getAttribute("data-audio-chunks") || 0) + 1));
   };
 
   LivePanel.prototype.stopAudio = function () {
