@@ -549,24 +549,27 @@ async def page_by_analysis(
     category: str | None,
 ) -> list[asyncpg.Record]:
     """Calls whose completed analysis has this sentiment and/or lead category, newest first; `filters` as in
-    `list_calls`. The analysis indexes lead (sql/0062); each call row is then found by its key."""
+    `list_calls`. The analysis index is walked in the list's order (sql/0062) and each call row is looked up by its
+    key: `OFFSET 0` keeps the lookup a per-row subquery (the planner cannot see that an analysis row has exactly
+    one call, and would otherwise join every call of the tenant and sort them)."""
     args: list[Any] = [tenant_id, limit + 1]
     conds = ["a.tenant_id = $1", "a.status = 'completed'"]
     for column, value in (("sentiment", sentiment), ("lead_category", category)):
         if value is not None:
             args.append(value)
             conds.append(f"a.{column} = ${len(args)}")
+    call_conds = ["c.tenant_id = a.tenant_id", "c.id = a.call_log_id", "c.created_at = a.call_created_at"]
     for column, value in filters.items():
         if value is not None:
             args.append(value)
-            conds.append(f"c.{column} = ${len(args)}")
+            call_conds.append(f"c.{column} = ${len(args)}")
     if after is not None:
         args += [after[0], after[1]]
         conds.append(f"(a.call_created_at, a.call_log_id) < (${len(args) - 1}, ${len(args)}::uuid)")
     return await conn.fetch(
-        f"""SELECT {_PREFIXED} FROM voice_call_analysis a
-            JOIN voice_call_logs c ON c.tenant_id = a.tenant_id AND c.id = a.call_log_id
-                                  AND c.created_at = a.call_created_at
+        f"""SELECT call.* FROM voice_call_analysis a
+            CROSS JOIN LATERAL (SELECT {_PREFIXED} FROM voice_call_logs c WHERE {' AND '.join(call_conds)}
+                                OFFSET 0) call
             WHERE {' AND '.join(conds)} ORDER BY a.call_created_at DESC, a.call_log_id DESC LIMIT $2""",
         *args,
     )

@@ -76,8 +76,8 @@ async def update(
 
 # A search first tests the newest rows in order (cheap when the words are common: a page fills at once), and, when
 # they do not fill a page, takes every match from the full-text index and sorts those (cheap when the words are
-# rare, and never a walk through a whole tenant's leads for a word nobody has). Which case applies is decided here,
-# not by the planner: a prepared statement's generic plan cannot see the words.
+# rare, and never a walk through a whole tenant's leads for a word nobody has). The index is used through
+# lead_search_page (sql/0061): under row-level security the planner cannot use it for `@@` directly.
 SEARCH_WINDOW = 1000
 
 
@@ -105,20 +105,20 @@ async def search_page(
     if not query:
         return await conn.fetch(f"SELECT {leads.select} FROM leads WHERE {where} {order} LIMIT $2", *args)
     args.append(query)
-    match = f"search_document @@ to_tsquery('simple'::regconfig, ${len(args)})"
     rows = await conn.fetch(
         f"SELECT {leads.select} FROM (SELECT {leads.select}, search_document FROM leads WHERE {where} {order} "
-        f"LIMIT {SEARCH_WINDOW}) recent WHERE {match} {order} LIMIT $2",
+        f"LIMIT {SEARCH_WINDOW}) recent WHERE search_document @@ to_tsquery('simple'::regconfig, ${len(args)}) "
+        f"{order} LIMIT $2",
         *args,
     )
     if len(rows) > limit:
         return rows
     return await conn.fetch(
-        f"""WITH matches AS MATERIALIZED (SELECT id, created_at FROM leads WHERE {where} AND {match})
-            SELECT {', '.join('l.' + c for c in leads.columns)} FROM leads l
-            JOIN (SELECT id, created_at FROM matches {order} LIMIT $2) page ON page.id = l.id
-            WHERE l.tenant_id = $1 ORDER BY l.created_at DESC, l.id DESC""",
-        *args,
+        f"""SELECT {', '.join('l.' + c for c in leads.columns)}
+            FROM lead_search_page(to_tsquery('simple'::regconfig, $2), $3, $4, $5, $6::uuid) page
+            JOIN leads l ON l.tenant_id = $1 AND l.id = page.id
+            ORDER BY l.created_at DESC, l.id DESC""",
+        tenant_id, query, limit + 1, do_not_call, after[0] if after else None, after[1] if after else None,
     )
 
 

@@ -101,6 +101,12 @@ async def test_search_pages_and_do_not_call(console: Any, tenant: Any, client: A
     assert r.status_code == 422 and 'id="q-error">Search: at most 200 characters' in r.text
     assert "No leads match" in (await c.http.get("/console/leads", params={"q": "zzz"})).text
     assert len(await found("filler", per_page="50")) == 30
+    # Pages of a search: the first fills from the newest rows, the rest from the full-text index (lead_search_page).
+    first_page = (await c.http.get("/console/leads", params={"q": "filler"})).text
+    more = re.search(r'href="(/console/leads\?[^"]*cursor=[^"]+)"', first_page)
+    assert more is not None and len(_rows(first_page)) == 25
+    rest = await c.http.get(more.group(1).replace("&amp;", "&"))
+    assert len(_rows(rest.text)) == 5 and not set(_rows(rest.text)) & set(_rows(first_page))
     r = await c.http.get("/console/leads", params={"per_page": "7", "dnc": "maybe"})
     assert r.status_code == 422 and "Leads per page: choose 25, 50, 100 or 200" in r.text
 
