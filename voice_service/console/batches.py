@@ -265,29 +265,51 @@ async def _hang_up(runtime: Any, principal: Principal, call_ids: list[uuid.UUID]
     return len(failures)
 
 
+class FragmentCache:
+    """The progress fragment of each (batch, zone, role) for the feed's latest version: rendered once, whatever the
+    number of pages of that kind watching, and forgotten when the batch's feed moves on."""
+
+    def __init__(self, limit: int = 4096) -> None:
+        self._items: dict[tuple[Any, ...], tuple[tuple[int, int], str]] = {}
+        self._limit = limit
+
+    def get(self, key: tuple[Any, ...], version: tuple[int, int], render_it: Any) -> str:
+        hit = self._items.get(key)
+        if hit is not None and hit[0] == version:
+            return hit[1]
+        html: str = render_it()
+        if len(self._items) >= self._limit:
+            self._items.clear()
+        self._items[key] = (version, html)
+        return html
+
+
+_fragments = FragmentCache()
+
+
 class BatchLive(Controller):
     path = "/live/batches"
 
     @get("/{batch_id:str}", name="console:batch-live")
     async def batch_live(self, request: Request[Any, Any, Any], conn: Conn, principal: Caller,
                          batch_id: str) -> ServerSentEvent:
-        """The progress fragment each second (the same render for every page watching this batch in this zone),
-        then, once the batch is over, a `done` event that closes the page's stream."""
+        """The progress fragment each second, then, once the batch is over, a `done` event that closes the page's
+        stream. One producer reads the batch for every page watching it (one query a second per batch, whatever the
+        pages' zones and roles); each kind of page (zone, role) has its fragment rendered once per update."""
         number = batch_id_of(batch_id)
         await batches.get(conn, principal, number)  # another tenant's batch: 404 before any stream starts
         state = request.app.state
         hub: LiveHub = state.console_hub
         tz = user_tz(request)
         can_act = principal.at_least("member")
+        topic = ("batch", principal.tenant_id, number)
 
-        async def produce() -> tuple[str, bool]:
+        async def produce() -> batch_progress.BatchProgress:
             async with tenant_tx(state.pool, principal.tenant_id) as tx:
-                p = await batch_progress.progress(tx, principal, number)
-            return render(PROGRESS, **_fragment_context(p, can_act=can_act, csrf="", tz=tz), notice=None), p.finished
+                return await batch_progress.progress(tx, principal, number)
 
         async def stream() -> AsyncIterator[ServerSentEventMessage]:
             deadline = time.monotonic() + hub.max_stream_seconds
-            topic = ("batch", principal.tenant_id, number, tz_name(tz), can_act)
             async with hub.watch(topic, produce, interval=LIVE_INTERVAL_SECONDS) as feed:
                 version = 0
                 while (remaining := deadline - time.monotonic()) > 0:
@@ -297,9 +319,11 @@ class BatchLive(Controller):
                         break
                     if got is None:
                         break
-                    version, (html, finished) = got
+                    version, p = got
+                    html = _fragments.get((*topic, tz_name(tz), can_act), (feed.serial, version), lambda p=p: render(
+                        PROGRESS, **_fragment_context(p, can_act=can_act, csrf="", tz=tz), notice=None))
                     yield ServerSentEventMessage(event="progress", data=html)
-                    if finished:
+                    if p.finished:
                         yield ServerSentEventMessage(event="done", data="finished")
                         break
 

@@ -14,6 +14,7 @@ shutting down is never held open by a stream.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from contextlib import asynccontextmanager
@@ -21,13 +22,15 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-Producer = Callable[[], Awaitable[Any]]  # a page fragment, or what a stream makes one of
+Producer = Callable[[], Awaitable[Any]]
+_serials = itertools.count(1)  # a page fragment, or what a stream makes one of
 
 
 class Feed:
     """The latest rendered value of one topic."""
 
     def __init__(self, produce: Producer, interval: float) -> None:
+        self.serial = next(_serials)  # tells this feed's versions from those of an earlier feed of the same topic
         self.produce = produce
         self.interval = interval
         self.value: Any = None

@@ -5,6 +5,7 @@ reloading, and the streams end by themselves when the batch is over."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 from collections.abc import AsyncIterator
@@ -20,7 +21,7 @@ from tests.support.console import Console, fund
 from voice_service.settings import Settings
 from voice_service.simulator.harness import RunningService, running_service
 
-WATCHERS = 200
+WATCHERS = 201  # three kinds of console, 67 of each
 WINDOW_SECONDS = 4.0
 
 
@@ -97,14 +98,23 @@ async def test_two_hundred_consoles_cost_one_query_a_second(service: RunningServ
         assert r.status_code == 201, r.text
         batch = r.json()
 
-    limits = httpx.Limits(max_connections=WATCHERS + 10, max_keepalive_connections=WATCHERS + 10)
-    async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as http:
-        console = Console(http)
-        assert (await console.sign_in(tenant.key)).status_code == 303
-        watchers = [Watcher() for _ in range(WATCHERS)]
+        viewer_key = (await api.post("/v1/api-keys", json={"name": "Wallboard", "role": "viewer"}, headers=h)).json()
+
+    # The consoles are of three kinds (two time zones, and a viewer without the controls): still one producer.
+    third = WATCHERS // 3
+    limits = httpx.Limits(max_connections=third + 10, max_keepalive_connections=third + 10)
+    clients = [httpx.AsyncClient(base_url=base, timeout=60, limits=limits) for _ in range(3)]
+    async with contextlib.AsyncExitStack() as stack:
+        for http in clients:
+            await stack.enter_async_context(http)
+        for http, key, zone in zip(clients, (tenant.key, tenant.key, viewer_key["key"]),
+                                   ("Europe/Berlin", "America/New_York", "Asia/Tokyo"), strict=True):
+            assert (await Console(http).sign_in(key)).status_code == 303
+            http.cookies.set("console_tz", zone, domain="127.0.0.1", path="/console")
+        watchers = [Watcher() for _ in range(3 * third)]
         async with asyncio.TaskGroup() as tasks:
-            for w in watchers:
-                tasks.create_task(w.run(http, f"/console/live/batches/{batch['id']}"))
+            for i, w in enumerate(watchers):
+                tasks.create_task(w.run(clients[i % 3], f"/console/live/batches/{batch['id']}"))
             deadline = time.monotonic() + 30
             while not all(w.fragments for w in watchers):
                 assert time.monotonic() < deadline, "not every console got the progress"
@@ -118,6 +128,8 @@ async def test_two_hundred_consoles_cost_one_query_a_second(service: RunningServ
             assert 1 <= len(progress_reads) <= WINDOW_SECONDS + 1, len(progress_reads)
             assert len(window) <= 3 * (WINDOW_SECONDS + 1), window  # BEGIN+tenant, the read, COMMIT
             assert all(_status(w.fragments[-1]) == "running" for w in watchers)
+            # Each kind of console got its own page: its zone's times, and the controls only where it may act.
+            assert all(("Cancel the batch" in w.fragments[-1]) == (i % 3 != 2) for i, w in enumerate(watchers))
 
             # A change reaches every console without a reload, and a batch that is over ends the streams.
             async with httpx.AsyncClient(base_url=base, timeout=30) as api:
