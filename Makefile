@@ -8,7 +8,7 @@ export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 export UV_LINK_MODE := copy
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint format bench-api bench-media bench-import bench-batches bench-pipeline bench-conversation clean
+.PHONY: help install run test lint format bench-api bench-media bench-import bench-batches bench-pipeline bench-conversation bench-console clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -37,7 +37,7 @@ lint: $(VENV)/.installed ## ruff, the import contracts ([tool.importlinter]) and
 format: $(VENV)/.installed
 	$(VENV)/bin/ruff format voice_service providers analysis tests bench
 
-bench-api bench-media bench-import bench-batches bench-pipeline bench-conversation bench-recording: $(VENV)/.installed ## benchmarks: print figures (not part of `make test`)
+bench-api bench-media bench-import bench-batches bench-pipeline bench-conversation bench-recording bench-console: $(VENV)/.installed ## benchmarks: print figures (not part of `make test`)
 	$(VENV)/bin/python -m bench.$(subst -,_,$@)
 
 clean:

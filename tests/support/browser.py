@@ -54,6 +54,7 @@ class Watched:
     failed_requests: list[str] = field(default_factory=list)
     error_responses: list[tuple[int, str]] = field(default_factory=list)
     expected_statuses: set[int] = field(default_factory=set)
+    downloads: set[str] = field(default_factory=set)
 
     def expect_status(self, *statuses: int) -> None:
         """The next step answers with these statuses on purpose (a refused form is a 422)."""
@@ -64,8 +65,11 @@ class Watched:
         # Chromium logs every error response as a console error too; those of expected statuses are not faults.
         expected_logs = [f"status of {s}" for s in self.expected_statuses]
         errors = [e for e in self.console_errors if not any(x in e for x in expected_logs)]
+        # A file download ends its request as "aborted" (the browser hands the body to the download instead).
+        failed = [f for f in self.failed_requests if not (f.split(": ")[0].split(" ", 1)[1] in self.downloads
+                                                         and "ERR_ABORTED" in f)]
         assert not errors, f"{where}: console errors {errors}"
-        assert not self.failed_requests, f"{where}: failed requests {self.failed_requests}"
+        assert not failed, f"{where}: failed requests {failed}"
         assert not unexpected, f"{where}: error responses {unexpected}"
         self.console_errors.clear()
         self.failed_requests.clear()
@@ -84,9 +88,13 @@ def watch(page: Any) -> Watched:
         # A live view's event stream is cut when the page navigates away: that is the browser leaving, not a fault.
         if "/console/live/" in request.url and "ERR_ABORTED" in (request.failure or ""):
             return
+        # A player that seeks cancels the range it was loading and asks for another: not a fault either.
+        if request.resource_type == "media" and "ERR_ABORTED" in (request.failure or ""):
+            return
         w.failed_requests.append(f"{request.method} {request.url}: {request.failure}")
 
     page.on("requestfailed", failed)
+    page.on("download", lambda download: w.downloads.add(download.url))
     page.on("response", lambda r: w.error_responses.append((r.status, r.url)) if r.status >= 400 else None)
     return w
 
@@ -132,6 +140,10 @@ async def check_page(page: Any, watched: Watched, name: str) -> None:
     bad = [v for v in await axe_violations(page) if v["impact"] in ("serious", "critical")]
     assert not bad, f"{name}: accessibility violations {bad}"
     watched.assert_clean(name)
+
+
+def nav(page: Any, name: str) -> Any:
+    return page.get_by_role("navigation", name="Main").get_by_role("link", name=name, exact=True)
 
 
 async def sign_in(page: Any, base_url: str, key: str, watched: Watched, *, shot: str | None = None) -> None:

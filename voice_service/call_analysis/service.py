@@ -354,6 +354,14 @@ async def get_call_analysis(
     return to_call_analysis(row)
 
 
+async def find_call_analysis(
+    conn: asyncpg.Connection, principal: Principal, call_id: uuid.UUID
+) -> CallAnalysis | None:
+    """The call's analysis, or None while there is none (the caller has found the call already)."""
+    row = await repo.get_analysis(conn, principal.tenant_id, call_id)
+    return None if row is None else to_call_analysis(row)
+
+
 async def rerun_call_analysis(
     conn: asyncpg.Connection, principal: Principal, call_id: uuid.UUID
 ) -> CallAnalysis:

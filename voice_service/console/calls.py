@@ -1,4 +1,6 @@
-"""Call pages: the list with filters (status, direction, agent, batch, day) and pagination, and one call's record.
+"""Call pages: the list with filters (status, direction, agent, batch, day, and the analysis' sentiment and lead
+category) and pagination, and one call's page
+(built in console/call_detail.py).
 
 The list reads through the calls service exactly as `GET /v1/calls` does. A day filter is a local day in the user's
 time zone: the page starts from that day's end through the service's own keyset cursor and stops at its start, so no
@@ -19,16 +21,18 @@ from litestar.response import Template
 from voice_service.agents import service as agents
 from voice_service.batches import service as batches
 from voice_service.calls import service as calls
+from voice_service.calls import views as call_views
+from voice_service.console.call_detail import call_context, call_id_of
 from voice_service.console.clock import day_bounds, user_tz
 from voice_service.console.templating import page
 from voice_service.deps import Caller, Conn
-from voice_service.errors import NotFound
 from voice_service.pagination import encode_cursor
 from voice_service.params import QueryParameter
 
 PAGE_SIZE = 25
 STATUSES = ("pending", "ringing", "ongoing", "ended", "declined", "cancelled", "failed")
 DIRECTIONS = ("outbound", "inbound", "web")
+SENTIMENTS = ("positive", "neutral", "negative")
 _LAST_ID = "ffffffff-ffff-ffff-ffff-ffffffffffff"  # sorts after every id at the same instant
 _Q = {"default": None, "max_length": 200}
 _FIRST_DAY, _LAST_DAY = date(2000, 1, 1), date(2999, 12, 31)
@@ -42,6 +46,8 @@ class CallFilters(msgspec.Struct, kw_only=True):
     agent_id: str = ""
     batch_id: str = ""
     date: str = ""
+    sentiment: str = ""
+    category: str = ""
 
     def query(self, **extra: str) -> str:
         values = {k: v for k, v in msgspec.structs.asdict(self).items() if v} | {k: v for k, v in extra.items() if v}
@@ -78,6 +84,10 @@ def _checked(f: CallFilters) -> tuple[dict[str, Any], date | None, dict[str, str
             filters["batch_id"] = uuid.UUID(f.batch_id)
         except ValueError:
             errors["batch_id"] = "Batch: choose one of your batches"
+    if f.sentiment and f.sentiment not in SENTIMENTS:
+        errors["sentiment"] = "Sentiment: choose positive, neutral or negative"
+    if len(f.category) > 100:
+        errors["category"] = "Category: at most 100 characters"
     if f.date:
         try:
             day = date.fromisoformat(f.date)
@@ -101,10 +111,13 @@ class CallPages(Controller):
         agent_id: str | None = QueryParameter(name="agent_id", **_Q),
         batch_id: str | None = QueryParameter(name="batch_id", **_Q),
         day: str | None = QueryParameter(name="date", **_Q),
+        sentiment: str | None = QueryParameter(name="sentiment", **_Q),
+        category: str | None = QueryParameter(name="category", **_Q),
         cursor: str | None = QueryParameter(name="cursor", **_Q),
     ) -> Template:
         f = CallFilters(status=status or "", direction=direction or "", agent_id=agent_id or "",
-                        batch_id=batch_id or "", date=day or "")
+                        batch_id=batch_id or "", date=day or "", sentiment=sentiment or "",
+                        category=(category or "").strip())
         filters, on_day, errors = _checked(f)
         items: list[Any] = []
         next_cursor: str | None = None
@@ -115,7 +128,12 @@ class CallPages(Controller):
                 start, end = day_bounds(on_day, user_tz(request))
                 if start_cursor is None:
                     start_cursor = encode_cursor(end - timedelta(microseconds=1), _LAST_ID)
-            result = await calls.list_calls(conn, principal.tenant_id, PAGE_SIZE, start_cursor, filters)
+            if f.sentiment or f.category:
+                result = await call_views.list_calls_by_analysis(
+                    conn, principal.tenant_id, PAGE_SIZE, start_cursor, filters, sentiment=f.sentiment or None,
+                    category=f.category or None)
+            else:
+                result = await calls.list_calls(conn, principal.tenant_id, PAGE_SIZE, start_cursor, filters)
             items, next_cursor = result.items, result.next_cursor
             if start is not None:
                 kept = [c for c in items if c.created_at >= start]
@@ -128,21 +146,11 @@ class CallPages(Controller):
         return page(request, "console/calls/_results.html" if partial else "console/calls/list.html",
                     status_code=422 if errors else 200, nav="calls", calls=items, next_cursor=next_cursor,
                     paged=cursor is not None, filters=f, errors=errors, statuses=STATUSES, directions=DIRECTIONS,
+                    sentiments=SENTIMENTS,
                     agents=agent_list, agent_names={a.id: a.name for a in agent_list}, batches=batch_list)
 
     @get("/{call_id:str}", name="console:call")
-    async def show_call(self, request: Request[Any, Any, Any], conn: Conn, principal: Caller,
-                        call_id: str) -> Template:
-        # A str parameter, parsed here: a malformed id is this console's 404 page, behind the session check.
-        try:
-            parsed = uuid.UUID(call_id)
-        except ValueError:
-            raise NotFound("there is no call with this id") from None
-        call = await calls.get_call(conn, principal.tenant_id, parsed)
-        agent = None
-        if call.agent_id is not None:
-            try:
-                agent = await agents.get(conn, principal, call.agent_id)
-            except NotFound:
-                agent = None  # deleted since: the call still names its id
-        return page(request, "console/calls/detail.html", nav="calls", call=call, agent=agent)
+    async def show_call(self, request: Request[Any, Any, Any], conn: Conn, principal: Caller, call_id: str,
+                        rerun: bool = QueryParameter(name="rerun", default=False)) -> Template:
+        context = await call_context(conn, principal, call_id_of(call_id))
+        return page(request, "console/calls/detail.html", nav="calls", rerun=rerun, **context)

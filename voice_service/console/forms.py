@@ -27,7 +27,13 @@ def _humanize(message: str, label: str) -> str:
         return f"{label}: enter the number in international format, e.g. +15551234567"
     if "matching regex" in text and "[A-Za-z]{2,3}" in text:
         return f"{label}: enter a language tag such as en-US, en-GB or de"
-    if text.startswith(("Invalid enumeration value", "Expected `uuid`", "Invalid UUID")):
+    if "matching regex" in text and "2[0-3]" in text:
+        return f"{label}: enter a time of day as HH:MM, e.g. 09:00"
+    if "matching regex" in text and "[A-Z]{3}" in text:
+        return f"{label}: a three-letter currency code in capitals, e.g. USD"
+    if "matching regex" in text:
+        return f"{label}: not in the expected form"
+    if text.startswith(("Invalid enumeration value", "Invalid enum value", "Expected `uuid`", "Invalid UUID")):
         return f"{label}: choose one of the options"
     if m := re.match(r"Expected `(int|float)` >= (\S+)", text):
         return f"{label}: must be at least {m.group(2)}"

@@ -14,27 +14,32 @@ shutting down is never held open by a stream.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from contextlib import asynccontextmanager
+from typing import Any
 
 log = logging.getLogger(__name__)
 
-Producer = Callable[[], Awaitable[str]]
+Producer = Callable[[], Awaitable[Any]]
+_serials = itertools.count(1)  # a page fragment, or what a stream makes one of
 
 
 class Feed:
     """The latest rendered value of one topic."""
 
-    def __init__(self, produce: Producer) -> None:
+    def __init__(self, produce: Producer, interval: float) -> None:
+        self.serial = next(_serials)  # tells this feed's versions from those of an earlier feed of the same topic
         self.produce = produce
-        self.value: str | None = None
+        self.interval = interval
+        self.value: Any = None
         self.version = 0
         self.watchers = 0
         self.changed = asyncio.Condition()
         self.closed = False
 
-    async def publish(self, value: str) -> None:
+    async def publish(self, value: Any) -> None:
         async with self.changed:
             self.value = value
             self.version += 1
@@ -45,7 +50,7 @@ class Feed:
             self.closed = True
             self.changed.notify_all()
 
-    async def next_after(self, version: int) -> tuple[int, str] | None:
+    async def next_after(self, version: int) -> tuple[int, Any] | None:
         """The first value newer than `version`, or None once the feed closes."""
         async with self.changed:
             await self.changed.wait_for(lambda: self.closed or self.version > version)
@@ -68,13 +73,14 @@ class LiveHub:
         return len(self._feeds)
 
     @asynccontextmanager
-    async def watch(self, topic: Hashable, produce: Producer) -> AsyncIterator[Feed]:
-        """Watch `topic`; the first watcher's `produce` computes it for everyone until nobody watches."""
+    async def watch(self, topic: Hashable, produce: Producer, *, interval: float | None = None) -> AsyncIterator[Feed]:
+        """Watch `topic`; the first watcher's `produce` computes it for everyone until nobody watches, every
+        `interval` seconds (the hub's own by default)."""
         if self._closing:
             raise RuntimeError("the console is shutting down")
         feed = self._feeds.get(topic)
         if feed is None:
-            feed = self._feeds[topic] = Feed(produce)
+            feed = self._feeds[topic] = Feed(produce, self._interval if interval is None else interval)
             task = self._tasks.create_task(self._run(topic, feed), name=f"console-live-{topic}")
             self._running.add(task)
             task.add_done_callback(self._running.discard)
@@ -95,7 +101,7 @@ class LiveHub:
                     # A failed update (the database restarting, say) is logged; watchers keep the last value and
                     # the next interval tries again.
                     log.exception("console live view update failed", extra={"topic": str(topic)})
-                await asyncio.sleep(self._interval)
+                await asyncio.sleep(feed.interval)
         finally:
             # No await between the last watcher check and this removal: a new watcher either saw this feed
             # (and kept the loop going) or finds none and starts a new one.

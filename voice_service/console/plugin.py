@@ -24,15 +24,24 @@ from litestar.static_files import create_static_files_router
 
 from voice_service.console import csrf
 from voice_service.console.agents import AgentPages
+from voice_service.console.batches import BatchLive, BatchPages
+from voice_service.console.billing import BillingPages
+from voice_service.console.call_detail import CallRecordPages
 from voice_service.console.calls import CallPages
 from voice_service.console.errors import exception_handlers
+from voice_service.console.keys import ApiKeyPages
+from voice_service.console.leads import LeadPages
 from voice_service.console.live import LiveHub
+from voice_service.console.live_call import LiveCallPages
 from voice_service.console.middleware import SecurityHeadersMiddleware, SessionMiddleware
 from voice_service.console.numbers import NumberPages
 from voice_service.console.overview import OverviewController
+from voice_service.console.permissions import PermissionPages
 from voice_service.console.signin import SignInPages, SignOut
 from voice_service.console.talk import TalkToAgent
 from voice_service.console.templating import STATIC, STATIC_PATH, template_config
+from voice_service.console.voices import VoicePages
+from voice_service.console.webhooks import WebhookPages
 from voice_service.errors import NotFound
 
 _OPT = {"exclude_from_auth": True}  # the API's AuthMiddleware skips these; the console checks its own session
@@ -57,7 +66,9 @@ def routers() -> list[Router]:
                     **common)
     pages = Router(
         path="/console",
-        route_handlers=[OverviewController, AgentPages, TalkToAgent, CallPages, NumberPages, SignOut, not_found],
+        route_handlers=[OverviewController, AgentPages, TalkToAgent, CallPages, NumberPages, LeadPages, BatchPages,
+                         BatchLive, BillingPages, ApiKeyPages, WebhookPages, PermissionPages, VoicePages,
+                         CallRecordPages, LiveCallPages, SignOut, not_found],
         middleware=[SecurityHeadersMiddleware, SessionMiddleware],
         before_request=csrf.require_token,
         **common,

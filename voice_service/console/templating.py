@@ -20,8 +20,10 @@ from litestar import Request
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Template
 from litestar.template.config import TemplateConfig
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
+from voice_service.console.charts import latency_chart
+from voice_service.console.charts import legend as chart_legend
 from voice_service.console.clock import tz_name, user_tz
 
 HERE = Path(__file__).parent
@@ -51,7 +53,9 @@ def localtime(ctx: Context, value: datetime | None, fmt: str = "%Y-%m-%d %H:%M")
         return "—"
     tz: tzinfo = ctx["tz"]
     local = value.astimezone(tz)
-    return Markup('<time datetime="{}">{}</time>').format(value.isoformat(), local.strftime(fmt))
+    # Formatted by hand (a list page calls this for every row): an ISO instant and strftime of a template's own
+    # format hold nothing to escape; the escape keeps it so should a format ever carry text.
+    return Markup(f'<time datetime="{value.isoformat()}">{escape(local.strftime(fmt))}</time>')
 
 
 def duration(seconds: float | int | None) -> str:
@@ -75,8 +79,21 @@ def money(amount: Decimal | str | float | None, currency: str | None = None, pla
     return f"{text} {currency}" if currency else text
 
 
+def plain(amount: Decimal | str | float | None) -> str:
+    """A decimal as people write it: 0.00000015, never 1.5E-7 nor 0.000000150000."""
+    if amount is None:
+        return "—"
+    value = Decimal(str(amount))
+    return format(value.normalize() if value else Decimal(0), "f")
+
+
 def percent(ratio: float | None) -> str:
     return "—" if ratio is None else f"{ratio * 100:.0f} %"
+
+
+def pairs(values: Any) -> list[tuple[str, str]]:
+    """Options whose value is also their text (for select_field)."""
+    return [(str(v), str(v)) for v in values]
 
 
 def pretty_json(value: Any) -> str:
@@ -95,8 +112,8 @@ def make_environment() -> Environment:
         auto_reload=False,
     )
     env.filters.update(localtime=localtime, duration=duration, money=money, percent=percent,
-                       pretty_json=pretty_json)
-    env.globals.update(static_url=static_url)
+                       pretty_json=pretty_json, pairs=pairs, plain=plain)
+    env.globals.update(static_url=static_url, latency_chart=latency_chart, chart_legend=chart_legend)
     return env
 
 

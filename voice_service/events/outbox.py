@@ -35,3 +35,17 @@ async def emit(
     )
     event_id: uuid.UUID = row["id"]
     return event_id
+
+
+TEST_EVENT = "webhook_endpoint.test"
+
+
+async def emit_test(conn: asyncpg.Connection, *, tenant_id: uuid.UUID, endpoint_id: uuid.UUID,
+                    payload: dict[str, Any]) -> uuid.UUID | None:
+    """A `webhook_endpoint.test` event delivered to that endpoint only (signed and logged like any delivery);
+    returns the delivery's id, or None when the endpoint is not active."""
+    row = await repo.insert_event(conn, tenant_id, TEST_EVENT, "webhook_endpoint", endpoint_id, payload)
+    delivery = await repo.delivery_to(conn, tenant_id, endpoint_id, row["id"], TEST_EVENT)
+    if delivery is not None:
+        await enqueue_many(conn, DELIVER_JOB, [{"tenant_id": str(tenant_id), "delivery_id": str(delivery)}])
+    return delivery

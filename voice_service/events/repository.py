@@ -300,3 +300,34 @@ async def page_deliveries(
         """,
         *args,
     )
+
+
+async def delivery_to(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, endpoint_id: uuid.UUID, event_id: uuid.UUID, event_type: str
+) -> uuid.UUID | None:
+    """A pending delivery of one event to one active endpoint (a test event); None if the endpoint is not active."""
+    return await conn.fetchval(  # type: ignore[no-any-return]
+        """
+        INSERT INTO webhook_deliveries (tenant_id, endpoint_id, event_id, event_type)
+        SELECT $1, e.id, $3, $4 FROM webhook_endpoints e
+        WHERE e.tenant_id = $1 AND e.id = $2 AND e.status = 'active' AND e.deleted_at IS NULL
+        RETURNING id
+        """,
+        tenant_id,
+        endpoint_id,
+        event_id,
+        event_type,
+    )
+
+
+async def events_of(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, aggregate_id: uuid.UUID, *, limit: int
+) -> list[asyncpg.Record]:
+    """The outbox events about one aggregate (a call), oldest first."""
+    return await conn.fetch(
+        f"SELECT {_EVENT_COLUMNS} FROM domain_events WHERE tenant_id = $1 AND aggregate_id = $2 "
+        f"ORDER BY seq LIMIT $3",
+        tenant_id,
+        aggregate_id,
+        limit,
+    )

@@ -10,7 +10,8 @@ import asyncpg
 import msgspec
 
 from voice_service.auth import Principal
-from voice_service.errors import BadRequest, NotFound, ValidationFailed
+from voice_service.errors import BadRequest, Conflict, NotFound, ValidationFailed
+from voice_service.events import outbox
 from voice_service.events import repository as repo
 from voice_service.events.catalog import EVENT_TYPES
 from voice_service.events.schemas import (
@@ -168,6 +169,22 @@ async def enable_endpoint(
     return _endpoint(row)
 
 
+async def send_test_event(
+    conn: asyncpg.Connection, principal: Principal, endpoint_id: uuid.UUID
+) -> uuid.UUID:
+    """Deliver a `webhook_endpoint.test` event to this endpoint (and no other); returns the delivery id."""
+    endpoint = await get_endpoint(conn, principal, endpoint_id)
+    if endpoint.status != "active":
+        raise Conflict("the endpoint is disabled; re-enable it before sending a test event", field="status")
+    delivery = await outbox.emit_test(conn, tenant_id=principal.tenant_id, endpoint_id=endpoint_id, payload={
+        "endpoint_id": str(endpoint_id), "test": True,
+        "message": "A test event: this endpoint receives the service's signed events.",
+    })
+    if delivery is None:  # disabled or deleted since it was read
+        raise Conflict("the endpoint is not active", field="status")
+    return delivery
+
+
 def _delivery(row: asyncpg.Record) -> WebhookDelivery:
     fields: dict[str, Any] = {k: row[k] for k in row.keys() if k != "log"}  # noqa: SIM118 - Record
     return WebhookDelivery(**fields, log=msgspec.convert(row["log"], list[DeliveryAttempt]))
@@ -185,3 +202,9 @@ async def list_deliveries(
         after=decode_cursor(cursor) if cursor else None,
     )
     return page_from_rows(rows, limit, _delivery)
+
+
+async def events_of(conn: asyncpg.Connection, principal: Principal, aggregate_id: uuid.UUID,
+                    limit: int = 100) -> list[Event]:
+    """The events about one aggregate (a call's: started, ended, cost recorded, analysed…), oldest first."""
+    return [_event(r) for r in await repo.events_of(conn, principal.tenant_id, aggregate_id, limit=limit)]

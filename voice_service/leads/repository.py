@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -71,6 +72,54 @@ async def update(
         tenant_id,
         lead_id,
         *fields.values(),
+    )
+
+
+# A search first tests the newest rows in order (cheap when the words are common: a page fills at once), and, when
+# they do not fill a page, takes every match from the full-text index and sorts those (cheap when the words are
+# rare, and never a walk through a whole tenant's leads for a word nobody has). The index is used through
+# lead_search_page (sql/0061): under row-level security the planner cannot use it for `@@` directly.
+SEARCH_WINDOW = 1000
+
+
+async def search_page(
+    conn: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    *,
+    query: str | None,
+    do_not_call: bool | None,
+    limit: int,
+    after: tuple[datetime, str] | None,
+) -> list[asyncpg.Record]:
+    """Newest first, like `leads.page`; `query` is a tsquery text (prefix terms joined with &) matched against
+    `search_document`, the stored tsvector of the name, e-mail, company and phone (sql/0061)."""
+    args: list[Any] = [tenant_id, limit + 1]
+    conds = ["tenant_id = $1", "deleted_at IS NULL"]
+    if do_not_call is not None:
+        args.append(do_not_call)
+        conds.append(f"do_not_call = ${len(args)}")
+    if after is not None:
+        args += [after[0], after[1]]
+        conds.append(f"(created_at, id) < (${len(args) - 1}, ${len(args)}::uuid)")
+    where = " AND ".join(conds)
+    order = "ORDER BY created_at DESC, id DESC"
+    if not query:
+        return await conn.fetch(f"SELECT {leads.select} FROM leads WHERE {where} {order} LIMIT $2", *args)
+    args.append(query)
+    rows = await conn.fetch(
+        f"SELECT {leads.select} FROM (SELECT {leads.select}, search_document FROM leads WHERE {where} {order} "
+        f"LIMIT {SEARCH_WINDOW}) recent WHERE search_document @@ to_tsquery('simple'::regconfig, ${len(args)}) "
+        f"{order} LIMIT $2",
+        *args,
+    )
+    if len(rows) > limit:
+        return rows
+    return await conn.fetch(
+        f"""SELECT {', '.join('l.' + c for c in leads.columns)}
+            FROM lead_search_page(to_tsquery('simple'::regconfig, $2), $3, $4, $5, $6::uuid) page
+            JOIN leads l ON l.tenant_id = $1 AND l.id = page.id
+            ORDER BY l.created_at DESC, l.id DESC""",
+        tenant_id, query, limit + 1, do_not_call, after[0] if after else None, after[1] if after else None,
     )
 
 

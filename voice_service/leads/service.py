@@ -184,3 +184,43 @@ async def list_(
         filters={"phone": phone, "stage": stage, "status": status, "do_not_call": do_not_call},
     )
     return page_from_rows(rows, limit, to_lead)
+
+
+_PHONE_LIKE = re.compile(r"^\+?[\d\s\-.()]+$")
+_WORD_CHARACTER = re.compile(r"\w")
+_EMAIL_SEPARATORS = re.compile(r"[@._+-]+")
+MAX_SEARCH_WORDS = 8
+
+
+def search_terms(text: str) -> str | None:
+    """The console's search text as a prefix tsquery ("ali smi" → 'ali':* & 'smi':*); None when nothing is left to
+    search for. Something that looks like a phone number is one term, in E.164's form ("+1 415-555" → '+1415555':*),
+    since the index holds phones as "+" and digits."""
+    text = text.strip()
+    if _PHONE_LIKE.match(text) and sum(c.isdigit() for c in text) >= 2:
+        return "'+" + "".join(c for c in text if c.isdigit()) + "':*"
+    # An e-mail address is indexed as its words (sql/0061): "ann.lee@acme.com" is searched as ann lee acme com.
+    words = [w.replace("\\", "").replace("'", "''") for w in _EMAIL_SEPARATORS.sub(" ", text).split()]
+    terms = [f"'{w.lower()}':*" for w in words if _WORD_CHARACTER.search(w)][:MAX_SEARCH_WORDS]
+    return " & ".join(terms) or None
+
+
+async def search(
+    conn: asyncpg.Connection,
+    principal: Principal,
+    limit: int,
+    cursor: str | None,
+    *,
+    text: str | None = None,
+    do_not_call: bool | None = None,
+) -> Page[Lead]:
+    """Leads newest first whose name, e-mail, company or phone has words starting with the words of `text`."""
+    rows = await repo.search_page(
+        conn,
+        principal.tenant_id,
+        query=search_terms(text) if text else None,
+        do_not_call=do_not_call,
+        limit=check_limit(limit),
+        after=decode_cursor(cursor) if cursor else None,
+    )
+    return page_from_rows(rows, limit, to_lead)

@@ -1,15 +1,11 @@
 """HTTP routes for recordings: stream or delete a call's recording, and the tenant's retention setting.
 
-`GET /v1/calls/{id}/recording` serves single byte ranges (RFC 9110 §14: `Range: bytes=a-b`, `a-`, `-n`; 206 with
-Content-Range; 416 with `Content-Range: bytes */size` when nothing of the file is asked for) so a player can
-seek; several ranges in one request, a malformed Range, or an If-Range that no longer matches get the whole
-file (200), as the RFC allows. The file streams from the storage in chunks, never whole in memory.
+`GET /v1/calls/{id}/recording` streams the file with single byte ranges (Range, 206, 416) so a player can seek;
+the serving itself is recordings/serving.py, shared with the console's player.
 """
 
 from __future__ import annotations
 
-import hashlib
-import re
 import uuid
 from typing import Any
 
@@ -17,62 +13,16 @@ from litestar import Controller, Request, delete, get, put
 from litestar.response import Stream
 
 from voice_service.auth import writes_need
-from voice_service.calls import repository as calls_repo
 from voice_service.deps import Caller, Conn
-from voice_service.errors import AppError, NotFound, ServiceUnavailable
 from voice_service.openapi import problems
 from voice_service.recordings import purge
-from voice_service.recordings.encoder import CONTENT_TYPE, EXTENSION
+from voice_service.recordings.encoder import CONTENT_TYPE
 from voice_service.recordings.schemas import RecordingSettings, RecordingSettingsUpdate
-from voice_service.recordings.service import actor_of, audio_key, delete_recording
-from voice_service.recordings.storage import ObjectNotFound, StorageError, get_storage
+from voice_service.recordings.service import actor_of, delete_recording
+from voice_service.recordings.serving import RangeNotSatisfiable, parse_range, recording_response
 from voice_service.runtime import Runtime
 
 __all__ = ["RangeNotSatisfiable", "parse_range", "route_handlers"]
-
-_RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
-
-
-class RangeNotSatisfiable(AppError):
-    status, title = 416, "Range not satisfiable"
-
-
-def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
-    """The byte range [start, stop) a Range header asks for, or None for the whole file. Raises
-    RangeNotSatisfiable when it asks only for bytes past the end."""
-    if not header or "," in header:
-        return None
-    match = _RANGE.match(header)
-    if match is None:
-        return None
-    first, last = match.groups()
-    if not first and not last:
-        return None
-    if not first:  # the last N bytes
-        suffix = int(last)
-        if suffix == 0:
-            raise _unsatisfiable(size)
-        return max(0, size - suffix), size
-    start = int(first)
-    stop = size if not last else min(size, int(last) + 1)
-    if last and int(last) < start:
-        return None  # syntactically invalid: ignored
-    if start >= size:
-        raise _unsatisfiable(size)
-    return start, stop
-
-
-def _unsatisfiable(size: int) -> RangeNotSatisfiable:
-    return RangeNotSatisfiable(
-        f"the recording has {size} bytes; the requested range starts past its end",
-        field="Range",
-        headers={"Content-Range": f"bytes */{size}", "Accept-Ranges": "bytes"},
-    )
-
-
-def _etag(call_id: uuid.UUID, size: int, info: dict[str, Any]) -> str:
-    digest = hashlib.sha256(f"{call_id}:{size}:{info.get('stored_at', '')}".encode()).hexdigest()[:20]
-    return f'"{digest}"'
 
 
 class RecordingController(Controller):
@@ -97,35 +47,9 @@ class RecordingController(Controller):
         self, request: Request[Any, Any, Any], conn: Conn, principal: Caller, call_id: uuid.UUID
     ) -> Stream:
         runtime: Runtime = request.app.state.runtime
-        state = await calls_repo.recording_state(conn, principal.tenant_id, call_id)
-        if state is None:
-            raise NotFound(f"call {call_id} not found")
-        if state["recording_url"] is None:
-            raise NotFound(f"call {call_id} has no recording")
-        storage = await get_storage(runtime)
-        key = audio_key(principal.tenant_id, call_id)
-        try:
-            size = await storage.size(key)
-        except ObjectNotFound:
-            raise NotFound(f"the recording of call {call_id} is missing from the recordings storage") from None
-        except StorageError as exc:
-            raise ServiceUnavailable("the recordings storage is unavailable; try again shortly") from exc
-        etag = _etag(call_id, size, (state["metadata"] or {}).get("recording") or {})
-        headers = {
-            "Accept-Ranges": "bytes",
-            "ETag": etag,
-            "Cache-Control": "private, max-age=0, must-revalidate",
-            "Content-Disposition": f'inline; filename="call-{call_id}.{EXTENSION}"',
-        }
-        if_range = request.headers.get("if-range")
-        byte_range = parse_range(request.headers.get("range"), size) if if_range in (None, etag) else None
-        if byte_range is None:
-            headers["Content-Length"] = str(size)
-            return Stream(storage.get(key), media_type=CONTENT_TYPE, status_code=200, headers=headers)
-        start, stop = byte_range
-        headers["Content-Length"] = str(stop - start)
-        headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
-        return Stream(storage.get(key, start, stop), media_type=CONTENT_TYPE, status_code=206, headers=headers)
+        return await recording_response(runtime, conn, principal.tenant_id, call_id,
+                                        range_header=request.headers.get("range"),
+                                        if_range=request.headers.get("if-range"))
 
     @delete(
         "/",

@@ -132,7 +132,9 @@ class FolderStorage:
         except OSError as exc:
             raise StorageError(f"reading {key} failed: {exc}") from exc
         finally:
-            await asyncio.to_thread(handle.close)
+            # Closed at once, without awaiting: a player that seeks abandons the stream mid-way, and an abandoned
+            # generator may be finalised where it can no longer await (a read-only file closes without I/O).
+            handle.close()
 
     async def size(self, key: str) -> int:
         path = self._path(key)

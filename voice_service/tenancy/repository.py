@@ -216,3 +216,13 @@ async def purge_console_sessions(conn: asyncpg.Connection, tenant_id: uuid.UUID,
 
 async def end_console_session(pool: asyncpg.Pool, token_hash: bytes) -> None:
     await pool.execute("SELECT console_session_end($1)", token_hash)
+
+
+async def list_members(conn: asyncpg.Connection, tenant_id: uuid.UUID, *, limit: int) -> list[asyncpg.Record]:
+    """The tenant's members (users with a live membership), by e-mail."""
+    return await conn.fetch(
+        """SELECT u.id, u.email, m.role FROM memberships m JOIN users u ON u.id = m.user_id
+           WHERE m.tenant_id = $1 AND m.deleted_at IS NULL ORDER BY u.email LIMIT $2""",
+        tenant_id,
+        limit,
+    )

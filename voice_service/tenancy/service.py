@@ -154,3 +154,14 @@ async def put_profile(conn: asyncpg.Connection, principal: Principal, data: Voic
     fields: dict[str, Any] = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not msgspec.UNSET}
     row = await repo.upsert_profile(conn, principal.tenant_id, user_id, fields)
     return VoiceProfile(**dict(row))
+
+
+class Member(msgspec.Struct, frozen=True):
+    id: uuid.UUID
+    email: str
+    role: str
+
+
+async def list_members(conn: asyncpg.Connection, principal: Principal, limit: int = 500) -> list[Member]:
+    return [Member(id=r["id"], email=r["email"], role=r["role"])
+            for r in await repo.list_members(conn, principal.tenant_id, limit=limit)]

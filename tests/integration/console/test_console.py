@@ -11,39 +11,18 @@ import hashlib
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
 import asyncpg
-import httpx
 import msgspec
 import pytest
 
-from tests.support.console import Console
+from tests.support.console import api_key, insert_call
 
-BASE = "https://console.test"
 PAGES = ["/console", "/console/agents", "/console/agents/new", "/console/calls", "/console/numbers",
          f"/console/calls/{uuid.uuid4()}", "/console/agents/1", "/console/live/overview", "/console/nowhere"]
-
-
-@pytest.fixture
-async def console(client: Any) -> Callable[[], Awaitable[Console]]:
-    """`await console()` gives a fresh browser-like client with its own cookies, through the session's test client
-    (its transport runs the app in the loop where the app's lifespan and pool live; the transport is that client's
-    to close)."""
-
-    async def make() -> Console:
-        return Console(httpx.AsyncClient(transport=client._transport, base_url=BASE))
-
-    return make
-
-
-async def _key(client: Any, tenant: Any, role: str) -> dict[str, Any]:
-    r = await client.post("/v1/api-keys", json={"name": f"{role} key", "role": role}, headers=tenant.headers)
-    assert r.status_code == 201, r.text
-    return r.json()  # type: ignore[no-any-return]
 
 
 async def test_sign_in_keeps_only_a_hash_on_the_server_and_sets_a_strict_cookie(
@@ -135,7 +114,7 @@ async def test_sessions_expire_when_idle_and_after_their_lifetime(
 
 
 async def test_revoking_the_key_ends_its_console_sessions(client: Any, console: Any, tenant: Any) -> None:
-    key = await _key(client, tenant, "admin")
+    key = await api_key(client, tenant, "admin")
     c = await console()
     await c.sign_in(key["key"])
     assert (await c.http.get("/console/agents")).status_code == 200
@@ -201,7 +180,7 @@ async def test_a_viewer_sees_but_cannot_act(client: Any, console: Any, tenant: A
     agent = (await client.post("/v1/agents", json={"name": "Ava", "agent_instructions": "Be kind."},
                                headers=tenant.headers)).json()
     viewer = await console()
-    await viewer.sign_in((await _key(client, tenant, "viewer"))["key"])
+    await viewer.sign_in((await api_key(client, tenant, "viewer"))["key"])
     listing = await viewer.http.get("/console/agents")
     assert listing.status_code == 200 and "Ava" in listing.text and "New agent" not in listing.text
     shown = await viewer.http.get(f"/console/agents/{agent['id']}")
@@ -217,7 +196,7 @@ async def test_a_viewer_sees_but_cannot_act(client: Any, console: Any, tenant: A
     assert names == ["Ava"]
     # A member's writes follow the API's rule for agents too (admin and owner only).
     member = await console()
-    await member.sign_in((await _key(client, tenant, "member"))["key"])
+    await member.sign_in((await api_key(client, tenant, "member"))["key"])
     assert (await member.post("/console/agents/new", {"name": "M", "language": "en-US"})).status_code == 403
 
 
@@ -225,7 +204,7 @@ async def test_another_tenants_rows_are_not_found(client: Any, console: Any, mak
                                                   admin_conn: asyncpg.Connection) -> None:
     a, b = await make_tenant(), await make_tenant()
     b_agent = (await client.post("/v1/agents", json={"name": "B's agent"}, headers=b.headers)).json()
-    b_call = await _insert_call(admin_conn, b.id, status="ended")
+    b_call = await insert_call(admin_conn, b.id, status="ended")
     c = await console()
     await c.sign_in(a.key)
     for path in (f"/console/calls/{b_call}", f"/console/agents/{b_agent['id']}"):
@@ -338,7 +317,7 @@ async def test_security_headers_on_every_console_response(console: Any, tenant: 
 async def test_pages_have_no_inline_script_or_style(console: Any, tenant: Any, client: Any,
                                                     admin_conn: asyncpg.Connection) -> None:
     agent = (await client.post("/v1/agents", json={"name": "Ava"}, headers=tenant.headers)).json()
-    call = await _insert_call(admin_conn, tenant.id, status="ended", agent_id=agent["id"])
+    call = await insert_call(admin_conn, tenant.id, status="ended", agent_id=agent["id"])
     c = await console()
     signin = (await c.http.get("/console/sign-in")).text
     await c.sign_in(tenant.key)
@@ -356,37 +335,17 @@ async def test_pages_have_no_inline_script_or_style(console: Any, tenant: Any, c
 # --- calls: list, filters, pages, detail, overview figures ---------------------------------------------------
 
 
-async def _insert_call(admin: asyncpg.Connection, tenant_id: uuid.UUID, *, status: str,
-                       created_at: datetime | None = None, direction: str = "outbound",
-                       agent_id: int | None = None, batch_id: uuid.UUID | None = None,
-                       duration: int | None = None, end_reason: str | None = None, cost: str | None = None,
-                       to: str = "+14155550123") -> uuid.UUID:
-    """A call row as the telephony code leaves it (the id is the UUIDv7 of created_at)."""
-    answered = status in ("ongoing", "ended")
-    return await admin.fetchval(  # type: ignore[no-any-return]
-        """INSERT INTO voice_call_logs (id, tenant_id, created_at, status, direction, agent_id, batch_id, provider,
-               started_at, ended_at, duration_seconds, metadata, to_e164, from_e164, cost, currency)
-           SELECT uuid_v7(c), $1, c, $3, $4, $5, $6, 'twilio', CASE WHEN $7 THEN c END,
-                  CASE WHEN $2 <> 'ongoing' THEN c + make_interval(secs => coalesce($8, 0)) END, $8, $9::jsonb, $10,
-                  '+14155550100', $11::numeric, CASE WHEN $11 IS NOT NULL THEN 'USD' END
-           FROM (SELECT coalesce($12::timestamptz, now()) AS c) t
-           RETURNING id""",
-        tenant_id, status, status, direction, agent_id, batch_id, answered, duration,
-        msgspec.json.encode({"end_reason": end_reason} if end_reason else {}).decode(), to, cost, created_at,
-    )
-
-
 async def test_calls_list_filters_pages_and_links_to_detail(
     console: Any, tenant: Any, client: Any, admin_conn: asyncpg.Connection
 ) -> None:
     ava = (await client.post("/v1/agents", json={"name": "Ava"}, headers=tenant.headers)).json()
     bob = (await client.post("/v1/agents", json={"name": "Bob"}, headers=tenant.headers)).json()
     now = datetime.now(UTC)
-    ended = [await _insert_call(admin_conn, tenant.id, status="ended", agent_id=ava["id"], duration=65,
+    ended = [await insert_call(admin_conn, tenant.id, status="ended", agent_id=ava["id"], duration=65,
                                 cost="0.0421", created_at=now - timedelta(minutes=i)) for i in range(30)]
-    failed = await _insert_call(admin_conn, tenant.id, status="failed", agent_id=bob["id"], end_reason="invalid_number",
+    failed = await insert_call(admin_conn, tenant.id, status="failed", agent_id=bob["id"], end_reason="invalid_number",
                                 direction="outbound", created_at=now - timedelta(minutes=40))
-    inbound = await _insert_call(admin_conn, tenant.id, status="ended", direction="inbound", agent_id=bob["id"],
+    inbound = await insert_call(admin_conn, tenant.id, status="ended", direction="inbound", agent_id=bob["id"],
                                  duration=5, created_at=now - timedelta(days=3))
     c = await console()
     await c.sign_in(tenant.key)
@@ -432,7 +391,7 @@ async def test_day_filter_follows_the_users_time_zone(console: Any, tenant: Any,
                                                        admin_conn: asyncpg.Connection) -> None:
     # 2024-03-10 23:30 in Los Angeles is 2024-03-11 06:30 UTC (DST began that morning).
     late = datetime(2024, 3, 11, 6, 30, tzinfo=UTC)
-    call = await _insert_call(admin_conn, tenant.id, status="ended", created_at=late, duration=10)
+    call = await insert_call(admin_conn, tenant.id, status="ended", created_at=late, duration=10)
     c = await console()
     await c.sign_in(tenant.key)
     c.http.cookies.set("console_tz", "America/Los_Angeles", domain="console.test", path="/console")
@@ -450,13 +409,13 @@ async def test_overview_figures(console: Any, tenant: Any, admin_conn: asyncpg.C
     empty = await c.http.get("/console")
     assert "No calls today yet" in empty.text and "No failed calls" in empty.text
     now = datetime.now(UTC)
-    await _insert_call(admin_conn, tenant.id, status="ended", duration=60, created_at=now - timedelta(minutes=3))
-    await _insert_call(admin_conn, tenant.id, status="ended", duration=120, created_at=now - timedelta(minutes=2))
-    await _insert_call(admin_conn, tenant.id, status="declined", end_reason="busy", created_at=now - timedelta(minutes=2))
-    await _insert_call(admin_conn, tenant.id, status="failed", end_reason="provider_unavailable",
+    await insert_call(admin_conn, tenant.id, status="ended", duration=60, created_at=now - timedelta(minutes=3))
+    await insert_call(admin_conn, tenant.id, status="ended", duration=120, created_at=now - timedelta(minutes=2))
+    await insert_call(admin_conn, tenant.id, status="declined", end_reason="busy", created_at=now - timedelta(minutes=2))
+    await insert_call(admin_conn, tenant.id, status="failed", end_reason="provider_unavailable",
                        to="+14155550999", created_at=now - timedelta(minutes=1))
-    await _insert_call(admin_conn, tenant.id, status="ongoing", created_at=now)
-    await _insert_call(admin_conn, tenant.id, status="ended", duration=999, created_at=now - timedelta(days=2))
+    await insert_call(admin_conn, tenant.id, status="ongoing", created_at=now)
+    await insert_call(admin_conn, tenant.id, status="ended", duration=999, created_at=now - timedelta(days=2))
     await admin_conn.execute(
         """INSERT INTO billing_usage_events (tenant_id, feature_key, total_cost, currency, status, idempotency_key)
            VALUES ($1, 'voice-agent', 0.25, 'USD', 'charged', $2), ($1, 'voice-agent', 0.50, 'USD', 'voided', $3),
@@ -484,7 +443,7 @@ async def test_overview_figures(console: Any, tenant: Any, admin_conn: asyncpg.C
 async def test_live_overview_stream_sends_the_figures_and_ends_by_itself(
     console: Any, tenant: Any, app: Any, admin_conn: asyncpg.Connection, monkeypatch: Any
 ) -> None:
-    await _insert_call(admin_conn, tenant.id, status="ongoing")
+    await insert_call(admin_conn, tenant.id, status="ongoing")
     monkeypatch.setattr(app.state.console_hub, "max_stream_seconds", 0.5)
     c = await console()
     await c.sign_in(tenant.key)
@@ -524,7 +483,7 @@ async def test_pages_cost_a_few_queries_whatever_the_rows(
             await client.post("/v1/numbers", json={"phone_number": f"+1415555{uuid.uuid4().int % 10000:04d}",
                                                    "provider": "twilio", "default_agent_id": agent["id"]},
                               headers=tenant.headers)
-            await _insert_call(admin_conn, tenant.id, status="failed", agent_id=agent["id"], end_reason="x")
+            await insert_call(admin_conn, tenant.id, status="failed", agent_id=agent["id"], end_reason="x")
 
     counts: dict[int, dict[str, int]] = {}
     for n in (1, 25):

@@ -12,10 +12,8 @@ Skipped (loudly, in the test summary) when Chromium or Playwright is missing.
 from __future__ import annotations
 
 import asyncio
-import functools
 import re
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -23,52 +21,13 @@ import httpx
 import msgspec
 import pytest
 
-from tests.support.browser import (
-    check_page,
-    chromium,
-    find_chromium,
-    sign_in,
-    watch,
-    why_no_browser,
-)
+from tests.support.browser import check_page, nav, sign_in, watch, why_no_browser
 from voice_service.simulator import Scenario, Simulator
 from voice_service.simulator.harness import RunningService
-
-
-@pytest.fixture
-def make_tenant(make_tenant: Any) -> Any:
-    """These tests place and answer calls, which reserve their estimated cost: their tenants have credit."""
-    return functools.partial(make_tenant, credit="100")
-
 
 _MISSING = why_no_browser()
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(_MISSING is not None, reason=f"browser tests: {_MISSING}")]
 
-TIMEOUT_MS = 15_000
-
-
-@pytest.fixture(scope="module")
-def stack_overrides() -> dict[str, Any]:
-    # Live views refresh every second here (5 s by default), so the live test need not wait long.
-    return {"console_live_interval_seconds": 1.0}
-
-
-@pytest.fixture(scope="module")
-async def playwright() -> AsyncIterator[Any]:
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as pw:
-        pw.selectors.set_test_id_attribute("data-figure")
-        yield pw
-
-
-@pytest.fixture
-async def browser(playwright: Any) -> AsyncIterator[Any]:
-    chromium_path = find_chromium()
-    assert chromium_path is not None
-    async with chromium(playwright, chromium_path) as context:
-        context.set_default_timeout(TIMEOUT_MS)
-        yield context
 
 
 def _phone() -> str:
@@ -101,10 +60,6 @@ async def _seed_calls(api: httpx.AsyncClient, sim: Simulator, tenant: Any) -> di
     refused = (await api.get(f"/v1/calls/{calls['refused']['id']}", headers=h)).json()
     assert refused["status"] == "failed", refused
     return {"agent": agent, "number": number, "answered": call, "refused": refused}
-
-
-def nav(page: Any, name: str) -> Any:
-    return page.get_by_role("navigation", name="Main").get_by_role("link", name=name, exact=True)
 
 
 async def test_owner_walks_through_the_console(
