@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
@@ -37,6 +38,7 @@ from voice_service.leads.routes import route_handlers as lead_routes
 from voice_service.numbers.routes import route_handlers as number_routes
 from voice_service.observability import Metrics, RequestContextMiddleware, configure_logging
 from voice_service.recordings.routes import route_handlers as recording_routes
+from voice_service.runtime import worker_index
 from voice_service.schemas import BODY_MAX_BYTES
 from voice_service.settings import Settings, load_settings
 from voice_service.telephony.routes import telephony_route_handlers
@@ -61,7 +63,9 @@ async def health(request: Request[Any, Any, Any]) -> dict[str, Any]:
         await pool.fetchval("SELECT 1")
     except Exception as exc:  # noqa: BLE001 - the health check reports any database failure as 503
         raise ServiceUnavailable(f"database unavailable: {type(exc).__name__}") from None
-    return {"status": "ok", "database": "ok", "draining": bool(request.app.state.draining)}
+    return {"status": "ok", "database": "ok", "draining": bool(request.app.state.draining),
+            # Which process answered (`serve --workers N` runs N behind one port).
+            "instance": request.app.state.runtime.instance_id, "pid": os.getpid(), "worker": worker_index()}
 
 
 @get("/metrics", operation_id="metrics", summary="Prometheus metrics", tags=["ops"], media_type=CONTENT_TYPE_LATEST)
@@ -78,7 +82,7 @@ async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
 @asynccontextmanager
 async def _lifespan(app: Litestar) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
-    async with open_runtime(settings) as runtime:
+    async with open_runtime(settings, apply_migrations=getattr(app.state, "apply_migrations", True)) as runtime:
         app.state.runtime = runtime
         app.state.dsn = runtime.dsn
         app.state.pool = runtime.pool

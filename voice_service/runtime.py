@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -39,6 +41,14 @@ if TYPE_CHECKING:
     from voice_service.recordings.storage import RecordingStorage
 
 log = logging.getLogger(__name__)
+
+WORKER_ENV = "VOICE_SERVICE_WORKER"  # set by `serve --workers N` in each worker process: its index, 0..N-1
+
+
+def worker_index() -> int | None:
+    """This process's index among `serve --workers N`; None when it is not one of them."""
+    raw = os.environ.get(WORKER_ENV)
+    return int(raw) if raw and raw.isdigit() else None
 
 
 @dataclass
@@ -71,6 +81,9 @@ class Runtime:
     carrier_clients: dict[str, TelephonyProvider] = field(default_factory=dict)  # carriers.clients: by carrier
     carrier_clients_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     recording_storage_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # This instance among all that share the database: one per process (each `serve --workers` process is one),
+    # fresh at every start. What addresses one instance (LISTEN/NOTIFY channels, leases, logs) uses it.
+    instance_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
 
 @asynccontextmanager
