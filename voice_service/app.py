@@ -22,6 +22,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from voice_service import bootstrap as bootstrap_mod
+from voice_service import perf
 from voice_service.agents.routes import route_handlers as agent_routes
 from voice_service.auth import AuthMiddleware, KeyCache
 from voice_service.batches.routes import route_handlers as batch_routes
@@ -90,6 +91,7 @@ async def _lifespan(app: Litestar) -> AsyncIterator[None]:
         if app.state.bootstrap:
             await bootstrap_mod.bootstrap(runtime.dsn, settings, after=AFTER_BOOTSTRAP)
         async with AsyncExitStack() as services:
+            await services.enter_async_context(perf.loop_lag_probe())
             for name, factory in background_services:
                 log.info("starting background service", extra={"service": name})
                 await services.enter_async_context(factory(app))
@@ -109,7 +111,9 @@ async def _lifespan(app: Litestar) -> AsyncIterator[None]:
 def create_app(settings: Settings | None = None, *, bootstrap: bool = True) -> Litestar:
     settings = settings or load_settings()
     configure_logging(settings.log_level, settings.log_json)
-    state = State({"settings": settings, "key_cache": KeyCache(), "metrics": Metrics(), "draining": False,
+    request_metrics = Metrics()
+    perf.register(request_metrics.registry)  # event-loop lag and turn latencies per component (process-wide)
+    state = State({"settings": settings, "key_cache": KeyCache(), "metrics": request_metrics, "draining": False,
                    "bootstrap": bootstrap})
     openapi = OpenAPIConfig(
         title="Voice service API",

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import asyncpg
 import httpx
 
+from providers.http import pooled_client
 from voice_service.db import create_pool, resolve_database_url
 from voice_service.migrations import migrate
 from voice_service.settings import Settings
@@ -108,10 +109,10 @@ async def open_runtime(
         stack.push_async_callback(pool.close)
         # Every live call streams an LLM reply and TTS audio each turn through this one client: the pool must
         # hold a few connections per concurrent call, and keep them alive between turns (a new TLS handshake to
-        # the provider would land on the caller's wait).
-        http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0),
-                                 limits=httpx.Limits(max_connections=2000, max_keepalive_connections=1000,
-                                                     keepalive_expiry=60.0))
+        # the provider would land on the caller's wait). Spread over small pools: see providers/http.py.
+        http = pooled_client(timeout=httpx.Timeout(10.0, connect=5.0),
+                             limits=httpx.Limits(max_connections=2000, max_keepalive_connections=1000,
+                                                 keepalive_expiry=60.0))
         stack.push_async_callback(http.aclose)
         yield Runtime(settings=settings, dsn=dsn, pool=pool, http=http, exit_stack=stack,
                       call_listeners=call_listeners, billing_listeners=billing_listeners)

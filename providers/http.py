@@ -1,0 +1,46 @@
+"""The shared outbound HTTP client for provider calls (LLM streams, TTS streams, REST): one httpx client whose
+connections are spread over several small pools.
+
+Why: every request (and every response close) makes httpcore's pool walk all of its connections, and for each idle
+one count the whole pool again (`AsyncConnectionPool._assign_requests_to_connections`, httpcore 1.0), probing each
+socket on the way. With a few hundred live calls keeping LLM and TTS connections alive, one pool holds hundreds of
+connections and that walk, quadratic in their number, took about half of the service's CPU at 150 calls (py-spy,
+bench_conversation). Round-robin over `shards` pools keeps each pool small; the connections and keep-alive are the
+same, and the client stays an `httpx.AsyncClient` (tests mock it at the transport, as before).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import httpx
+
+DEFAULT_SHARDS = 32
+
+
+class ShardedTransport(httpx.AsyncBaseTransport):
+    """`shards` httpcore pools behind one transport; each request goes to the next pool in turn."""
+
+    def __init__(self, shards: int = DEFAULT_SHARDS, *, limits: httpx.Limits, http2: bool = False) -> None:
+        shards = max(1, shards)
+        ssl_context = httpx.create_ssl_context()  # one for all the pools (building one costs milliseconds)
+        per = httpx.Limits(
+            max_connections=None if limits.max_connections is None else math.ceil(limits.max_connections / shards),
+            max_keepalive_connections=None if limits.max_keepalive_connections is None
+            else math.ceil(limits.max_keepalive_connections / shards),
+            keepalive_expiry=limits.keepalive_expiry,
+        )
+        self.shards = [httpx.AsyncHTTPTransport(verify=ssl_context, limits=per, http2=http2) for _ in range(shards)]
+        self._next = itertools.cycle(self.shards)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await next(self._next).handle_async_request(request)
+
+    async def aclose(self) -> None:
+        for shard in self.shards:
+            await shard.aclose()
+
+
+def pooled_client(*, timeout: httpx.Timeout, limits: httpx.Limits, shards: int = DEFAULT_SHARDS) -> httpx.AsyncClient:
+    return httpx.AsyncClient(timeout=timeout, transport=ShardedTransport(shards, limits=limits))
