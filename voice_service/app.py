@@ -24,7 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from voice_service import bootstrap as bootstrap_mod
 from voice_service import perf
 from voice_service.agents.routes import route_handlers as agent_routes
-from voice_service.auth import AuthMiddleware, KeyCache
+from voice_service.auth import AuthMiddleware, KeyCache, listen_for_revocations
 from voice_service.batches.routes import route_handlers as batch_routes
 from voice_service.billing.routes import route_handlers as billing_routes
 from voice_service.call_analysis.routes import route_handlers as call_analysis_routes
@@ -92,6 +92,8 @@ async def _lifespan(app: Litestar) -> AsyncIterator[None]:
             await bootstrap_mod.bootstrap(runtime.dsn, settings, after=AFTER_BOOTSTRAP)
         async with AsyncExitStack() as services:
             await services.enter_async_context(perf.loop_lag_probe())
+            # Keys revoked (or roles lowered) on any instance leave this process's key cache at once.
+            await services.enter_async_context(listen_for_revocations(runtime.dsn, app.state.key_cache))
             for name, factory in background_services:
                 log.info("starting background service", extra={"service": name})
                 await services.enter_async_context(factory(app))
