@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 import uuid
 import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,11 @@ class PooledConnection(asyncpg.Connection):
         await self.execute("COMMIT;\n" + self.get_reset_query())
         self._reset_done = True
 
+    def mark_clean(self) -> None:
+        """Nothing session-level was changed (no SET, LISTEN, cursor or advisory lock; no open transaction): the
+        pool need not reset the connection on release."""
+        self._reset_done = True
+
 
 async def _reset_on_release(conn: asyncpg.Connection) -> None:
     # asyncpg has already rolled back an open transaction (and dropped listeners) before calling this.
@@ -162,3 +168,32 @@ async def system_tx(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
     """A transaction with no tenant set: only the SECURITY DEFINER functions and non-tenant tables are reachable."""
     async with pool.acquire() as conn, conn.transaction():
         yield conn
+
+
+def _arg_text(value: Any) -> str:
+    return value.isoformat() if isinstance(value, datetime) else str(value)
+
+
+async def tenant_rows(
+    pool: asyncpg.Pool,
+    tenant_id: uuid.UUID | str,
+    *,
+    rowtype: str,
+    columns: str,
+    query: str,
+    args: Sequence[Any] = (),
+) -> list[asyncpg.Record]:
+    """A tenant-scoped read in ONE round trip (a request's tenant transaction takes three: BEGIN + tenant, the
+    query, COMMIT + reset): `query` (a constant `SELECT * FROM <rowtype> WHERE …` whose parameters are `$1[i]::type`
+    over `args` as text) runs through sql/0096 `tenant_rows`, which sets the tenant for the statement only; RLS
+    applies as in `tenant_tx`. Rows come back in the query's order with `columns` of `rowtype`."""
+    sql = (f"SELECT {columns} FROM tenant_rows($1::uuid, NULL::{rowtype}, $2, $3::text[]) WITH ORDINALITY "
+           "ORDER BY ordinality")
+    async with pool.acquire() as conn:
+        rows: list[asyncpg.Record] = await conn.fetch(
+            sql, _tenant_literal(tenant_id), query, [_arg_text(a) for a in args]
+        )
+        mark_clean = getattr(conn, "mark_clean", None)  # pools made by create_pool
+        if mark_clean is not None:
+            mark_clean()
+    return rows

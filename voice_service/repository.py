@@ -14,6 +14,8 @@ from typing import Any
 
 import asyncpg
 
+from voice_service.db import tenant_rows
+
 
 class Table:
     def __init__(self, name: str, columns: Sequence[str], *, soft_delete: bool = True, id_cast: str = "uuid") -> None:
@@ -76,4 +78,28 @@ class Table:
             f"SELECT {self.select} FROM {self.name} WHERE {' AND '.join(conds)} "
             f"ORDER BY created_at DESC, id DESC LIMIT $2",
             *args,
+        )
+
+    # --- reads in one round trip (no transaction: see db.tenant_rows) ---
+
+    async def read_get(self, pool: asyncpg.Pool, tenant_id: uuid.UUID, id_: Any) -> asyncpg.Record | None:
+        rows = await tenant_rows(
+            pool, tenant_id, rowtype=self.name, columns=self.select, args=(tenant_id, id_),
+            query=f"SELECT * FROM {self.name} WHERE tenant_id = $1[1]::uuid AND id = $1[2]::{self.id_cast} "
+                  f"{self.alive}",
+        )
+        return rows[0] if rows else None
+
+    async def read_page(self, pool: asyncpg.Pool, tenant_id: uuid.UUID, *, limit: int,
+                        after: tuple[datetime, str] | None) -> list[asyncpg.Record]:
+        """`page` (without filters) in one round trip."""
+        args: list[Any] = [tenant_id, limit + 1]
+        cond = ""
+        if after is not None:
+            args += [after[0], after[1]]
+            cond = f"AND (created_at, id) < ($1[3]::timestamptz, $1[4]::{self.id_cast})"
+        return await tenant_rows(
+            pool, tenant_id, rowtype=self.name, columns=self.select, args=args,
+            query=f"SELECT * FROM {self.name} WHERE tenant_id = $1[1]::uuid {self.alive} {cond} "
+                  f"ORDER BY created_at DESC, id DESC LIMIT $1[2]::int",
         )

@@ -11,7 +11,7 @@ from litestar.status_codes import HTTP_204_NO_CONTENT
 from voice_service.agents import service
 from voice_service.agents.schemas import Agent, AgentCreate, AgentUpdate
 from voice_service.auth import writes_need
-from voice_service.deps import Caller, Conn
+from voice_service.deps import Caller, Conn, Reader
 from voice_service.pagination import Page
 from voice_service.params import Cursor, Limit
 
@@ -22,17 +22,16 @@ class AgentController(Controller):
     guards = [writes_need("admin")]
 
     @get("/", operation_id="listAgents", summary="List agents, newest first")
-    async def list_agents(self, conn: Conn, principal: Caller, limit: int = Limit,
-                          cursor: str | None = Cursor) -> Page[Agent]:
-        return await service.list_(conn, principal, limit, cursor)
+    async def list_agents(self, reader: Reader, limit: int = Limit, cursor: str | None = Cursor) -> Page[Agent]:
+        return await service.read_page(reader, limit, cursor)
 
     @post("/", operation_id="createAgent", summary="Create an agent")
     async def create_agent(self, conn: Conn, principal: Caller, data: JSONBody[AgentCreate]) -> Agent:
         return await service.create(conn, principal, data)
 
     @get("/{agent_id:int}", operation_id="getAgent", summary="Get an agent")
-    async def get_agent(self, conn: Conn, principal: Caller, agent_id: int) -> Agent:
-        return await service.get(conn, principal, agent_id)
+    async def get_agent(self, reader: Reader, agent_id: int) -> Agent:
+        return await service.read(reader, agent_id)
 
     @patch("/{agent_id:int}", operation_id="updateAgent", summary="Update an agent (only the fields sent)")
     async def update_agent(self, conn: Conn, principal: Caller, agent_id: int,

@@ -14,6 +14,7 @@ from voice_service.agents.repository import agents
 from voice_service.agents.schemas import Agent, AgentCreate, AgentUpdate
 from voice_service.auth import Principal
 from voice_service.crud import fields_of
+from voice_service.deps import TenantReader
 from voice_service.errors import NotFound, ValidationFailed
 from voice_service.pagination import Page, check_limit, decode_cursor, page_from_rows
 from voice_service.voices.repository import voices
@@ -79,6 +80,15 @@ async def get(conn: asyncpg.Connection, principal: Principal, agent_id: int) -> 
     return to_agent(row)
 
 
+async def read(reader: TenantReader, agent_id: int) -> Agent:
+    """`get` in one database round trip (no transaction)."""
+    _check_id(agent_id)
+    row = await agents.read_get(reader.pool, reader.tenant_id, agent_id)
+    if row is None:
+        raise NotFound("agent not found")
+    return to_agent(row)
+
+
 async def update(conn: asyncpg.Connection, principal: Principal, agent_id: int, data: AgentUpdate) -> Agent:
     _check_id(agent_id)
     fields = fields_of(data, not_null=("name", "language", "config", "metadata"))
@@ -100,6 +110,13 @@ async def delete(conn: asyncpg.Connection, principal: Principal, agent_id: int) 
     _check_id(agent_id)
     if not await agents.soft_delete(conn, principal.tenant_id, agent_id):
         raise NotFound("agent not found")
+
+
+async def read_page(reader: TenantReader, limit: int, cursor: str | None) -> Page[Agent]:
+    """`list_` in one database round trip (no transaction)."""
+    rows = await agents.read_page(reader.pool, reader.tenant_id, limit=check_limit(limit),
+                                  after=decode_cursor(cursor, id_kind="int") if cursor else None)
+    return page_from_rows(rows, limit, to_agent)
 
 
 async def list_(conn: asyncpg.Connection, principal: Principal, limit: int, cursor: str | None) -> Page[Agent]:
