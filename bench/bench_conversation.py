@@ -369,10 +369,17 @@ async def _drive(
             if bad:
                 watcher.cancel()
                 raise RuntimeError(f"{len(bad)} calls were refused: {bad[0]}")
-            live = [await sim.wait_for_call(lambda c, t=to: c.to == t) for to in targets]
+            live = []
+            for to in targets:  # a call the service failed to place (overloaded) is counted, not waited for
+                with contextlib.suppress(TimeoutError):
+                    live.append(await sim.wait_for_call(lambda c, t=to: c.to == t, timeout=60))
+            lost = n - len(live)
             # The steady window's figures of the service: loop lag and CPU, from all-connected to first-ended.
-            while any(not c.media.send_times for c in live):  # noqa: ASYNC110 - polling the carrier's records
+            deadline = time.monotonic() + 60
+            while any(not c.media.send_times for c in live) and time.monotonic() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
+            lost += sum(1 for c in live if not c.media.send_times)
+            live = [c for c in live if c.media.send_times]
             cpu_a, others_a, wall_a = cpu_of(service), cpu_of(fakes_and_me), time.monotonic()
             lag_a = await scrape_lag(base) if mode != "media-only" else {}
             waiters = [tg.create_task(c.finished(timeout=900)) for c in live]
@@ -396,7 +403,7 @@ async def _drive(
         "steady_s": steady,
         "rss_per_call_mb": (peak[0] - rss0) / n / 2**20,
         "rss0_mb": rss0 / 2**20,
-        "errors": sum(1 for c in calls if c.error or c.media.ended_by not in ("caller",)),
+        "errors": lost + sum(1 for c in calls if c.error or c.media.ended_by not in ("caller",)),
         "lag": lag_quantiles(lag_a, lag_b) if lag_a else {},
         "lag_all": lag_quantiles(lag0, lag_b) if lag0 else {},
         # The harness's own loops over the same window: when they are late, the figures carry it.
