@@ -197,3 +197,19 @@ async def tenant_rows(
         if mark_clean is not None:
             mark_clean()
     return rows
+
+
+async def tenant_value(
+    pool: asyncpg.Pool, tenant_id: uuid.UUID | str, *, query: str, args: Sequence[Any] = ()
+) -> list[str | None]:
+    """`tenant_rows`' sibling (sql/0097 `tenant_value`): `query` returns one text[] (typically rows PostgreSQL
+    has already encoded as JSON), in one round trip, the tenant set for the statement only."""
+    async with pool.acquire() as conn:
+        value: list[str | None] | None = await conn.fetchval(
+            "SELECT tenant_value($1::uuid, $2, $3::text[])", _tenant_literal(tenant_id), query,
+            [_arg_text(a) for a in args],
+        )
+        mark_clean = getattr(conn, "mark_clean", None)
+        if mark_clean is not None:
+            mark_clean()
+    return value or []

@@ -57,3 +57,28 @@ async def test_tenant_rows_is_not_callable_without_the_app_role(admin_conn: asyn
         "SELECT grantee FROM information_schema.routine_privileges WHERE routine_name = 'tenant_rows'"
     )
     assert "PUBLIC" not in {g["grantee"] for g in grantees}
+
+
+async def test_a_page_encoded_by_postgresql_reads_exactly_as_each_agent_does(client: Any, make_tenant: Any) -> None:
+    a: Tenant = await make_tenant()
+    bodies = [
+        {"name": "Plain"},
+        {"name": "Full", "system_instructions": "Be brief. Ünïcödé \"quoted\" \\ back", "gender": "female",
+         "analysis_schema": {"type": "object", "properties": {"budget": {"type": "number"}}},
+         "metadata": {"team": "sales", "n": [1, 2.5, None], "nested": {"ok": True}},
+         "config": {"goal": "Book a demo", "temperature": 0.3}},
+    ]
+    for body in bodies:
+        assert (await client.post("/v1/agents", headers=a.headers, json=body)).status_code == 201
+    page = await client.get("/v1/agents", headers=a.headers)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("application/json")
+    items = page.json()["items"]
+    singles = [(await client.get(f"/v1/agents/{item['id']}", headers=a.headers)).json() for item in items]
+    assert items == singles  # every field, timestamps to the character
+    assert [i["name"] for i in items] == ["Full", "Plain"] and items[1]["analysis_schema"] is None
+
+
+async def test_the_list_keeps_its_documented_response(client: Any) -> None:
+    spec = (await client.get("/schema/openapi.json")).json()
+    ok = spec["paths"]["/v1/agents"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert "Page" in ok["$ref"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Controller, delete, get, patch, post
+from litestar import Controller, MediaType, Response, delete, get, patch, post
 from litestar.params import JSONBody
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
@@ -22,8 +22,9 @@ class AgentController(Controller):
     guards = [writes_need("admin")]
 
     @get("/", operation_id="listAgents", summary="List agents, newest first")
-    async def list_agents(self, reader: Reader, limit: int = Limit, cursor: str | None = Cursor) -> Page[Agent]:
-        return await service.read_page(reader, limit, cursor)
+    async def list_agents(self, reader: Reader, limit: int = Limit,
+                          cursor: str | None = Cursor) -> Response[Page[Agent]]:
+        return Response(await service.read_page(reader, limit, cursor), media_type=MediaType.JSON)
 
     @post("/", operation_id="createAgent", summary="Create an agent")
     async def create_agent(self, conn: Conn, principal: Caller, data: JSONBody[AgentCreate]) -> Agent:

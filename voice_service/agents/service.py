@@ -10,13 +10,13 @@ import asyncpg
 from analysis.prompt import validate_json_schema
 from providers.stt.deepgram import DEFAULT_MODEL as DEFAULT_STT_MODEL
 from providers.stt.deepgram import UnsupportedLanguage, deepgram_language
-from voice_service.agents.repository import agents
+from voice_service.agents.repository import AGENT_JSON, agents
 from voice_service.agents.schemas import Agent, AgentCreate, AgentUpdate
 from voice_service.auth import Principal
 from voice_service.crud import fields_of
 from voice_service.deps import TenantReader
 from voice_service.errors import NotFound, ValidationFailed
-from voice_service.pagination import Page, check_limit, decode_cursor, page_from_rows
+from voice_service.pagination import Page, check_limit, decode_cursor, page_from_rows, page_json
 from voice_service.voices.repository import voices
 
 
@@ -112,11 +112,13 @@ async def delete(conn: asyncpg.Connection, principal: Principal, agent_id: int) 
         raise NotFound("agent not found")
 
 
-async def read_page(reader: TenantReader, limit: int, cursor: str | None) -> Page[Agent]:
-    """`list_` in one database round trip (no transaction)."""
-    rows = await agents.read_page(reader.pool, reader.tenant_id, limit=check_limit(limit),
-                                  after=decode_cursor(cursor, id_kind="int") if cursor else None)
-    return page_from_rows(rows, limit, to_agent)
+async def read_page(reader: TenantReader, limit: int, cursor: str | None) -> bytes:
+    """`list_` in one database round trip, as the response's JSON (`Page[Agent]`), the items encoded by
+    PostgreSQL (a 50-item page decoded into objects and encoded again cost the service most of its time)."""
+    items, last = await agents.read_page_json(reader.pool, reader.tenant_id, limit=check_limit(limit),
+                                              after=decode_cursor(cursor, id_kind="int") if cursor else None,
+                                              item=AGENT_JSON)
+    return page_json(items, last)
 
 
 async def list_(conn: asyncpg.Connection, principal: Principal, limit: int, cursor: str | None) -> Page[Agent]:
