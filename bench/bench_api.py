@@ -26,6 +26,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import psutil
 
 from bench._common import database, free_port, python_server, service
 from voice_service.migrations import migrate
@@ -75,14 +76,26 @@ serve()
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
-def wrk(url: str, *, seconds: float, connections: int, headers: dict[str, str], cpus: str | None) -> dict[str, float]:
+def _cpu(pid: int) -> float:
+    procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    return sum(t.user + t.system for t in (p.cpu_times() for p in procs))
+
+
+def wrk(url: str, *, seconds: float, connections: int, headers: dict[str, str], cpus: str | None,
+        pid: int | None = None) -> dict[str, float]:
     cmd = [*(["taskset", "-c", cpus] if cpus else []), "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s",
            "--latency", *[a for k, v in headers.items() for a in ("-H", f"{k}: {v}")], url]
+    cpu0 = _cpu(pid) if pid else 0.0
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    cpu = _cpu(pid) - cpu0 if pid else float("nan")
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     lat = {q: float(v) * _UNITS[u] for q, v, u in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)}
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"rps": rps, "p50_ms": lat["50"], "p99_ms": lat["99"], "errors": float(errors.group(1)) if errors else 0}
+    requests = float(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    # The server's own CPU per request (its processes' CPU time over the run): what a request costs, whatever else
+    # the machine runs at the time (throughput and latency are not).
+    return {"rps": rps, "p50_ms": lat["50"], "p99_ms": lat["99"], "errors": float(errors.group(1)) if errors else 0,
+            "cpu_us": 1e6 * cpu / requests if requests else float("nan")}
 
 
 async def _setup(dsn: str) -> str:
@@ -118,7 +131,7 @@ def main() -> None:
         key = asyncio.run(_setup(dsn))
         h = {"Authorization": f"Bearer {key}"}
         port, bport = free_port(), free_port()
-        with service(dsn, port, workers=args.workers, cpus=args.server_cpus or None):
+        with service(dsn, port, workers=args.workers, cpus=args.server_cpus or None) as svc_proc:
             base = f"http://127.0.0.1:{port}"
             ids = [httpx.post(f"{base}/v1/agents", headers=h, json={
                 "name": f"Agent {i}", "system_instructions": "Be concise and friendly. " * 8,
@@ -136,7 +149,8 @@ def main() -> None:
             code = BASELINE.replace("sys.argv[2]", repr(f1.name)).replace("sys.argv[3]", repr(f2.name)) \
                 .replace("WORKERS", str(args.workers))
             pin = f"import os; os.sched_setaffinity(0, {{{args.server_cpus}}})\n" if args.server_cpus else ""
-            with python_server(pin + code, bport):
+            with python_server(pin + code, bport) as bare_proc:
+                pids = {port: svc_proc.pid, bport: bare_proc.pid}
                 for path in cases.values():
                     for p, hdr in ((port, h), (bport, {})):
                         wrk(f"http://127.0.0.1:{p}{path}", **{**run, "seconds": 2}, headers=hdr)  # warm-up
@@ -144,21 +158,23 @@ def main() -> None:
                     for name, path in cases.items():
                         for label, p, hdr in (("service", port, h), ("bare", bport, {})):
                             results.setdefault((label, name), []).append(
-                                wrk(f"http://127.0.0.1:{p}{path}", **run, headers=hdr))
+                                wrk(f"http://127.0.0.1:{p}{path}", **run, headers=hdr, pid=pids[p]))
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"wrk -t1 -c{args.connections}, {args.seconds:.0f} s x {args.repeat} (medians); servers: {args.workers} "
           f"process(es) on cpus {args.server_cpus or 'any'}, wrk on cpus {args.wrk_cpus or 'any'}")
-    print(f"{'case':44} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
+    print(f"{'case':44} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'CPU us/req':>11}")
     for (label, name), runs in results.items():
         r = _median(runs)
-        print(f"{label + ' ' + name:44} {r['rps']:9.0f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} {r['errors']:8.0f}")
+        print(f"{label + ' ' + name:44} {r['rps']:9.0f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} {r['errors']:8.0f} "
+              f"{r['cpu_us']:11.0f}")
     for name, target in (("GET /v1/agents/{id}", 0.5), ("GET /v1/agents?limit=50", 0.3)):
         s, b = _median(results[("service", name)]), _median(results[("bare", name)])
         ratios = [x["rps"] / y["rps"] for x, y in zip(results[("service", name)], results[("bare", name)],
                                                          strict=True)]
         print(f"ratio {name}: service/bare throughput {s['rps'] / b['rps']:.2f} (per round: "
               f"{', '.join(f'{x:.2f}' for x in ratios)}; target >= {target}), service p99 {s['p99_ms']:.1f} ms "
-              f"(target <= 20)")
+              f"(target <= 20); CPU per request bare/service {b['cpu_us'] / s['cpu_us']:.2f} (the ratio a quiet, "
+              f"CPU-bound machine would show; the service's database time is not in it)")
     sys.stdout.flush()
 
 

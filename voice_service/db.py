@@ -10,9 +10,8 @@ from __future__ import annotations
 import logging
 import uuid
 import warnings
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -170,46 +169,15 @@ async def system_tx(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
         yield conn
 
 
-def _arg_text(value: Any) -> str:
-    return value.isoformat() if isinstance(value, datetime) else str(value)
 
-
-async def tenant_rows(
-    pool: asyncpg.Pool,
-    tenant_id: uuid.UUID | str,
-    *,
-    rowtype: str,
-    columns: str,
-    query: str,
-    args: Sequence[Any] = (),
-) -> list[asyncpg.Record]:
-    """A tenant-scoped read in ONE round trip (a request's tenant transaction takes three: BEGIN + tenant, the
-    query, COMMIT + reset): `query` (a constant `SELECT * FROM <rowtype> WHERE …` whose parameters are `$1[i]::type`
-    over `args` as text) runs through sql/0096 `tenant_rows`, which sets the tenant for the statement only; RLS
-    applies as in `tenant_tx`. Rows come back in the query's order with `columns` of `rowtype`."""
-    sql = (f"SELECT {columns} FROM tenant_rows($1::uuid, NULL::{rowtype}, $2, $3::text[]) WITH ORDINALITY "
-           "ORDER BY ordinality")
+async def read_once(pool: asyncpg.Pool, query: str, *args: Any) -> list[asyncpg.Record]:
+    """A tenant-scoped read in ONE round trip (a request's tenant transaction takes three: BEGIN + the tenant, the
+    query, COMMIT + the pool's reset). `query` calls one of sql/0096's functions, which set the tenant for the
+    statement's own transaction and then read (RLS applies as in `tenant_tx`); nothing session-level is left on the
+    connection, so the pool's reset is skipped too."""
     async with pool.acquire() as conn:
-        rows: list[asyncpg.Record] = await conn.fetch(
-            sql, _tenant_literal(tenant_id), query, [_arg_text(a) for a in args]
-        )
+        rows: list[asyncpg.Record] = await conn.fetch(query, *args)
         mark_clean = getattr(conn, "mark_clean", None)  # pools made by create_pool
         if mark_clean is not None:
             mark_clean()
     return rows
-
-
-async def tenant_value(
-    pool: asyncpg.Pool, tenant_id: uuid.UUID | str, *, query: str, args: Sequence[Any] = ()
-) -> list[str | None]:
-    """`tenant_rows`' sibling (sql/0097 `tenant_value`): `query` returns one text[] (typically rows PostgreSQL
-    has already encoded as JSON), in one round trip, the tenant set for the statement only."""
-    async with pool.acquire() as conn:
-        value: list[str | None] | None = await conn.fetchval(
-            "SELECT tenant_value($1::uuid, $2, $3::text[])", _tenant_literal(tenant_id), query,
-            [_arg_text(a) for a in args],
-        )
-        mark_clean = getattr(conn, "mark_clean", None)
-        if mark_clean is not None:
-            mark_clean()
-    return value or []

@@ -14,8 +14,6 @@ from typing import Any
 
 import asyncpg
 
-from voice_service.db import tenant_rows, tenant_value
-
 
 class Table:
     def __init__(self, name: str, columns: Sequence[str], *, soft_delete: bool = True, id_cast: str = "uuid") -> None:
@@ -80,48 +78,3 @@ class Table:
             *args,
         )
 
-    # --- reads in one round trip (no transaction: see db.tenant_rows) ---
-
-    async def read_get(self, pool: asyncpg.Pool, tenant_id: uuid.UUID, id_: Any) -> asyncpg.Record | None:
-        rows = await tenant_rows(
-            pool, tenant_id, rowtype=self.name, columns=self.select, args=(tenant_id, id_),
-            query=f"SELECT * FROM {self.name} WHERE tenant_id = $1[1]::uuid AND id = $1[2]::{self.id_cast} "
-                  f"{self.alive}",
-        )
-        return rows[0] if rows else None
-
-    async def read_page(self, pool: asyncpg.Pool, tenant_id: uuid.UUID, *, limit: int,
-                        after: tuple[datetime, str] | None) -> list[asyncpg.Record]:
-        """`page` (without filters) in one round trip."""
-        args: list[Any] = [tenant_id, limit + 1]
-        cond = ""
-        if after is not None:
-            args += [after[0], after[1]]
-            cond = f"AND (created_at, id) < ($1[3]::timestamptz, $1[4]::{self.id_cast})"
-        return await tenant_rows(
-            pool, tenant_id, rowtype=self.name, columns=self.select, args=args,
-            query=f"SELECT * FROM {self.name} WHERE tenant_id = $1[1]::uuid {self.alive} {cond} "
-                  f"ORDER BY created_at DESC, id DESC LIMIT $1[2]::int",
-        )
-
-    async def read_page_json(self, pool: asyncpg.Pool, tenant_id: uuid.UUID, *, limit: int,
-                             after: tuple[datetime, str] | None, item: str) -> tuple[bytes, tuple[datetime, str] | None]:
-        """`read_page` with the rows encoded by PostgreSQL: `item` is the SQL expression of one item's JSON (over
-        the table's columns, timestamps through `api_timestamp`). Returns the items' JSON array and, when another
-        page exists, the last item's (created_at, id) for its cursor."""
-        cond = ""
-        if after is not None:
-            cond = f"AND (created_at, id) < ($1[3]::timestamptz, $1[4]::{self.id_cast})"
-        query = (
-            f"WITH page AS (SELECT *, row_number() OVER (ORDER BY created_at DESC, id DESC) AS ord "
-            f"FROM {self.name} WHERE tenant_id = $1[1]::uuid {self.alive} {cond} "
-            f"ORDER BY created_at DESC, id DESC LIMIT $1[2]::int + 1) "
-            f"SELECT ARRAY[coalesce((SELECT json_agg({item} ORDER BY ord) FROM page WHERE ord <= $1[2]::int)::text,"
-            f" '[]'), (SELECT count(*) FROM page)::text, "
-            f"(SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"') "
-            f"FROM page WHERE ord = $1[2]::int), (SELECT id::text FROM page WHERE ord = $1[2]::int)]"
-        )
-        args: list[Any] = [tenant_id, limit] + ([after[0], after[1]] if after is not None else [])
-        items, count, last_at, last_id = await tenant_value(pool, tenant_id, query=query, args=args)
-        more = int(count or 0) > limit and last_at is not None and last_id is not None
-        return (items or "[]").encode(), (datetime.fromisoformat(last_at), last_id) if more else None  # type: ignore[arg-type]

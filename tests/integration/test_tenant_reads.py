@@ -1,6 +1,7 @@
-"""Reads in one round trip (db.tenant_rows, sql/0096): row-level security sees exactly the caller's tenant, the
-tenant does not outlive the statement on the pooled connection, and the agents' GET routes built on it answer as
-before (404 for another tenant's agent, pages and cursors)."""
+"""Reads in one round trip (db.read_once over sql/0096's functions): row-level security sees exactly the caller's
+tenant, the tenant does not outlive the statement on the pooled connection, and the agents' GET routes built on them
+answer as before (404 for another tenant's agent, pages and cursors; a page encoded by PostgreSQL reads exactly as
+each agent does)."""
 
 from __future__ import annotations
 
@@ -9,22 +10,22 @@ from typing import Any
 import asyncpg
 
 from tests.conftest import Tenant
-from voice_service.db import create_pool, tenant_rows
+from voice_service.agents.repository import read_agent, read_page_json
+from voice_service.db import create_pool
 
 
-async def test_rls_sees_only_the_given_tenant_and_the_setting_ends_with_the_statement(
+async def test_a_read_sees_only_the_given_tenant_and_leaves_no_tenant_behind(
     pg_dsn: str, make_tenant: Any, client: Any
 ) -> None:
     a: Tenant = await make_tenant()
     b: Tenant = await make_tenant()
-    for tenant, name in ((a, "A's agent"), (b, "B's agent")):
-        assert (await client.post("/v1/agents", headers=tenant.headers, json={"name": name})).status_code == 201
+    made = (await client.post("/v1/agents", headers=a.headers, json={"name": "A's agent"})).json()
     pool = await create_pool(pg_dsn, min_size=1, max_size=1)  # one connection: every read reuses it
     try:
-        # No tenant filter in the query itself: only RLS stands between B and A's rows.
-        rows = await tenant_rows(pool, b.id, rowtype="voice_agents", columns="tenant_id, name",
-                                 query="SELECT * FROM voice_agents")
-        assert {r["tenant_id"] for r in rows} == {b.id} and [r["name"] for r in rows] == ["B's agent"]
+        assert (await read_agent(pool, a.id, made["id"]))["name"] == "A's agent"  # type: ignore[index]
+        assert await read_agent(pool, b.id, made["id"]) is None
+        items, last = await read_page_json(pool, b.id, limit=50, after=None)
+        assert (items, last) == (b"[]", None)
         async with pool.acquire() as conn:
             # The same pooled connection afterwards: no tenant left behind, so RLS shows nothing.
             assert await conn.fetchval("SELECT current_setting('app.tenant_id', true)") in (None, "")
@@ -52,11 +53,12 @@ async def test_agent_reads_stay_inside_the_tenant(client: Any, make_tenant: Any)
     assert (await client.get(f"/v1/agents/{made[1]['id']}", headers=a.headers)).status_code == 404
 
 
-async def test_tenant_rows_is_not_callable_without_the_app_role(admin_conn: asyncpg.Connection) -> None:
+async def test_the_read_functions_are_not_granted_to_public(admin_conn: asyncpg.Connection) -> None:
     grantees = await admin_conn.fetch(
-        "SELECT grantee FROM information_schema.routine_privileges WHERE routine_name = 'tenant_rows'"
+        "SELECT grantee FROM information_schema.routine_privileges "
+        "WHERE routine_name IN ('agent_read', 'agents_page_json')"
     )
-    assert "PUBLIC" not in {g["grantee"] for g in grantees}
+    assert grantees and "PUBLIC" not in {g["grantee"] for g in grantees}
 
 
 async def test_a_page_encoded_by_postgresql_reads_exactly_as_each_agent_does(client: Any, make_tenant: Any) -> None:

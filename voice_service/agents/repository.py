@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
+
+import asyncpg
+
+from voice_service.db import read_once
 from voice_service.repository import Table
 
 agents = Table(
@@ -11,12 +17,22 @@ agents = Table(
     id_cast="bigint",
 )
 
-# One agent as the API's JSON (schemas.Agent, field for field), encoded by PostgreSQL for list pages
-# (Table.read_page_json); an agent without an analysis schema stores {} and shows null, as service.to_agent does.
-AGENT_JSON = (
-    "json_build_object('id', id, 'name', name, 'agent_instructions', agent_instructions, "
-    "'system_instructions', system_instructions, 'outbound_starter_prompt', outbound_starter_prompt, "
-    "'inbound_starter_prompt', inbound_starter_prompt, 'voice_id', voice_id, 'gender', gender, "
-    "'language', language, 'analysis_schema', NULLIF(analysis_schema, '{}'::jsonb), 'config', config, "
-    "'metadata', metadata, 'created_at', api_timestamp(created_at), 'updated_at', api_timestamp(updated_at))"
-)
+
+# --- reads in one round trip (sql/0096; no transaction: see db.read_once) ---
+
+
+async def read_agent(pool: asyncpg.Pool, tenant_id: uuid.UUID, agent_id: int) -> asyncpg.Record | None:
+    rows = await read_once(pool, f"SELECT {agents.select} FROM agent_read($1, $2)", tenant_id, agent_id)
+    return rows[0] if rows else None
+
+
+async def read_page_json(pool: asyncpg.Pool, tenant_id: uuid.UUID, *, limit: int,
+                         after: tuple[datetime, str] | None) -> tuple[bytes, tuple[datetime, str] | None]:
+    """One page of agents as the API's JSON array, encoded by PostgreSQL (decoding 50 rows into objects and
+    encoding them again cost the service most of a list request), and the last item's (created_at, id) when another
+    page exists."""
+    rows = await read_once(pool, "SELECT agents_page_json($1, $2, $3, $4) AS page", tenant_id, limit,
+                           after[0] if after else None, int(after[1]) if after else None)
+    items, found, last_at, last_id = rows[0]["page"]
+    more = int(found) > limit and last_at is not None and last_id is not None
+    return items.encode(), (datetime.fromisoformat(last_at), last_id) if more else None

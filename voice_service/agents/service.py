@@ -10,7 +10,7 @@ import asyncpg
 from analysis.prompt import validate_json_schema
 from providers.stt.deepgram import DEFAULT_MODEL as DEFAULT_STT_MODEL
 from providers.stt.deepgram import UnsupportedLanguage, deepgram_language
-from voice_service.agents.repository import AGENT_JSON, agents
+from voice_service.agents.repository import agents, read_agent, read_page_json
 from voice_service.agents.schemas import Agent, AgentCreate, AgentUpdate
 from voice_service.auth import Principal
 from voice_service.crud import fields_of
@@ -83,7 +83,7 @@ async def get(conn: asyncpg.Connection, principal: Principal, agent_id: int) -> 
 async def read(reader: TenantReader, agent_id: int) -> Agent:
     """`get` in one database round trip (no transaction)."""
     _check_id(agent_id)
-    row = await agents.read_get(reader.pool, reader.tenant_id, agent_id)
+    row = await read_agent(reader.pool, reader.tenant_id, agent_id)
     if row is None:
         raise NotFound("agent not found")
     return to_agent(row)
@@ -115,9 +115,8 @@ async def delete(conn: asyncpg.Connection, principal: Principal, agent_id: int) 
 async def read_page(reader: TenantReader, limit: int, cursor: str | None) -> bytes:
     """`list_` in one database round trip, as the response's JSON (`Page[Agent]`), the items encoded by
     PostgreSQL (a 50-item page decoded into objects and encoded again cost the service most of its time)."""
-    items, last = await agents.read_page_json(reader.pool, reader.tenant_id, limit=check_limit(limit),
-                                              after=decode_cursor(cursor, id_kind="int") if cursor else None,
-                                              item=AGENT_JSON)
+    items, last = await read_page_json(reader.pool, reader.tenant_id, limit=check_limit(limit),
+                                       after=decode_cursor(cursor, id_kind="int") if cursor else None)
     return page_json(items, last)
 
 
