@@ -271,6 +271,7 @@ async def run_case(
             "OPENAI_BASE_URL": f"{fakes_url}/v1",
             "DEFAULT_TTS_PROVIDER": "deepgram",
             "DEFAULT_TTS_VOICE": "aura-2-thalia-en",
+            "HTTP_POOL_SHARDS": str(args.http_shards),
         }
         pin = ["taskset", "-c", args.service_cpus] if args.service_cpus else []
         proc = await asyncio.create_subprocess_exec(
@@ -630,6 +631,8 @@ def main() -> None:
                                                           "the others)")
     ap.add_argument("--no-pin", action="store_true", help="no pinning: service and harness share every core")
     ap.add_argument("--barge-in", action="store_true", help="also measure barge-in (long agent answers)")
+    ap.add_argument("--http-shards", type=int, default=32, help="the service's HTTP_POOL_SHARDS (1: one pool, as "
+                                                                 "before providers/http.py)")
     asyncio.run(amain(ap.parse_args()))
 
 

@@ -112,7 +112,8 @@ async def open_runtime(
         # the provider would land on the caller's wait). Spread over small pools: see providers/http.py.
         http = pooled_client(timeout=httpx.Timeout(10.0, connect=5.0),
                              limits=httpx.Limits(max_connections=2000, max_keepalive_connections=1000,
-                                                 keepalive_expiry=60.0))
+                                                 keepalive_expiry=60.0),
+                             shards=settings.http_pool_shards)
         stack.push_async_callback(http.aclose)
         yield Runtime(settings=settings, dsn=dsn, pool=pool, http=http, exit_stack=stack,
                       call_listeners=call_listeners, billing_listeners=billing_listeners)
