@@ -25,6 +25,7 @@ import httpx
 from providers.http import pooled_client
 from voice_service.db import create_pool, resolve_database_url
 from voice_service.migrations import migrate
+from voice_service.observability import call_id_var
 from voice_service.settings import Settings
 
 if TYPE_CHECKING:
@@ -113,7 +114,7 @@ async def open_runtime(
         http = pooled_client(timeout=httpx.Timeout(10.0, connect=5.0),
                              limits=httpx.Limits(max_connections=2000, max_keepalive_connections=1000,
                                                  keepalive_expiry=60.0),
-                             shards=settings.http_pool_shards)
+                             shards=settings.http_pool_shards, affinity=call_id_var.get)
         stack.push_async_callback(http.aclose)
         yield Runtime(settings=settings, dsn=dsn, pool=pool, http=http, exit_stack=stack,
                       call_listeners=call_listeners, billing_listeners=billing_listeners)

@@ -36,7 +36,6 @@ import httpx
 import msgspec
 import uvicorn
 
-from providers.http import pooled_client
 from voice_service.simulator.calls import Scenario, SimCall, caller_audio
 from voice_service.simulator.twilio import TwilioSide
 from voice_service.simulator.vonage import VonageSide
@@ -171,10 +170,7 @@ class Simulator:
         stack = contextlib.AsyncExitStack()
         await stack.__aenter__()
         try:
-            # Hundreds of simulated calls post their status callbacks at once: small pools (providers/http.py).
-            self._http = await stack.enter_async_context(pooled_client(
-                timeout=httpx.Timeout(10.0), limits=httpx.Limits(max_connections=800, max_keepalive_connections=400),
-                shards=16))
+            self._http = await stack.enter_async_context(httpx.AsyncClient(timeout=10.0))
             _, self.port = await stack.enter_async_context(
                 serve_in_loop(self, host=self.host, port=self.port)
             )
