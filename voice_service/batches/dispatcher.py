@@ -544,8 +544,9 @@ async def attempt_ended(
 
 
 async def maybe_complete(conn: asyncpg.Connection, tenant_id: uuid.UUID, batch_id: uuid.UUID) -> bool:
-    """Complete the batch (and release its wallet reservation) when no entry is waiting or live."""
-    b = await repo.get_batch(conn, tenant_id, batch_id)
+    """Complete the batch (and release its wallet reservation) when no entry is waiting or live. The batch row is
+    locked first: two transactions finishing its last calls (or a dispatch run and a call's end) complete it once."""
+    b = await repo.get_batch(conn, tenant_id, batch_id, lock=True)
     if b is None:
         return False
     if b["queued_calls"] + b["retrying_calls"] + b["in_progress_calls"] > 0:

@@ -148,6 +148,8 @@ class PlatformAdminController(Controller):
         provider: str | None = QueryParameter(name="provider", default=None, max_length=100),
         include_inactive: bool = QueryParameter(name="include_inactive", default=False),
     ) -> list[PlatformPrice]:
+        """For the billing platform (`Authorization: Bearer <PLATFORM_ADMIN_TOKEN>`): the global catalog, or with
+        `tenant_id` that tenant's own prices; only the rows in force now unless `include_inactive`."""
         return await service.platform_list_prices(request.app.state.pool, tenant_id, category=category,
                                                   provider=provider, include_inactive=include_inactive)
 
@@ -158,6 +160,8 @@ class PlatformAdminController(Controller):
         summary="End a price from now on (a price not in force yet is withdrawn)",
     )
     async def end_price(self, request: Request[Any, Any, Any], price_id: uuid.UUID) -> None:
+        """For the billing platform (`Authorization: Bearer <PLATFORM_ADMIN_TOKEN>`): the price stops applying
+        now; calls already billed keep it. A price whose `effective_from` is still ahead is withdrawn."""
         await service.platform_end_price(request.app.state.pool, price_id)
 
     @post(

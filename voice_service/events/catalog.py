@@ -367,7 +367,9 @@ def event_types() -> list[EventTypeInfo]:
 
 
 @example({"type": "voice_call.ended", "description": "The call is over, whatever its outcome.",
-          "aggregate_type": "voice_call", "data_schema": {"$ref": "#/$defs/VoiceCallEndedData", "$defs": {}},
+          "aggregate_type": "voice_call", "data_schema": {
+              "title": "VoiceCallEndedData", "type": "object", "required": ["status"],
+              "properties": {"status": {"type": "string"}, "end_reason": {"type": "string"}}},
           "example": {"type": "voice_call.ended", "id": "9d8c7b6a-5f4e-4d3c-8b2a-1f0e9d8c7b6a",
                       "timestamp": "2025-03-04T15:22:41.120Z", "seq": 4711, "aggregate_type": "voice_call",
                       "aggregate_id": _CALL_ID,

@@ -86,7 +86,9 @@ async def page_events(
         args.append(types)
         conds.append(f"event_type = ANY (${len(args)})")
     return await conn.fetch(
-        f"SELECT {_EVENT_COLUMNS} FROM domain_events WHERE {' AND '.join(conds)} ORDER BY txid, seq LIMIT $2",
+        # domain_events.txid, not the text the select list names txid: as text, 1021 would sort before 977.
+        f"SELECT {_EVENT_COLUMNS} FROM domain_events WHERE {' AND '.join(conds)} "
+        "ORDER BY domain_events.txid, seq LIMIT $2",
         *args,
     )
 

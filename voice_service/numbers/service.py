@@ -56,7 +56,13 @@ async def _check_on_account(runtime: Runtime, provider: str, e164: str) -> None:
     """The number must be on the account this service uses with `provider` (422 otherwise; 503 when the carrier
     cannot tell). Outside any transaction: it asks the carrier."""
     declared = carrier(provider)
-    client = await get_provider(runtime, provider)
+    try:
+        client = await get_provider(runtime, provider)
+    except ServiceUnavailable as exc:
+        # No account of that carrier on this service: nothing can place or answer calls on such a number.
+        raise ValidationFailed(
+            f"this service has no {declared.title} account, so it cannot take {declared.title} numbers "
+            f"({exc.detail})", field="provider") from None
     try:
         held = await client.owns_number(e164)
     except ProviderError as exc:

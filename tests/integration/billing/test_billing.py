@@ -218,7 +218,7 @@ async def test_batch_refused_with_402_when_the_wallet_cannot_cover_it(
     agent = (await client.post("/v1/agents", json={"name": "Sales"}, headers=tenant.headers)).json()
     number = await client.post(
         "/v1/numbers",
-        json={"phone_number": f"+1415555{uuid.uuid4().int % 10000:04d}", "provider": "twilio"},
+        json={"phone_number": f"+14152{uuid.uuid4().int % 1_000_000:06d}", "provider": "twilio"},
         headers=tenant.headers,
     )
     assert number.status_code == 201, number.text

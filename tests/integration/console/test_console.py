@@ -521,7 +521,7 @@ async def test_pages_cost_a_few_queries_whatever_the_rows(
     async def seed(tenant: Any, n: int) -> None:
         for i in range(n):
             agent = (await client.post("/v1/agents", json={"name": f"A{i}"}, headers=tenant.headers)).json()
-            await client.post("/v1/numbers", json={"phone_number": f"+1415555{uuid.uuid4().int % 10000:04d}",
+            await client.post("/v1/numbers", json={"phone_number": f"+14152{uuid.uuid4().int % 1_000_000:06d}",
                                                    "provider": "twilio", "default_agent_id": agent["id"]},
                               headers=tenant.headers)
             await _insert_call(admin_conn, tenant.id, status="failed", agent_id=agent["id"], end_reason="x")

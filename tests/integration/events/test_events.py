@@ -241,3 +241,26 @@ async def test_endpoint_is_disabled_after_repeated_failures(
     )
     r = await client.post(f"/v1/webhook-endpoints/{endpoint['id']}/enable", headers=tenant.headers)
     assert r.json()["status"] == "active" and r.json()["consecutive_failures"] == 0
+
+
+async def test_the_feed_orders_transactions_by_number_not_by_their_digits(
+    client: Any, tenant: Any, admin_conn: Any
+) -> None:
+    """Transaction 10 comes after 9 (as text it sorts first: the feed handed events out twice or skipped them)."""
+    ids = []
+    for txid in (9, 10, 100):  # long finished (below every open transaction): the feed shows them
+        ids.append(await admin_conn.fetchval(
+            "INSERT INTO domain_events (tenant_id, event_type, aggregate_type, payload, txid) "
+            "VALUES ($1, 'voice_call.analyzed', 'voice_call', $2::jsonb, $3::xid8) RETURNING id",
+            tenant.id, msgspec.json.encode({"txid": txid}).decode(), txid))
+    seen: list[str] = []
+    cursor = None
+    for _ in range(10):
+        r = await client.get("/v1/events", params={"limit": 1, **({"after": cursor} if cursor else {})},
+                             headers=tenant.headers)
+        page = r.json()
+        if not page["items"]:
+            break
+        seen += [e["id"] for e in page["items"]]
+        cursor = page["next_cursor"]
+    assert seen == [str(i) for i in ids]

@@ -37,7 +37,7 @@ async def api(stack: tuple[Simulator, RunningService]) -> AsyncIterator[httpx.As
 
 
 def _phone() -> str:
-    return f"+1415555{uuid.uuid4().int % 10000:04d}"
+    return f"+14152{uuid.uuid4().int % 1_000_000:06d}"
 
 
 async def _setup(api: httpx.AsyncClient, tenant: Any, stack: tuple[Simulator, RunningService]) -> tuple[int, str]:
@@ -200,11 +200,13 @@ async def test_batch_lifecycle_events(
     events = [e for e in await _events(api, tenant, "batch.started,batch.progress,batch.completed,batch.cancelled")
               if e["aggregate_id"] == batch["id"]]
     types = [e["type"] for e in events]
-    assert types[0] == "batch.started" and types[-1] == "batch.completed"
+    # The feed is in transaction order: two calls ending together may list the other call's progress after the
+    # completion its transaction did not see; started comes first and completed once.
+    assert types[0] == "batch.started" and types.count("batch.completed") == 1, types
     progress = [e for e in events if e["type"] == "batch.progress"]
     # One attempt ends per call: with the interval not yet passed, only the first of them writes an event.
     assert len(progress) == (1 if interval else 4), types
-    completed = events[-1]["data"]
+    completed = next(e for e in events if e["type"] == "batch.completed")["data"]
     assert completed["status"] == "completed" and completed["counts"] == done["counts"]
     assert completed["completed_at"] is not None
     schemas = await _schemas(api, tenant)

@@ -147,6 +147,20 @@ async def test_when_the_carrier_cannot_answer_nothing_is_registered(
     assert (await api.get("/v1/numbers", headers=tenant.headers)).json()["items"] == []
 
 
+async def test_a_carrier_this_service_has_no_account_with_is_refused_by_name(
+    settings: Settings, make_tenant: Any
+) -> None:
+    """A deployment without Twilio credentials cannot hold Twilio numbers: a 422 naming `provider` (not a 503)."""
+    tenant = await make_tenant()
+    bare = msgspec.structs.replace(settings, twilio_account_sid=None, twilio_auth_token=None)
+    app = create_app(bare, bootstrap=False)
+    async with AsyncTestClient(app=app, base_url="http://testserver.local") as c:
+        body = _problem(await c.post("/v1/numbers", json={"phone_number": _phone(), "provider": "twilio"},
+                                     headers=tenant.headers), 422, "provider")
+        assert "TWILIO_ACCOUNT_SID" in body["detail"]
+        assert (await c.get("/v1/numbers", headers=tenant.headers)).json()["items"] == []
+
+
 async def test_the_platform_assigns_a_number_without_the_carrier_check(
     api: Any, make_tenant: Any, carrier_accounts: CarrierAccounts
 ) -> None:

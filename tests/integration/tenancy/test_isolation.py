@@ -44,7 +44,7 @@ async def _seed(client: Any, t: Any) -> dict[str, Any]:
     voice = (await client.post("/v1/voices", json={"provider": "elevenlabs", "provider_voice_id": "v-" +
                                                    uuid.uuid4().hex[:6], "name": "Ava"}, headers=h)).json()
     agent = (await client.post("/v1/agents", json={"name": "Sales", "voice_id": voice["id"]}, headers=h)).json()
-    phone = f"+1415555{uuid.uuid4().int % 10000:04d}"
+    phone = f"+14152{uuid.uuid4().int % 1_000_000:06d}"
     number = await client.post("/v1/numbers", json={"phone_number": phone, "provider": "twilio"}, headers=h)
     assert number.status_code == 201, number.text
     lead = await client.post("/v1/leads", json={"first_name": "Ann", "phone": f"+4420794{uuid.uuid4().int % 100000:05d}"},
