@@ -59,11 +59,15 @@ def wait_http(port: int, path: str = "/health", timeout: float = 60.0) -> None:
 
 
 @contextlib.contextmanager
-def service(dsn: str, port: int, **env: str) -> Iterator[subprocess.Popen[bytes]]:
-    """`voice-service serve` in a subprocess (one uvicorn worker), stopped with SIGTERM at the end."""
+def service(dsn: str, port: int, *, workers: int = 1, cpus: str | None = None,
+            **env: str) -> Iterator[subprocess.Popen[bytes]]:
+    """`voice-service serve --workers N` in a subprocess (pinned to `cpus`, a taskset list, when given), stopped
+    with SIGTERM at the end."""
     full_env = {**os.environ, "DATABASE_URL": dsn, "PORT": str(port), "HOST": "127.0.0.1", "LOG_LEVEL": "WARNING",
                 "RUN_WORKERS": "false", **env}
-    proc = subprocess.Popen([sys.executable, "-m", "voice_service.cli", "serve"], env=full_env, cwd=ROOT)
+    pin = ["taskset", "-c", cpus] if cpus else []
+    proc = subprocess.Popen([*pin, sys.executable, "-m", "voice_service.cli", "serve", "--workers", str(workers)],
+                            env=full_env, cwd=ROOT)
     try:
         wait_http(port)
         yield proc

@@ -126,8 +126,10 @@ def phones(n: int, prefix: str) -> list[str]:
 
 
 async def start(command: str, env: dict[str, str]) -> asyncio.subprocess.Process:
+    # One process, as the figures before `serve --workers` were taken (serve's default is one per core).
+    extra = ["--workers", "1"] if command == "serve" else []
     return await asyncio.create_subprocess_exec(
-        str(Path(sys.executable).parent / "voice-service"), command, env=env, cwd=ROOT
+        str(Path(sys.executable).parent / "voice-service"), command, *extra, env=env, cwd=ROOT
     )
 
 

@@ -1,38 +1,50 @@
-"""Conversation engine benchmark: the service's own added latency per turn, and CPU per concurrent call.
+"""Conversation engine benchmark: added latency per turn on the caller's clock and inside the service, barge-in,
+event-loop lag, CPU and memory per concurrent call.
 
-Three processes on 127.0.0.1, so none measures itself:
+Three kinds of process on 127.0.0.1, so none measures itself:
 
-* the service (`voice_service.app` under uvicorn, one worker, the conversation engine installed) — a subprocess;
-* the fakes (Deepgram STT WebSocket, OpenAI SSE, Deepgram Aura TTS) answering after fixed delays — a subprocess
-  that timestamps every `speech_final` it sends;
-* this process: the simulator carrier, which places nothing itself but answers the calls the service places
-  (POST /v1/calls, provider `simulator` = Twilio's wire format), streams each caller's audio at real time over
-  the real media WebSocket, and timestamps every agent audio frame that arrives.
+* the service (`voice-service serve --workers W`, the conversation engine installed), pinned with `taskset` to
+  `--service-cpus` (default: core 0) — the figure is then "conversations per core";
+* the fakes (Deepgram STT WebSocket, OpenAI SSE, Deepgram Aura TTS) answering after fixed delays, and this process
+  (the simulator carrier: answers the calls the service places over Twilio's wire format, streams each caller's
+  audio in real time, timestamps every frame it sends and every agent frame and `clear` it receives), both pinned
+  to `--harness-cpus` (default: every other core), with the benchmark's PostgreSQL.
 
-Added latency of a turn = (first agent audio frame at the carrier after the fake's `speech_final`) − (the fake's
-`speech_final` send time) − (LLM first-token delay + TTS first-byte delay). Both timestamps are CLOCK_MONOTONIC,
-shared by the processes. Turns are matched to calls by the caller audio (each call's is unique and the STT fake
-receives it byte for byte).
+Caller's clock (the figure): from the caller's last audio frame that lets the STT decide the turn ended (the frame
+whose audio ends where the fake's final `Results` ends: start + duration on the stream's timeline, which starts at
+the call's first frame) to the first agent audio frame arriving at the caller, minus the fakes' own delays (STT
+processing, LLM first token, TTS first byte). All clocks are CLOCK_MONOTONIC, shared by the processes. Turns are
+matched to calls by the caller audio (each call's is unique and the STT fake receives it byte for byte).
 
-The floor, measured in the same run: the same calls through the same service with the default media-only handler
-(inbound metering, nothing played): CPU per call of the media path alone.
+The same turns are cut into hops, to say where the caller's wait goes:
+  audio in   caller frame sent → the STT fake decided (carrier → service → STT forwarding → fake's VAD)
+  STT out    the fake decided → its `speech_final` left (its processing delay, subtracted above)
+  wire       `speech_final` left → first agent audio at the caller, minus LLM and TTS delays
+  service    the engine's own span (speech_final read → first frame handed to the sender; call logs), minus the
+             same delays; wire − service is the STT → service read and the service → caller send.
 
-    .venv/bin/python -m bench.bench_conversation [--turns 1000] [--concurrency 50 200] [--rate 20]
+Only turns inside the steady window count: after the last call connected and before the first call hung up, so
+every turn is taken with all N calls live (calls start at `--rate` per second, as a dialler starts them).
 
-Calls start at `--rate` per second (a dialler's ramp), then all N talk at once; each call's first turn is offset
-within one turn length, so turns are spread over time as real calls' are.
+Barge-in (`--barge-in`): the same N calls with a long agent answer, so the caller's next utterance talks over it:
+the time from the caller frame that let the STT produce the words that stop the agent, to the `clear` arriving at
+the caller, minus the STT delay (and, for reference, from the first speech frame of that utterance).
 
-BENCH_PROFILE=/tmp/service.prof profiles the service process (cProfile, dumped on SIGUSR1 before it stops).
+Memory: the service's RSS before the first call and at its peak with N calls live, per call. Event-loop lag: the
+service's `voice_event_loop_lag_seconds` histogram over the steady window (/metrics). The floor, measured in the
+same run: the same calls with the media-only handler (no STT/LLM/TTS).
+
+    .venv/bin/python -m bench.bench_conversation [--turns 1000] [--concurrency 150 200] [--rate 20]
+        [--workers 1] [--service-cpus 0] [--harness-cpus 1] [--barge-in] [--no-pin]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import os
-import signal
-import statistics
 import sys
 import tempfile
 import time
@@ -69,9 +81,31 @@ from tests.fakes.tts import FakeTts
 
 port, llm_delay, tts_delay, stt_delay = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
 finals = []  # (monotonic send time, request_id)
+decided = []  # (monotonic time the fake decided, request_id, audio end s, words, speech_final)
 dg = FakeDeepgram(script=lambda i: "Can you hear me now?", processing_delay=stt_delay, idle_timeout=30)
 oai = FakeOpenAI(default_reply="Okay, sure.", first_token_delay=llm_delay)
 tts = FakeTts(seconds_per_char=0.02, chunk_ms=100, first_byte_delay=tts_delay)
+SHORT, LONG = "Okay, sure.", "Okay, sure. Let me tell you all about it, it takes quite a while to say. " * 3
+
+from tests.fakes import deepgram as dgmod
+_emit = dgmod._Connection._emit
+
+def emit(self, message):
+    if message.get("type") == "Results":
+        words = len(message["channel"]["alternatives"][0]["transcript"].split())
+        decided.append((time.monotonic(), self.session.request_id, message["start"] + message["duration"], words,
+                        message["speech_final"]))
+    _emit(self, message)
+
+dgmod._Connection._emit = emit
+lags = []  # (monotonic, lag s) of this process's loop: a late fake delays the service's turns too
+
+async def probe():
+    import asyncio
+    while True:
+        asked = time.monotonic() + 0.05
+        await asyncio.sleep(0.05)
+        lags.append((asked, max(0.0, time.monotonic() - asked)))
 
 async def stt(scope, receive, send):
     async def timed(message):
@@ -85,11 +119,18 @@ async def stats(scope, receive, send):
     if scope["type"] != "http":
         return
     if scope["path"] == "/bench/reset":
-        finals.clear(); dg.sessions.clear()
+        global prober
+        if prober is None:
+            import asyncio
+            prober = asyncio.get_running_loop().create_task(probe())
+        finals.clear(); decided.clear(); dg.sessions.clear(); lags.clear()
+        oai.default_reply = LONG if b"long" in scope.get("query_string", b"") else SHORT
         await send_json(send, 200, {})
         return
     sessions = {s.request_id: hashlib.sha1(bytes(s.audio[:FINGERPRINT_BYTES])).hexdigest() for s in dg.sessions}
-    await send_json(send, 200, {"finals": finals, "sessions": sessions})
+    await send_json(send, 200, {"finals": finals, "decided": decided, "sessions": sessions, "lags": lags})
+
+prober = None
 
 import uvicorn
 router = PathRouter({"/v1/listen": stt, "/v1/speak": tts, "/v1/chat": oai, "/bench": stats})
@@ -97,29 +138,8 @@ uvicorn.run(router, host="127.0.0.1", port=port, lifespan="off", log_level="warn
             ws_ping_interval=None, backlog=2048)
 """.replace("FINGERPRINT_BYTES", str(FINGERPRINT_BYTES))
 
-SERVICE = r"""
-import os
-import sys
-import uvicorn
-from voice_service.app import background_services, create_app
-from voice_service.settings import load_settings
-
-# CONVERSATION_ENGINE (set per mode by the bench) decides whether the engine drives the media sessions.
-background_services[:] = [s for s in background_services if s[0] != "conversation"]
-settings = load_settings()
-app = create_app(settings, bootstrap=False)
-config = uvicorn.Config(app, host="127.0.0.1", port=settings.port, log_config=None, lifespan="on",
-                        ws_max_size=1 << 20, ws_ping_interval=None, backlog=2048)
-if os.environ.get("BENCH_PROFILE") and sys.argv[1] == "engine":
-    import cProfile, signal
-    profile = cProfile.Profile()
-    signal.signal(signal.SIGUSR1, lambda *_: profile.dump_stats(os.environ["BENCH_PROFILE"]))
-    profile.enable()
-uvicorn.Server(config).run()
-"""
-
-
 TURN_SECONDS = 2.4
+INTERRUPT_MIN_WORDS = 3  # AgentConfig.interrupt_min_words default: the words that stop the agent
 
 
 def caller_audio(index: int, turns: int, lead: float) -> bytes:
@@ -148,7 +168,7 @@ def write_wav(path: Path, pcm: bytes, rate: int = 8000) -> None:
         out.writeframes(pcm)
 
 
-async def wait_http(url: str, within: float = 60.0) -> None:
+async def wait_http(url: str, within: float = 120.0) -> None:
     deadline = time.monotonic() + within
     async with httpx.AsyncClient() as http:
         while time.monotonic() < deadline:
@@ -161,6 +181,59 @@ async def wait_http(url: str, within: float = 60.0) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, int(q * len(ordered) + 0.5) - 1))]
+
+
+def tree(pid: int) -> list[psutil.Process]:
+    proc = psutil.Process(pid)
+    return [proc, *proc.children(recursive=True)]
+
+
+def cpu_of(procs: list[psutil.Process]) -> float:
+    total = 0.0
+    for p in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            t = p.cpu_times()
+            total += t.user + t.system
+    return total
+
+
+def rss_of(procs: list[psutil.Process]) -> int:
+    total = 0
+    for p in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            total += p.memory_info().rss
+    return total
+
+
+async def scrape_lag(base: str) -> dict[float, float]:
+    """The service's loop-lag histogram (cumulative counts by upper bound) from /metrics."""
+    async with httpx.AsyncClient() as http:
+        text = (await http.get(f"{base}/metrics")).text
+    out: dict[float, float] = {}
+    for line in text.splitlines():
+        if line.startswith("voice_event_loop_lag_seconds_bucket"):
+            le = line.split('le="')[1].split('"')[0]
+            out[float("inf") if le == "+Inf" else float(le)] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def lag_quantiles(before: dict[float, float], after: dict[float, float]) -> dict[str, float]:
+    """Upper bounds (ms) of the bucket holding p50 / p99 / max of the probes between the two scrapes."""
+    bounds = sorted(after)
+    counts = [after[b] - before.get(b, 0.0) for b in bounds]
+    total = counts[-1] if counts else 0.0
+    out: dict[str, float] = {"probes": total}
+    for name, q in (("p50", 0.5), ("p99", 0.99), ("max", 1.0)):
+        out[name] = next((b * 1000 for b, c in zip(bounds, counts, strict=True) if total and c >= q * total),
+                         float("nan"))
+    return out
+
+
 async def run_case(
     *,
     mode: str,
@@ -169,9 +242,9 @@ async def run_case(
     dsn: str,
     key: str,
     fakes_url: str,
-    fakes_pid: int,
+    harness: list[int],
     tmp: Path,
-    rate: float,
+    args: argparse.Namespace,
 ) -> dict[str, Any]:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -179,12 +252,13 @@ async def run_case(
         env = {
             **os.environ,
             "DATABASE_URL": dsn,
+            "HOST": "127.0.0.1",
             "PORT": str(port),
             "PUBLIC_BASE_URL": base,
             "LOG_LEVEL": "WARNING",
             "RUN_WORKERS": "false",
             # media-only: the same calls with the default metering handler (no STT/LLM/TTS) — the floor.
-            "CONVERSATION_ENGINE": "true" if mode == "engine" else "false",
+            "CONVERSATION_ENGINE": "false" if mode == "media-only" else "true",
             "ENFORCE_WALLET_BALANCE": "false",
             "POOL_MAX_SIZE": "40",
             "SIMULATOR_BASE_URL": sim.base_url,
@@ -197,39 +271,27 @@ async def run_case(
             "OPENAI_BASE_URL": f"{fakes_url}/v1",
             "DEFAULT_TTS_PROVIDER": "deepgram",
             "DEFAULT_TTS_VOICE": "aura-2-thalia-en",
+            "HTTP_POOL_SHARDS": str(args.http_shards),
         }
-        proc = await asyncio.create_subprocess_exec(sys.executable, "-c", SERVICE, mode, env=env, cwd=ROOT)
+        pin = ["taskset", "-c", args.service_cpus] if args.service_cpus else []
+        proc = await asyncio.create_subprocess_exec(
+            *pin, sys.executable, "-m", "voice_service.cli", "serve", "--workers", str(args.workers),
+            env=env, cwd=ROOT,
+        )
         try:
             await wait_http(f"{base}/health")
-            result = await _drive(
-                sim,
-                proc,
-                base,
-                key,
-                fakes_url,
-                n=n,
-                turns=turns,
-                tmp=tmp,
-                mode=mode,
-                fakes_pid=fakes_pid,
-                rate=rate,
-            )
-            if mode == "engine":
-                result.update(await _service_figures(dsn, n))
-            return result
+            return await _drive(sim, proc, base, key, fakes_url, n=n, turns=turns, tmp=tmp, mode=mode,
+                                harness=harness, dsn=dsn, args=args)
         finally:
-            await _stop(proc, dump_profile=mode == "engine")
+            await _stop(proc)
 
 
-async def _stop(proc: asyncio.subprocess.Process, *, dump_profile: bool = False) -> None:
-    if dump_profile and os.environ.get("BENCH_PROFILE"):
-        proc.send_signal(signal.SIGUSR1)  # only the engine service installs the handler (else: it would die)
-        await asyncio.sleep(2.0)
+async def _stop(proc: asyncio.subprocess.Process) -> None:
     if proc.returncode is not None:
         return
     proc.terminate()
     try:
-        async with asyncio.timeout(30):
+        async with asyncio.timeout(60):
             await proc.wait()
     except TimeoutError:
         proc.kill()
@@ -247,107 +309,188 @@ async def _drive(
     turns: int,
     tmp: Path,
     mode: str,
-    fakes_pid: int,
-    rate: float,
+    harness: list[int],
+    dsn: str,
+    args: argparse.Namespace,
 ) -> dict[str, Any]:
     h = {"Authorization": f"Bearer {key}"}
-    async with httpx.AsyncClient(base_url=base, headers=h, timeout=60) as api:
-        await api.post(f"{fakes_url}/bench/reset")
-        agent = (
-            await api.post(
-                "/v1/agents",
-                json={
-                    "name": "Bench",
-                    "outbound_starter_prompt": "Hi.",
-                    "agent_instructions": "Be brief.",
-                    "config": {"silence_reprompt_seconds": 60, "silence_hangup_seconds": 120},
-                },
-            )
-        ).json()
-        number = (
-            await api.post(
-                "/v1/numbers",
-                json={
-                    "phone_number": f"+1415555{uuid.uuid4().int % 10000:04d}",
-                    "provider": "simulator",
-                    "default_agent_id": agent["id"],
-                },
-            )
-        ).json()
+    rate = args.rate
+    # Enough turns per call to talk through the ramp and then `turns` more with all N calls live.
+    per_call = int(n / rate / TURN_SECONDS) + max(2, -(-turns // n)) + 3
+    async with httpx.AsyncClient(base_url=base, headers=h, timeout=120) as api:
+        await api.post(f"{fakes_url}/bench/reset" + ("?reply=long" if mode == "barge-in" else ""))
+        agent = (await api.post("/v1/agents", json={
+            "name": "Bench", "outbound_starter_prompt": "Hi.", "agent_instructions": "Be brief.",
+            "config": {"silence_reprompt_seconds": 60, "silence_hangup_seconds": 120,
+                       "interrupt_min_words": INTERRUPT_MIN_WORDS, "recording_enabled": False},
+        })).json()
+        number = (await api.post("/v1/numbers", json={
+            "phone_number": f"+1415555{uuid.uuid4().int % 10000:04d}", "provider": "simulator",
+            "default_agent_id": agent["id"],
+        })).json()
         fingerprints: dict[str, str] = {}
         targets = []
         for i in range(n):
             to = f"+4420796{i:05d}"
-            pcm = caller_audio(i, turns, lead=1.0 + TURN_SECONDS * i / n)
+            pcm = caller_audio(i, per_call, lead=1.0 + TURN_SECONDS * i / n)
             path = tmp / f"caller-{mode}-{n}-{i}.wav"
             write_wav(path, pcm)
             sim.scenarios[to] = Scenario(wav=str(path), hangup_after=0.3, ring_seconds=0.05)
             fingerprints[to] = hashlib.sha1(to_wire(pcm, 8000, "mulaw", 8000)[:FINGERPRINT_BYTES]).hexdigest()
             targets.append(to)
-        ps = psutil.Process(proc.pid)
-        others = {"fakes": psutil.Process(fakes_pid), "carrier": psutil.Process()}
-        cpu0, wall0 = ps.cpu_times(), time.monotonic()
-        others0 = {name: p.cpu_times() for name, p in others.items()}
-        async def place(i: int, to: str) -> httpx.Response:
-            # Calls start at `rate` per second, as a dialler (or a carrier's CPS limit) starts them; all N
-            # then talk at once. Placing all of them in the same instant would measure the setup burst (N
-            # call creations, carrier requests and status callbacks) on top of the first turns.
-            await asyncio.sleep(i / rate)
-            return await api.post(
-                "/v1/calls", json={"agent_id": agent["id"], "from_number_id": number["id"], "to": to}
-            )
+        service = tree(proc.pid)
+        await asyncio.sleep(1.0)
+        rss0 = rss_of(service)
+        lag0 = await scrape_lag(base) if mode != "media-only" else {}
+        fakes_and_me = [psutil.Process(pid) for pid in harness]
+        cpu0, wall0 = cpu_of(service), time.monotonic()
+        peak = [rss0]
 
-        responses = await asyncio.gather(*[place(i, to) for i, to in enumerate(targets)])
-        bad = [r.text for r in responses if r.status_code != 201]
-        if bad:
-            raise RuntimeError(f"{len(bad)} calls were refused: {bad[0]}")
-        calls = await asyncio.gather(
-            *[(await sim.wait_for_call(lambda c, t=to: c.to == t)).finished(timeout=600) for to in targets]
-        )
-        cpu1, wall1 = ps.cpu_times(), time.monotonic()
-        others1 = {name: p.cpu_times() for name, p in others.items()}
+        async def place(i: int, to: str) -> httpx.Response:
+            # Calls start at `rate` per second, as a dialler (or a carrier's CPS limit) starts them.
+            await asyncio.sleep(i / rate)
+            return await api.post("/v1/calls", json={"agent_id": agent["id"], "from_number_id": number["id"],
+                                                     "to": to})
+
+        my_lags: list[tuple[float, float]] = []
+
+        async def watch_rss() -> None:
+            while True:
+                asked = time.monotonic() + 0.05
+                await asyncio.sleep(0.05)
+                now = time.monotonic()
+                my_lags.append((asked, max(0.0, now - asked)))
+                if len(my_lags) % 10 == 0:
+                    peak[0] = max(peak[0], rss_of(service))
+
+        async with asyncio.TaskGroup() as tg:
+            watcher = tg.create_task(watch_rss())
+            responses = await asyncio.gather(*[place(i, to) for i, to in enumerate(targets)])
+            bad = [r.text for r in responses if r.status_code != 201]
+            if bad:
+                watcher.cancel()
+                raise RuntimeError(f"{len(bad)} calls were refused: {bad[0]}")
+            live = []
+            for to in targets:  # a call the service failed to place (overloaded) is counted, not waited for
+                with contextlib.suppress(TimeoutError):
+                    live.append(await sim.wait_for_call(lambda c, t=to: c.to == t, timeout=60))
+            lost = n - len(live)
+            # The steady window's figures of the service: loop lag and CPU, from all-connected to first-ended.
+            deadline = time.monotonic() + 60
+            while any(not c.media.send_times for c in live) and time.monotonic() < deadline:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+            lost += sum(1 for c in live if not c.media.send_times)
+            live = [c for c in live if c.media.send_times]
+            cpu_a, others_a, wall_a = cpu_of(service), cpu_of(fakes_and_me), time.monotonic()
+            lag_a = await scrape_lag(base) if mode != "media-only" else {}
+            waiters = [tg.create_task(c.finished(timeout=900)) for c in live]
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            cpu_b, others_b, wall_b = cpu_of(service), cpu_of(fakes_and_me), time.monotonic()
+            lag_b = await scrape_lag(base) if mode != "media-only" else {}
+            calls = [await w for w in waiters]
+            watcher.cancel()
+        cpu1, wall1 = cpu_of(service), time.monotonic()
         stats = (await api.get(f"{fakes_url}/bench/stats")).json()
-    media_seconds = statistics.mean(c.duration or 0 for c in calls)
-    cpu = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
+    steady = max(wall_b - wall_a, 1e-9)
     result: dict[str, Any] = {
         "mode": mode,
         "n": n,
-        "cpu_per_call_pct": 100 * cpu / (wall1 - wall0) / n,
-        # Whole-process load (% of one core) over the same window: a process near 100 % is saturated (each is
-        # one event loop), and then its lag is in the figures, whichever process it is.
-        "service_pct": 100 * cpu / (wall1 - wall0),
-        **{
-            f"{name}_pct": 100
-            * ((others1[name].user + others1[name].system) - (others0[name].user + others0[name].system))
-            / (wall1 - wall0)
-            for name in others
-        },
-        "wall": wall1 - wall0,
-        "media_seconds": media_seconds,
-        "errors": sum(1 for c in calls if c.error or c.media.ended_by not in ("caller",)),
+        "workers": args.workers,
+        # CPU over the steady window (all N live), % of one core: per call and for the whole service.
+        "cpu_per_call_pct": 100 * (cpu_b - cpu_a) / steady / n,
+        "service_pct": 100 * (cpu_b - cpu_a) / steady,
+        "harness_pct": 100 * (others_b - others_a) / steady,
+        "service_pct_all": 100 * (cpu1 - cpu0) / (wall1 - wall0),
+        "steady_s": steady,
+        "rss_per_call_mb": (peak[0] - rss0) / n / 2**20,
+        "rss0_mb": rss0 / 2**20,
+        "errors": lost + sum(1 for c in calls if c.error or c.media.ended_by not in ("caller",)),
+        "lag": lag_quantiles(lag_a, lag_b) if lag_a else {},
+        "lag_all": lag_quantiles(lag0, lag_b) if lag0 else {},
+        # The harness's own loops over the same window: when they are late, the figures carry it.
+        "carrier_lag": _lag_in([lag for t, lag in my_lags if wall_a <= t <= wall_b]),
+        "fakes_lag": _lag_in([lag for t, lag in stats["lags"] if wall_a <= t <= wall_b]),
     }
-    if mode != "engine":
+    if mode == "media-only":
         return result
-    by_print = {fingerprints[c.to]: c for c in calls}
-    added: list[float] = []
-    unmatched = 0
-    for t_final, request_id in stats["finals"]:
-        call = by_print.get(stats["sessions"].get(request_id, ""))
-        frames = call.media.frame_times if call is not None else []
-        after = next((t for t in frames if t > t_final), None)
-        if after is None:
-            unmatched += 1
-            continue
-        added.append((after - t_final - LLM_DELAY - TTS_DELAY) * 1000)
-    added.sort()
-    result.update(
-        turns=len(added),
-        unmatched=unmatched,
-        p50=statistics.median(added) if added else float("nan"),
-        p99=added[max(0, int(len(added) * 0.99) - 1)] if added else float("nan"),
-        max=added[-1] if added else float("nan"),
-    )
+    window = (max(c.media.send_times[0] for c in calls), min(c.media.send_times[-1] for c in calls))
+    result["window_s"] = window[1] - window[0]
+    result.update(_turn_figures(calls, stats, fingerprints, window, barge_in=mode == "barge-in"))
+    if mode == "engine":
+        result.update(await _service_figures(dsn, n))
     return result
+
+
+def _lag_in(lags: list[float]) -> dict[str, float]:
+    return {"p50": pct(lags, .5) * 1000, "p99": pct(lags, .99) * 1000, "max": max(lags, default=float("nan")) * 1000}
+
+
+def _turn_figures(calls: list[Any], stats: dict[str, Any], fingerprints: dict[str, str],
+                  window: tuple[float, float], *, barge_in: bool) -> dict[str, Any]:
+    by_print = {fingerprints[c.to]: c for c in calls}
+    call_of = {rid: by_print.get(fp) for rid, fp in stats["sessions"].items()}
+    delays = STT_DELAY + LLM_DELAY + TTS_DELAY
+    sent_at = {}  # (request_id, audio end) -> when the fake's speech_final left
+    for t_sent, rid in stats["finals"]:
+        sent_at.setdefault(rid, []).append(t_sent)
+    caller: list[float] = []
+    wire: list[float] = []
+    audio_in: list[float] = []
+    stt_out: list[float] = []
+    unmatched = outside = 0
+    barge: list[float] = []
+    barge_from_start: list[float] = []
+    finals_by_rid: dict[str, list[tuple[float, float, int, bool]]] = {}
+    for decided_at, rid, end_s, words, speech_final in stats["decided"]:
+        finals_by_rid.setdefault(rid, []).append((decided_at, end_s, words, speech_final))
+    for rid, decisions in finals_by_rid.items():
+        call = call_of.get(rid)
+        if call is None:
+            unmatched += sum(1 for d in decisions if d[3])
+            continue
+        sends = call.media.send_times
+        frames = call.media.frame_times
+        sents = iter(sorted(sent_at.get(rid, [])))
+        utterance_start: float | None = None
+        for decided_at, end_s, words, speech_final in decisions:
+            k = round(end_s * 50) - 1  # the caller frame whose audio ends where the STT's result ends
+            if words and utterance_start is None:
+                utterance_start = max(0.0, end_s - 0.3)  # first interim comes 300 ms into speech
+            if not speech_final:
+                continue
+            t_sent = next(sents, None)
+            utterance_start = None
+            if t_sent is None or not 0 <= k < len(sends):
+                unmatched += 1
+                continue
+            if not window[0] <= sends[k] <= window[1]:
+                outside += 1
+                continue
+            after = next((t for t in frames if t > t_sent), None)
+            if after is None:
+                unmatched += 1
+                continue
+            caller.append((after - sends[k] - delays) * 1000)
+            wire.append((after - t_sent - LLM_DELAY - TTS_DELAY) * 1000)
+            audio_in.append((decided_at - sends[k]) * 1000)
+            stt_out.append((t_sent - decided_at) * 1000)
+        if barge_in:
+            for clear_at in call.media.clear_times:
+                trigger = max(((d, e) for d, e, w, _ in decisions if w >= INTERRUPT_MIN_WORDS and d < clear_at),
+                              default=None)
+                if trigger is None:
+                    continue
+                k = round(trigger[1] * 50) - 1
+                if 0 <= k < len(sends):
+                    barge.append((clear_at - sends[k] - STT_DELAY) * 1000)
+    out: dict[str, Any] = {"turns": len(caller), "unmatched": unmatched, "outside_window": outside}
+    for name, values in (("caller", caller), ("wire", wire), ("audio_in", audio_in), ("stt_out", stt_out),
+                         ("barge", barge)):
+        out[f"{name}_p50"], out[f"{name}_p99"], out[f"{name}_max"] = pct(values, .5), pct(values, .99), \
+            max(values) if values else float("nan")
+        out[f"{name}_n"] = len(values)
+    del barge_from_start
+    return out
 
 
 async def _service_figures(dsn: str, n: int) -> dict[str, Any]:
@@ -381,13 +524,30 @@ async def _service_figures(dsn: str, n: int) -> dict[str, Any]:
             events[key] = events.get(key, 0) + int(conversation.get(key) or 0)
     out: dict[str, Any] = {"events": {k: v for k, v in events.items() if v}}
     for name, values in figures.items():
-        values.sort()
-        out[f"svc_{name}_p50"] = statistics.median(values) if values else float("nan")
-        out[f"svc_{name}_p99"] = values[max(0, int(len(values) * 0.99) - 1)] if values else float("nan")
+        out[f"svc_{name}_p50"] = pct(values, .5)
+        out[f"svc_{name}_p99"] = pct(values, .99)
+    return out
+
+
+def _cpus(spec: str) -> set[int]:
+    out: set[int] = set()
+    for part in spec.split(","):
+        lo, _, hi = part.partition("-")
+        out.update(range(int(lo), int(hi or lo) + 1))
     return out
 
 
 async def amain(args: argparse.Namespace) -> None:
+    if args.no_pin:
+        args.service_cpus = ""
+    elif args.service_cpus:
+        harness_cpus = _cpus(args.harness_cpus) if args.harness_cpus else \
+            set(os.sched_getaffinity(0)) - _cpus(args.service_cpus)
+        os.sched_setaffinity(0, harness_cpus or _cpus(args.service_cpus))  # the fakes and PostgreSQL inherit it
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; service cpus "
+          f"{args.service_cpus or 'any'}, harness cpus {sorted(os.sched_getaffinity(0))}, workers {args.workers}",
+          flush=True)
+    rows = []
     with database() as dsn, tempfile.TemporaryDirectory(prefix="bench-conv-") as tmpdir:
         await migrate(dsn)
         conn = await asyncpg.connect(dsn)
@@ -398,79 +558,81 @@ async def amain(args: argparse.Namespace) -> None:
         fakes_port = free_port()
         fakes_url = f"http://127.0.0.1:{fakes_port}"
         fakes = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-c",
-            FAKES,
-            str(fakes_port),
-            str(LLM_DELAY),
-            str(TTS_DELAY),
-            str(STT_DELAY),
-            cwd=ROOT,
+            sys.executable, "-c", FAKES, str(fakes_port), str(LLM_DELAY), str(TTS_DELAY), str(STT_DELAY), cwd=ROOT,
         )
-        rows = []
         try:
             await wait_http(f"{fakes_url}/bench/stats")
+            modes = ["engine", *(["barge-in"] if args.barge_in else []), "media-only"]
             for n in args.concurrency:
-                turns = max(2, -(-args.turns // n))
-                for mode in ("engine", "media-only"):
-                    row = await run_case(
-                        mode=mode,
-                        n=n,
-                        turns=turns,
-                        dsn=dsn,
-                        key=key,
-                        fakes_url=fakes_url,
-                        fakes_pid=fakes.pid,
-                        tmp=Path(tmpdir),
-                        rate=args.rate,
-                    )
+                for mode in modes:
+                    row = await run_case(mode=mode, n=n, turns=args.turns, dsn=dsn, key=key, fakes_url=fakes_url,
+                                         harness=[fakes.pid, os.getpid()], tmp=Path(tmpdir), args=args)
                     rows.append(row)
                     print(_format(row), flush=True)
         finally:
             await _stop(fakes)
     print()
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(
-        f"fake delays: LLM first token {LLM_DELAY * 1000:.0f} ms, TTS first byte {TTS_DELAY * 1000:.0f} ms "
-        f"(subtracted); STT {STT_DELAY * 1000:.0f} ms before speech_final (not in the figure)"
+        f"fake delays subtracted: STT {STT_DELAY * 1000:.0f} ms, LLM first token {LLM_DELAY * 1000:.0f} ms, "
+        f"TTS first byte {TTS_DELAY * 1000:.0f} ms. Steady window only (all N calls live). ms: p50 / p99 / max"
     )
-    print(
-        f"{'N':>4} {'mode':>11} {'turns':>6} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'CPU/call %core':>15} "
-        f"{'errors':>7}   process load, % of one core: service / fakes / carrier (this process)"
-    )
-    for row in rows:
-        print(_format(row))
-    print()
-    print("inside the service (call logs, fakes' delays subtracted): p50 / p99 ms")
-    print(f"{'N':>4} {'speech_final→audio':>20} {'LLM first token':>18} {'TTS first byte':>18}")
+    print(f"{'N':>4} {'mode':>10} {'turns':>6}  {'caller clock':>22}  {'wire (sf sent→audio)':>22}  "
+          f"{'service span':>14}  {'audio in':>14}  {'STT out':>14}")
     for row in rows:
         if row["mode"] == "engine":
-            print(
-                f"{row['n']:>4} {row['svc_response_p50']:9.2f} /{row['svc_response_p99']:8.2f} "
-                f"{row['svc_llm_p50']:8.2f} /{row['svc_llm_p99']:7.2f} {row['svc_tts_p50']:8.2f} /"
-                f"{row['svc_tts_p99']:7.2f}   {row['events']}"
-            )
+            print(f"{row['n']:>4} {row['mode']:>10} {row['turns']:>6}  "
+                  f"{row['caller_p50']:6.1f} /{row['caller_p99']:7.1f} /{row['caller_max']:7.1f}  "
+                  f"{row['wire_p50']:6.1f} /{row['wire_p99']:7.1f} /{row['wire_max']:7.1f}  "
+                  f"{row['svc_response_p50']:6.1f} /{row['svc_response_p99']:6.1f}  "
+                  f"{row['audio_in_p50']:6.1f} /{row['audio_in_p99']:6.1f}  "
+                  f"{row['stt_out_p50']:6.1f} /{row['stt_out_p99']:6.1f}")
+    print()
+    print("inside the service (call logs, delays subtracted) p50 / p99 ms; the harness's own loop lag p50 / p99 / max ms")
+    for row in rows:
+        if row["mode"] == "engine":
+            c, f = row["carrier_lag"], row["fakes_lag"]
+            print(f"{row['n']:>4} LLM first token {row['svc_llm_p50']:6.1f} /{row['svc_llm_p99']:7.1f}   TTS first byte "
+                  f"{row['svc_tts_p50']:6.1f} /{row['svc_tts_p99']:7.1f}   carrier lag {c['p50']:.1f} / {c['p99']:.1f} / "
+                  f"{c['max']:.1f}   fakes lag {f['p50']:.1f} / {f['p99']:.1f} / {f['max']:.1f}")
+    for row in rows:
+        if row["mode"] == "barge-in":
+            print(f"{row['n']:>4} barge-in: clear at the caller after the STT's trigger frame (minus STT delay) "
+                  f"p50 {row['barge_p50']:.1f} / p99 {row['barge_p99']:.1f} / max {row['barge_max']:.1f} ms "
+                  f"over {row['barge_n']} barge-ins")
+    print()
+    print(f"{'N':>4} {'mode':>10} {'CPU/call %core':>15} {'service %core':>14} {'harness %':>10} "
+          f"{'RSS/call MB':>12} {'loop lag p50/p99/max ms':>24} {'errors':>7}")
+    for row in rows:
+        print(_format(row))
 
 
 def _format(row: dict[str, Any]) -> str:
-    load = f"   {row['service_pct']:5.1f} / {row['fakes_pct']:5.1f} / {row['carrier_pct']:5.1f}"
-    if row["mode"] == "engine":
-        return (
-            f"{row['n']:>4} {row['mode']:>11} {row['turns']:>6} {row['p50']:8.2f} {row['p99']:8.2f} "
-            f"{row['max']:8.2f} {row['cpu_per_call_pct']:15.3f} {row['errors']:>7}"
-            + load
-            + (f"  ({row['unmatched']} turns unmatched)" if row["unmatched"] else "")
-        )
-    return (
-        f"{row['n']:>4} {row['mode']:>11} {'':>6} {'':>8} {'':>8} {'':>8} {row['cpu_per_call_pct']:15.3f} "
-        f"{row['errors']:>7}" + load
-    )
+    lag = row.get("lag") or {}
+    lag_text = f"{lag.get('p50', float('nan')):6.1f} /{lag.get('p99', float('nan')):6.1f} /" \
+               f"{lag.get('max', float('nan')):7.1f}"
+    text = (f"{row['n']:>4} {row['mode']:>10} {row['cpu_per_call_pct']:15.3f} {row['service_pct']:14.1f} "
+            f"{row['harness_pct']:10.1f} {row['rss_per_call_mb']:12.2f} {lag_text:>24} {row['errors']:>7}")
+    if row["mode"] != "media-only":
+        text += (f"   turns {row['turns']} in a {row['window_s']:.1f} s window (+{row['outside_window']} outside it, "
+                 f"{row['unmatched']} unmatched)")
+        text += f"  caller clock p50 {row['caller_p50']:.1f} p99 {row['caller_p99']:.1f} ms"
+    return text
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--turns", type=int, default=1000, help="agent turns per concurrency level (about)")
-    ap.add_argument("--concurrency", type=int, nargs="+", default=[50, 200])
+    ap.add_argument("--turns", type=int, default=1000, help="agent turns in the steady window per N (about)")
+    ap.add_argument("--concurrency", type=int, nargs="+", default=[150, 200])
     ap.add_argument("--rate", type=float, default=20.0, help="calls started per second (ramp-up)")
+    ap.add_argument("--workers", type=int, default=1, help="service processes (`serve --workers`)")
+    ap.add_argument("--service-cpus", default="0", help="taskset cpu list for the service")
+    ap.add_argument("--harness-cpus", default="", help="cpu list for the fakes, carrier, PostgreSQL (default: "
+                                                          "the others)")
+    ap.add_argument("--no-pin", action="store_true", help="no pinning: service and harness share every core")
+    ap.add_argument("--barge-in", action="store_true", help="also measure barge-in (long agent answers)")
+    ap.add_argument("--http-shards", type=int, default=32, help="the service's HTTP_POOL_SHARDS (1: one pool, as "
+                                                                 "before providers/http.py)")
     asyncio.run(amain(ap.parse_args()))
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
@@ -19,10 +20,10 @@ from litestar.datastructures import State
 from litestar.middleware import DefineMiddleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from voice_service import __version__
+from voice_service import __version__, perf
 from voice_service import bootstrap as bootstrap_mod
 from voice_service.agents.routes import route_handlers as agent_routes
-from voice_service.auth import AuthMiddleware, KeyCache
+from voice_service.auth import AuthMiddleware, KeyCache, listen_for_revocations
 from voice_service.batches.routes import route_handlers as batch_routes
 from voice_service.billing.routes import route_handlers as billing_routes
 from voice_service.call_analysis.routes import route_handlers as call_analysis_routes
@@ -49,6 +50,7 @@ from voice_service.openapi.docs_page import assets_router, openapi_config
 from voice_service.openapi.plugin import ApiDocsPlugin, ExampleSchemaPlugin
 from voice_service.recordings import service as recordings
 from voice_service.recordings.routes import route_handlers as recording_routes
+from voice_service.runtime import worker_index
 from voice_service.schemas import BODY_MAX_BYTES
 from voice_service.settings import Settings, cors_origins, load_settings
 from voice_service.telephony.routes import telephony_route_handlers
@@ -90,26 +92,33 @@ BackgroundFactory = Callable[[Litestar], Any]
 background_services: list[tuple[str, BackgroundFactory]] = []
 
 
-@example({"status": "ok", "database": "ok", "draining": False})
+@example({"status": "ok", "database": "ok", "draining": False, "instance": "5f0c6c8e1d9a4f4e9a43c1f0b7e2d3a1",
+          "pid": 4242, "worker": 0})
 class Health(msgspec.Struct):
-    """The process answers and its database does."""
+    """The process answers and its database does; which process answered (`serve --workers N` runs N behind one
+    port: `worker` is its index, null when the process was started alone)."""
 
     status: str
     database: str
     draining: bool
+    instance: str
+    pid: int
+    worker: int | None
 
 
 @get("/health", operation_id="health", summary="Liveness and database check", tags=["ops"],
      responses=problems(s503="The database does not answer."))
 async def health(request: Request[Any, Any, Any]) -> Health:
-    """No credentials needed. `{"status": "ok", "database": "ok", "draining": false}`; `draining` is true while
-    the process shuts down (it takes no new calls)."""
+    """No credentials needed. `{"status": "ok", "database": "ok", "draining": false, …}`; `draining` is true while
+    the process shuts down (it takes no new calls); `instance`, `pid` and `worker` name the process that answered."""
     pool = request.app.state.pool
     try:
         await pool.fetchval("SELECT 1")
     except Exception as exc:  # noqa: BLE001 - the health check reports any database failure as 503
         raise ServiceUnavailable(f"database unavailable: {type(exc).__name__}") from None
-    return Health(status="ok", database="ok", draining=bool(request.app.state.draining))
+    return Health(status="ok", database="ok", draining=bool(request.app.state.draining),
+                  # Which process answered (`serve --workers N` runs N behind one port).
+                  instance=request.app.state.runtime.instance_id, pid=os.getpid(), worker=worker_index())
 
 
 @get("/metrics", operation_id="metrics", summary="Prometheus metrics", tags=["ops"], media_type=CONTENT_TYPE_LATEST,
@@ -132,13 +141,16 @@ async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
 @asynccontextmanager
 async def _lifespan(app: Litestar) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
-    async with open_runtime(settings) as runtime:
+    async with open_runtime(settings, apply_migrations=getattr(app.state, "apply_migrations", True)) as runtime:
         app.state.runtime = runtime
         app.state.pool = runtime.pool
         app.state.http = runtime.http
         if app.state.bootstrap:
             await bootstrap_mod.bootstrap(runtime.owner_dsn, settings, after=AFTER_BOOTSTRAP)
         async with AsyncExitStack() as services:
+            await services.enter_async_context(perf.loop_lag_probe())
+            # Keys revoked (or roles lowered) on any instance leave this process's key cache at once.
+            await services.enter_async_context(listen_for_revocations(runtime.dsn, app.state.key_cache))
             # Live call control (commands and listeners from any instance) and the recordings left on this disk.
             await services.enter_async_context(live_control.running(app))
             await services.enter_async_context(recordings.recovering(runtime))
@@ -163,7 +175,9 @@ def create_app(settings: Settings | None = None, *, bootstrap: bool = True) -> L
     configure_logging(settings.log_level, settings.log_json)
     if settings.env_file:
         log.info("settings read from the environment and %s (the environment wins)", settings.env_file)
-    state = State({"settings": settings, "key_cache": KeyCache(), "metrics": Metrics(), "draining": False,
+    request_metrics = Metrics()
+    perf.register(request_metrics.registry)  # event-loop lag and turn latencies per component (process-wide)
+    state = State({"settings": settings, "key_cache": KeyCache(), "metrics": request_metrics, "draining": False,
                    "bootstrap": bootstrap})
     openapi = openapi_config(version=__version__, webhooks=webhooks_for_openapi())
     return Litestar(

@@ -8,12 +8,16 @@ DEFINER function `auth_api_key`, because the tenant is not known until the key i
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import hmac
+import logging
 import secrets
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
@@ -32,11 +36,18 @@ from voice_service.settings import Settings
 # A Litestar guard, as the factories below make them (coroutines: see `writes_need`).
 Guard: TypeAlias = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], Awaitable[None]]
 
+log = logging.getLogger(__name__)
+
 ROLES = ("viewer", "member", "admin", "owner")
 ROLE_RANK = {r: i for i, r in enumerate(ROLES)}
 KEY_PREFIX = "vsk_"
-_CACHE_TTL = 5.0  # seconds a resolved key is trusted in this process; revocation here evicts at once, and
-# expiry is checked on every request (a cached key stops working the instant it expires)
+AUTH_CHANNEL = "voice_auth"  # sql/0095: revocations and role changes, announced at commit
+# How long a resolved key is trusted in this process. While the process listens on AUTH_CHANNEL a revocation
+# anywhere evicts the key at once, so the entry only has to be refreshed as often as auth_api_key records
+# `last_used_at` (once a minute); without the listener (connecting, or its connection lost) a short TTL bounds
+# how long a revoked key keeps working. Expiry is checked on every request either way.
+_CACHE_TTL_LISTENING = 60.0
+_CACHE_TTL_UNLISTENED = 5.0
 
 
 class Principal(msgspec.Struct, frozen=True):
@@ -62,8 +73,17 @@ def hash_key(key: str) -> bytes:
 
 
 class KeyCache:
+    """Resolved API keys of this process, by key hash. `listening` says whether revocations reach it
+    (`listen_for_revocations`); `generation` moves at every eviction, so a lookup that raced one is not cached."""
+
     def __init__(self) -> None:
         self._items: dict[bytes, tuple[float, Principal]] = {}
+        self.listening = False
+        self.generation = 0
+
+    @property
+    def ttl(self) -> float:
+        return _CACHE_TTL_LISTENING if self.listening else _CACHE_TTL_UNLISTENED
 
     def get(self, digest: bytes) -> Principal | None:
         hit = self._items.get(digest)
@@ -74,25 +94,88 @@ class KeyCache:
             return None
         return hit[1]
 
-    def put(self, digest: bytes, principal: Principal) -> None:
+    def put(self, digest: bytes, principal: Principal, *, generation: int | None = None) -> None:
+        """Cache `principal`, unless an eviction happened since `generation` (read before the lookup)."""
+        if generation is not None and generation != self.generation:
+            return
         if len(self._items) > 10_000:
             self._items.clear()
-        self._items[digest] = (time.monotonic() + _CACHE_TTL, principal)
+        self._items[digest] = (time.monotonic() + self.ttl, principal)
 
     def evict_key(self, key_id: uuid.UUID) -> None:
+        self.generation += 1
         for digest, (_, p) in list(self._items.items()):
             if p.key_id == key_id:
                 self._items.pop(digest, None)
 
+    def evict_tenant(self, tenant_id: uuid.UUID) -> None:
+        self.generation += 1
+        for digest, (_, p) in list(self._items.items()):
+            if p.tenant_id == tenant_id:
+                self._items.pop(digest, None)
+
     def clear(self) -> None:
+        self.generation += 1
         self._items.clear()
+
+    def on_notification(self, payload: str) -> None:
+        """A change announced on AUTH_CHANNEL: `key:<id>`, `tenant:<id>` or anything else (all)."""
+        kind, _, value = payload.partition(":")
+        try:
+            if kind == "key":
+                self.evict_key(uuid.UUID(value))
+                return
+            if kind == "tenant":
+                self.evict_tenant(uuid.UUID(value))
+                return
+        except ValueError:
+            pass
+        self.clear()
+
+
+@asynccontextmanager
+async def listen_for_revocations(dsn: str, cache: KeyCache, *, retry_seconds: float = 2.0) -> AsyncIterator[None]:
+    """While open: a connection of its own LISTENs on AUTH_CHANNEL and evicts what each notification names. When
+    that connection is lost the cache is emptied and falls back to the short TTL until it listens again (what was
+    announced meanwhile is missed)."""
+
+    async def listen() -> None:
+        while True:
+            lost = asyncio.Event()
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await asyncpg.connect(dsn, server_settings={"application_name": "voice-service auth cache"})
+                conn.add_termination_listener(lambda _c, lost=lost: lost.set())
+                await conn.add_listener(AUTH_CHANNEL, lambda _c, _pid, _ch, payload: cache.on_notification(payload))
+                cache.clear()  # anything announced before now was missed
+                cache.listening = True
+                await lost.wait()
+                log.warning("the API key cache stopped listening for revocations; reconnecting")
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("the API key cache cannot listen for revocations", extra={"detail": repr(exc)})
+            finally:
+                cache.listening = False
+                cache.clear()
+                if conn is not None and not conn.is_closed():
+                    await conn.close()
+            await asyncio.sleep(retry_seconds)
+
+    task = asyncio.create_task(listen(), name="api-key-cache-listener")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def resolve_api_key(pool: asyncpg.Pool, cache: KeyCache, key: str) -> Principal:
-    """The key's principal: its role capped by its user's membership role (see auth_api_key in sql/0037)."""
+    """The key's principal: its role capped by its user's membership role (see auth_api_key in sql/0037). A key
+    already seen costs no database round trip (KeyCache); its expiry is checked here every time."""
     digest = hash_key(key)
     principal = cache.get(digest)
     if principal is None:
+        generation = cache.generation
         row = await pool.fetchrow(
             "SELECT key_id, tenant_id, user_id, role, expires_at FROM auth_api_key($1)", digest
         )
@@ -105,7 +188,7 @@ async def resolve_api_key(pool: asyncpg.Pool, cache: KeyCache, key: str) -> Prin
             key_id=row["key_id"],
             expires_at=row["expires_at"],
         )
-        cache.put(digest, principal)
+        cache.put(digest, principal, generation=generation)
     if principal.expires_at is not None and principal.expires_at <= datetime.now(UTC):
         if principal.key_id is not None:
             cache.evict_key(principal.key_id)

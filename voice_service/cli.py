@@ -19,6 +19,7 @@ from voice_service.auth import Principal
 from voice_service.billing import cli as billing_cli
 from voice_service.db import resolve_database_url, tenant_transaction
 from voice_service.migrations import migrate
+from voice_service.serving import default_workers
 from voice_service.settings import Settings, load_settings
 from voice_service.simulator import cli as simulator_cli
 from voice_service.tenancy.schemas import ApiKeyCreate
@@ -28,23 +29,14 @@ from voice_service.tenancy.service import create_api_key, create_tenant
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    import uvicorn
-
-    from voice_service.app import create_app
-    from voice_service.calls.live import DrainingServer
+    from voice_service.serving import serve
 
     overrides: dict[str, Any] = {}
     if args.host:
         overrides["host"] = args.host
     if args.port:
         overrides["port"] = args.port
-    settings = load_settings(**overrides)
-    app = create_app(settings)
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None, lifespan="on",
-                            timeout_graceful_shutdown=int(settings.drain_timeout_seconds) + 1, ws_max_size=1 << 20)
-    # DrainingServer lets live calls finish (up to DRAIN_TIMEOUT_SECONDS) before uvicorn closes WebSockets.
-    DrainingServer(config, drain_timeout=settings.drain_timeout_seconds).run()
-    return 0
+    return serve(load_settings(**overrides), args.workers)
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
@@ -144,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
                  "to DRAIN_TIMEOUT_SECONDS.")
     p.add_argument("--host", help="address to listen on (default: the HOST setting, 0.0.0.0)")
     p.add_argument("--port", type=int, help="port to listen on (default: the PORT setting, 8000)")
+    p.add_argument("--workers", type=int, default=default_workers(),
+                   help="processes serving the one port, each with its own engine and job workers "
+                        "(default: the cores this process may use)")
     p.set_defaults(run=_serve)
     p = _command(sub, "worker", "run job workers only (scale out: any number, against one database)",
                  "Run the job workers only (batch dispatch, post-call billing and analysis, webhook delivery, "

@@ -105,6 +105,11 @@ class PooledConnection(asyncpg.Connection):
         await self.execute("COMMIT;\n" + self.get_reset_query())
         self._reset_done = True
 
+    def mark_clean(self) -> None:
+        """Nothing session-level was changed (no SET, LISTEN, cursor or advisory lock; no open transaction): the
+        pool need not reset the connection on release."""
+        self._reset_done = True
+
 
 async def _reset_on_release(conn: asyncpg.Connection) -> None:
     # asyncpg has already rolled back an open transaction (and dropped listeners) before calling this.
@@ -180,3 +185,17 @@ async def system_tx(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
     """A transaction with no tenant set: only the SECURITY DEFINER functions and non-tenant tables are reachable."""
     async with pool.acquire() as proxy, proxy.transaction():
         yield cast(asyncpg.Connection, proxy)  # the pool's proxy forwards every Connection method
+
+
+
+async def read_once(pool: asyncpg.Pool, query: str, *args: Any) -> list[asyncpg.Record]:
+    """A tenant-scoped read in ONE round trip (a request's tenant transaction takes three: BEGIN + the tenant, the
+    query, COMMIT + the pool's reset). `query` calls one of sql/0096's functions, which set the tenant for the
+    statement's own transaction and then read (RLS applies as in `tenant_tx`); nothing session-level is left on the
+    connection, so the pool's reset is skipped too."""
+    async with pool.acquire() as conn:
+        rows: list[asyncpg.Record] = await conn.fetch(query, *args)
+        mark_clean = getattr(conn, "mark_clean", None)  # pools made by create_pool
+        if mark_clean is not None:
+            mark_clean()
+    return rows

@@ -1,7 +1,9 @@
-"""Litestar dependencies shared by every domain: the principal and the request's tenant transaction."""
+"""Litestar dependencies shared by every domain: the principal, the request's tenant transaction, and the reader
+(the request's tenant for reads in one round trip, with no transaction: `Table.read_get` / `read_page`)."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -25,11 +27,27 @@ async def provide_conn(request: Request[Any, Any, Any]) -> AsyncGenerator[asyncp
         yield tx
 
 
+class TenantReader:
+    """What a one-round-trip read needs: the pool and the caller's tenant (nothing is acquired until it reads)."""
+
+    __slots__ = ("pool", "tenant_id")
+
+    def __init__(self, pool: asyncpg.Pool, tenant_id: uuid.UUID) -> None:
+        self.pool = pool
+        self.tenant_id = tenant_id
+
+
+async def provide_reader(request: Request[Any, Any, Any]) -> TenantReader:
+    return TenantReader(request.app.state.pool, request.user.tenant_id)
+
+
 dependencies = {
     "principal": Provide(provide_principal),
     "conn": Provide(provide_conn),
+    "reader": Provide(provide_reader),
 }
 
 # Handler parameter types: `conn: Conn, principal: Caller` (explicitly named dependencies, as Litestar 3 requires).
 Conn = NamedDependency[asyncpg.Connection]
 Caller = NamedDependency[Principal]
+Reader = NamedDependency[TenantReader]

@@ -82,3 +82,10 @@ def page_from_rows(rows: list[Any], limit: int, convert: Any) -> Page[Any]:
     items = [convert(r) for r in rows]
     nxt = encode_cursor(rows[-1]["created_at"], rows[-1]["id"]) if more and rows else None
     return Page(items=items, next_cursor=nxt)
+
+
+def page_json(items: bytes, last: tuple[datetime, Any] | None) -> bytes:
+    """A `Page`'s JSON from its items' JSON array (encoded elsewhere: by PostgreSQL) and the last item's
+    (created_at, id) when another page exists."""
+    cursor = b"null" if last is None else b'"' + encode_cursor(*last).encode() + b'"'
+    return b'{"items":' + items + b',"next_cursor":' + cursor + b"}"

@@ -87,3 +87,4 @@ class Table:
             f"ORDER BY created_at DESC, id DESC LIMIT $2",
             *args,
         )
+

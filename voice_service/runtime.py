@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -20,9 +22,11 @@ from typing import TYPE_CHECKING
 import asyncpg
 import httpx
 
+from providers.http import pooled_client
 from voice_service.db import APP_ROLE, create_pool, resolve_database_url
 from voice_service.dbroles import check_login, service_logins
 from voice_service.migrations import migrate
+from voice_service.observability import call_id_var
 from voice_service.settings import Settings
 
 if TYPE_CHECKING:
@@ -41,6 +45,14 @@ if TYPE_CHECKING:
     from voice_service.recordings.storage import RecordingStorage
 
 log = logging.getLogger(__name__)
+
+WORKER_ENV = "VOICE_SERVICE_WORKER"  # set by `serve --workers N` in each worker process: its index, 0..N-1
+
+
+def worker_index() -> int | None:
+    """This process's index among `serve --workers N`; None when it is not one of them."""
+    raw = os.environ.get(WORKER_ENV)
+    return int(raw) if raw and raw.isdigit() else None
 
 
 @dataclass
@@ -78,6 +90,9 @@ class Runtime:
     recording_storage_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     queue_pool: asyncpg.Pool | None = None  # workers.queue_pool: the worker login's pool, opened on first use
     queue_pool_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # This instance among all that share the database: one per process (each `serve --workers` process is one),
+    # fresh at every start. What addresses one instance (LISTEN/NOTIFY channels, leases, logs) uses it.
+    instance_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
 
 @asynccontextmanager
@@ -105,10 +120,11 @@ async def open_runtime(
             await check_login(conn, APP_ROLE)
         # Every live call streams an LLM reply and TTS audio each turn through this one client: the pool must
         # hold a few connections per concurrent call, and keep them alive between turns (a new TLS handshake to
-        # the provider would land on the caller's wait).
-        http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0),
-                                 limits=httpx.Limits(max_connections=2000, max_keepalive_connections=1000,
-                                                     keepalive_expiry=60.0))
+        # the provider would land on the caller's wait). Spread over small pools: see providers/http.py.
+        http = pooled_client(timeout=httpx.Timeout(10.0, connect=5.0),
+                             limits=httpx.Limits(max_connections=2000, max_keepalive_connections=1000,
+                                                 keepalive_expiry=60.0),
+                             shards=settings.http_pool_shards, affinity=call_id_var.get)
         stack.push_async_callback(http.aclose)
         yield Runtime(settings=settings, dsn=logins.app, pool=pool, http=http, exit_stack=stack,
                       call_listeners=call_listeners, billing_listeners=billing_listeners, owner_dsn=dsn,

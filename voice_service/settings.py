@@ -33,6 +33,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_json: bool = True
     pool_min_size: int = 2
     pool_max_size: int = 20
+    # Provider HTTP connections (LLM, TTS) are spread over this many small pools (providers/http.py).
+    http_pool_shards: int = 32
 
     jwt_secret: str | None = None
     jwt_public_key: str | None = None

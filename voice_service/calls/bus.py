@@ -53,10 +53,11 @@ class LiveBus:
     """One instance's end of the bus. Handlers run on the event loop inside the connection's notification
     callback: they must not block (queue the work)."""
 
-    def __init__(self, dsn: str, pool: asyncpg.Pool, *, reconnect_seconds: float = 0.5) -> None:
+    def __init__(self, dsn: str, pool: asyncpg.Pool, *, instance_id: uuid.UUID | None = None,
+                 reconnect_seconds: float = 0.5) -> None:
         self.dsn = dsn
         self.pool = pool
-        self.instance_id = uuid.uuid4()
+        self.instance_id = instance_id or uuid.uuid4()  # the process's (Runtime.instance_id) in the service
         self.inbox = inbox_channel(self.instance_id)
         self.reconnect_seconds = reconnect_seconds
         self._channels: dict[str, Handler] = {}

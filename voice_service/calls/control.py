@@ -354,7 +354,7 @@ class LiveControl:
 async def running(app: Any) -> AsyncIterator[LiveControl]:
     """The instance's live control for the app's lifespan (after the Runtime is open): `app.state.live_control`."""
     runtime = app.state.runtime
-    bus = LiveBus(runtime.dsn, runtime.pool)
+    bus = LiveBus(runtime.dsn, runtime.pool, instance_id=uuid.UUID(runtime.instance_id))
     calls = registry_of_app(app)
     async with asyncio.TaskGroup() as tg:
         runner = tg.create_task(bus.run(), name="live-control-bus")

@@ -17,9 +17,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from analysis.usage import UsageMeter
+from voice_service import perf
 from voice_service.calls.schemas import CallInfo
 from voice_service.conversation.control import Observers
 from voice_service.conversation.metering import (
+    LATENCY_FIELDS,
     TranscriptTurn,
     TurnLatency,
     latency_summary,
@@ -99,6 +101,8 @@ class CallRecords:
             self._add(entry)
         if turn.first_audio_at is not None or turn.latency.llm_first_token_ms is not None:
             self.latencies.append(turn.latency)
+            latency = turn.latency
+            perf.observe_turn(latency.trigger, ((name, getattr(latency, name)) for name in LATENCY_FIELDS))
 
     def transcripts(self) -> list[dict[str, Any]]:
         """`voice_call_logs.transcripts`: chronological (turns are recorded when they end)."""

@@ -43,11 +43,13 @@ class MediaRecord:
     url: str = ""
     connected: bool = False
     frames_sent: int = 0  # caller audio frames sent to the service
+    send_times: list[float] = field(default_factory=list)  # when (time.monotonic) each caller frame was sent
     received_audio: bytearray = field(default_factory=bytearray)  # audio the service played to the caller
     frame_times: list[float] = field(default_factory=list)  # arrival time (time.monotonic) of each frame
     marks_received: list[str] = field(default_factory=list)
     marks_echoed: list[str] = field(default_factory=list)
     clears: int = 0
+    clear_times: list[float] = field(default_factory=list)  # arrival time (time.monotonic) of each clear
     dtmf_sent: list[str] = field(default_factory=list)
     other_messages: list[str] = field(default_factory=list)  # anything the protocol does not allow
     close_code: int | None = None
@@ -225,6 +227,7 @@ class _Leg:
         else:
             await self.ws.send(frame)
         self.record.frames_sent += 1
+        self.record.send_times.append(time.monotonic())
 
     async def _dtmf(self, digit: str) -> None:
         if self.kind == "twilio":
@@ -290,6 +293,7 @@ class _Leg:
             self.player.mark(name)
         elif event == "clear":
             self.record.clears += 1
+            self.record.clear_times.append(time.monotonic())
             for name in self.player.clear():  # Twilio echoes every pending mark when it clears
                 self.player.pending.append((0.0, name))
         else:
@@ -304,6 +308,7 @@ class _Leg:
             self.player.mark(name)
         elif action == "clear":
             self.record.clears += 1
+            self.record.clear_times.append(time.monotonic())
             self.player.clear()
             await self._send_json({"event": "websocket:cleared"})
         else:

@@ -125,10 +125,10 @@ def _env(dsn: str, settings: Settings, base_url: str, sim: Simulator, **extra: s
 
 
 @contextlib.asynccontextmanager
-async def _process(command: str, env: dict[str, str]) -> AsyncIterator[asyncio.subprocess.Process]:
+async def _process(command: str, env: dict[str, str], *args: str) -> AsyncIterator[asyncio.subprocess.Process]:
     # The console script, as deployed (`python -m voice_service.cli` would not see the commands domains register).
     proc = await asyncio.create_subprocess_exec(
-        str(Path(sys.executable).parent / "voice-service"), command, env=env, cwd=ROOT
+        str(Path(sys.executable).parent / "voice-service"), command, *args, env=env, cwd=ROOT
     )
     try:
         yield proc
@@ -157,7 +157,7 @@ async def serve_process(dsn: str, settings: Settings, sim: Simulator) -> AsyncIt
         port = s.getsockname()[1]
     base_url = f"http://127.0.0.1:{port}"
     env = _env(dsn, settings, base_url, sim, HOST="127.0.0.1", PORT=str(port), RUN_WORKERS="true")
-    async with _process("serve", env) as proc:
+    async with _process("serve", env, "--workers", "1") as proc:  # one process (serve's default: one per core)
         async with httpx.AsyncClient(base_url=base_url) as client:
             deadline = time.monotonic() + 60
             while True:

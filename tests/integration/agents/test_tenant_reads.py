@@ -1,0 +1,86 @@
+"""Reads in one round trip (db.read_once over sql/0096's functions): row-level security sees exactly the caller's
+tenant, the tenant does not outlive the statement on the pooled connection, and the agents' GET routes built on them
+answer as before (404 for another tenant's agent, pages and cursors; a page encoded by PostgreSQL reads exactly as
+each agent does)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from tests.support.tenants import Tenant
+from voice_service.agents.repository import read_agent, read_page_json
+from voice_service.db import create_pool
+
+
+async def test_a_read_sees_only_the_given_tenant_and_leaves_no_tenant_behind(
+    pg_dsn: str, make_tenant: Any, client: Any
+) -> None:
+    a: Tenant = await make_tenant()
+    b: Tenant = await make_tenant()
+    made = (await client.post("/v1/agents", headers=a.headers, json={"name": "A's agent"})).json()
+    pool = await create_pool(pg_dsn, min_size=1, max_size=1)  # one connection: every read reuses it
+    try:
+        assert (await read_agent(pool, a.id, made["id"]))["name"] == "A's agent"  # type: ignore[index]
+        assert await read_agent(pool, b.id, made["id"]) is None
+        items, last = await read_page_json(pool, b.id, limit=50, after=None)
+        assert (items, last) == (b"[]", None)
+        async with pool.acquire() as conn:
+            # The same pooled connection afterwards: no tenant left behind, so RLS shows nothing.
+            assert await conn.fetchval("SELECT current_setting('app.tenant_id', true)") in (None, "")
+            assert await conn.fetch("SELECT id FROM voice_agents") == []
+    finally:
+        await pool.close()
+
+
+async def test_agent_reads_stay_inside_the_tenant(client: Any, make_tenant: Any) -> None:
+    a: Tenant = await make_tenant()
+    b: Tenant = await make_tenant()
+    made = [(await client.post("/v1/agents", headers=a.headers, json={"name": f"Agent {i}"})).json()
+            for i in range(3)]
+    one = await client.get(f"/v1/agents/{made[0]['id']}", headers=a.headers)
+    assert one.status_code == 200 and one.json() == made[0]
+    other = await client.get(f"/v1/agents/{made[0]['id']}", headers=b.headers)
+    assert other.status_code == 404 and other.headers["content-type"].startswith("application/problem+json")
+    assert (await client.get("/v1/agents", headers=b.headers)).json() == {"items": [], "next_cursor": None}
+    first = (await client.get("/v1/agents?limit=2", headers=a.headers)).json()
+    assert [x["id"] for x in first["items"]] == [made[2]["id"], made[1]["id"]]
+    rest = (await client.get(f"/v1/agents?limit=2&cursor={first['next_cursor']}", headers=a.headers)).json()
+    assert [x["id"] for x in rest["items"]] == [made[0]["id"]] and rest["next_cursor"] is None
+    deleted = await client.delete(f"/v1/agents/{made[1]['id']}", headers=a.headers)
+    assert deleted.status_code == 204
+    assert (await client.get(f"/v1/agents/{made[1]['id']}", headers=a.headers)).status_code == 404
+
+
+async def test_the_read_functions_are_not_granted_to_public(admin_conn: asyncpg.Connection) -> None:
+    grantees = await admin_conn.fetch(
+        "SELECT grantee FROM information_schema.routine_privileges "
+        "WHERE routine_name IN ('agent_read', 'agents_page_json')"
+    )
+    assert grantees and "PUBLIC" not in {g["grantee"] for g in grantees}
+
+
+async def test_a_page_encoded_by_postgresql_reads_exactly_as_each_agent_does(client: Any, make_tenant: Any) -> None:
+    a: Tenant = await make_tenant()
+    bodies = [
+        {"name": "Plain"},
+        {"name": "Full", "system_instructions": "Be brief. Ünïcödé \"quoted\" \\ back", "gender": "female",
+         "analysis_schema": {"type": "object", "properties": {"budget": {"type": "number"}}},
+         "metadata": {"team": "sales", "n": [1, 2.5, None], "nested": {"ok": True}},
+         "config": {"goal": "Book a demo", "temperature": 0.3}},
+    ]
+    for body in bodies:
+        assert (await client.post("/v1/agents", headers=a.headers, json=body)).status_code == 201
+    page = await client.get("/v1/agents", headers=a.headers)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("application/json")
+    items = page.json()["items"]
+    singles = [(await client.get(f"/v1/agents/{item['id']}", headers=a.headers)).json() for item in items]
+    assert items == singles  # every field, timestamps to the character
+    assert [i["name"] for i in items] == ["Full", "Plain"] and items[1]["analysis_schema"] is None
+
+
+async def test_the_list_keeps_its_documented_response(client: Any) -> None:
+    spec = (await client.get("/schema/openapi.json")).json()
+    ok = spec["paths"]["/v1/agents"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert "Page" in ok["$ref"]
