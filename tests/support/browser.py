@@ -85,8 +85,10 @@ def watch(page: Any) -> Watched:
     page.on("pageerror", lambda exc: w.console_errors.append(f"uncaught: {exc} {getattr(exc, 'stack', '')}"))
 
     def failed(request: Any) -> None:
-        # A live view's event stream is cut when the page navigates away: that is the browser leaving, not a fault.
-        if "/console/live/" in request.url and "ERR_ABORTED" in (request.failure or ""):
+        # A live view's event stream, or the tab's icon still loading, is cut when the page navigates away: that
+        # is the browser leaving, not a fault (a failed response still shows in error_responses).
+        aborted = "ERR_ABORTED" in (request.failure or "")
+        if aborted and ("/console/live/" in request.url or request.url.split("?")[0].endswith("/favicon.svg")):
             return
         # A player that seeks cancels the range it was loading and asks for another: not a fault either.
         if request.resource_type == "media" and "ERR_ABORTED" in (request.failure or ""):

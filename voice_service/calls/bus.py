@@ -64,6 +64,7 @@ class LiveBus:
         self._streams: dict[str, Handler] = {}  # inbox messages carrying `stream`: by stream id
         self._pending: dict[str, asyncio.Future[Message]] = {}
         self._conn: asyncpg.Connection | None = None
+        self.connections = 0  # LISTEN connections made so far (a reconnection counts one more)
         self._lock = asyncio.Lock()  # one operation at a time on the LISTEN connection
         self._lost = asyncio.Event()
         self._ready = asyncio.Event()
@@ -118,6 +119,7 @@ class LiveBus:
         except BaseException:
             conn.terminate()
             raise
+        self.connections += 1
         self._ready.set()
 
     def _on_lost(self, conn: Any) -> None:

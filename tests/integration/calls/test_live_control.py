@@ -438,11 +438,13 @@ async def test_commands_still_route_after_the_bus_loses_its_connection(
     fakes.reset(script=["I'd like to book a table."], replies=["Sure. For how many people?"])
     call_id, _ = await live_call(pair, tenant, "twilio", tmp_path)
     buses = [pair.a.app.state.live_control.bus, pair.b.app.state.live_control.bus]
+    before = [bus.connections for bus in buses]
     killed = await admin_conn.fetch(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'LISTEN \"vs_live_%'"
     )
     assert len(killed) >= 2
-    await until(lambda: not all(bus.connected for bus in buses), within=5)
+    # Each bus connects anew (it may do so before a poll could see it disconnected).
+    await until(lambda: all(bus.connections > n for bus, n in zip(buses, before, strict=True)), within=10)
     await until(lambda: all(bus.connected for bus in buses), within=10)
     path = f"/v1/calls/{call_id}"
     async with listening(ws_url(pair.a, f"{path}/listen"), tenant.headers) as listener:
