@@ -11,11 +11,11 @@ sends each as that kind of frame.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 from urllib.parse import parse_qs, urlsplit
 
 import msgspec
@@ -97,6 +97,34 @@ MediaEvent = MediaStarted | MediaAudio | MediaDtmf | MediaMark | MediaCleared | 
 
 class ProtocolError(Exception):
     """A provider sent something that does not follow its protocol (malformed frame or webhook)."""
+
+
+_Frame = TypeVar("_Frame")
+_ANY_JSON = msgspec.json.Decoder(dict[str, Any])
+
+
+def decode_frame(
+    decoder: msgspec.json.Decoder[_Frame], message: str | bytes, *, tag: str, known: Collection[str],
+    malformed: str, malformed_kind: str, not_json: str, unknown: str,
+) -> _Frame | MediaIgnored:
+    """A media socket's JSON text frame, decoded by its wire format's tagged-union `decoder`. A frame of a type
+    the format knows but with a wrong shape, or no JSON object at all, is a ProtocolError; a frame of a type it
+    does not know is ignored (carriers add events). The messages: `malformed` (not an object with `tag`),
+    `malformed_kind` and `unknown` (with `{kind!r}`), `not_json`."""
+    try:
+        return decoder.decode(message)
+    except msgspec.ValidationError as exc:
+        try:
+            kind = _ANY_JSON.decode(message).get(tag)
+        except msgspec.DecodeError:
+            raise ProtocolError(f"{malformed}: {exc}") from exc
+        if not isinstance(kind, str):
+            raise ProtocolError(f"{malformed}: {exc}") from exc
+        if kind in known:
+            raise ProtocolError(f"{malformed_kind.format(kind=kind)}: {exc}") from exc
+        return MediaIgnored(reason=unknown.format(kind=kind))
+    except msgspec.DecodeError as exc:
+        raise ProtocolError(f"{not_json}: {exc}") from exc
 
 
 class MediaCodec(Protocol):

@@ -19,6 +19,7 @@ from providers.telephony.base import (
     MediaStarted,
     MediaStopped,
     ProtocolError,
+    decode_frame,
 )
 
 __all__ = ["TWILIO_FORMAT", "TwilioCodec"]
@@ -80,13 +81,9 @@ class _Stop(msgspec.Struct, tag="stop", tag_field="event"):
     pass
 
 
-class _AnyEvent(msgspec.Struct):
-    event: str
-
-
 _Inbound = _Connected | _Start | _Media | _Dtmf | _Mark | _Stop
 _DECODER = msgspec.json.Decoder(_Inbound)
-_ANY_DECODER = msgspec.json.Decoder(_AnyEvent)
+_KNOWN_EVENTS = frozenset({"connected", "start", "media", "dtmf", "mark", "stop"})
 
 
 # --- Media Streams: outbound frames ---
@@ -123,18 +120,11 @@ class TwilioCodec:
         self.stream_sid: str | None = None
 
     def decode(self, message: str | bytes) -> MediaEvent:
-        try:
-            msg = _DECODER.decode(message)
-        except msgspec.ValidationError as exc:
-            try:
-                event = _ANY_DECODER.decode(message).event
-            except msgspec.DecodeError:
-                raise ProtocolError(f"malformed Twilio media frame: {exc}") from exc
-            if event in ("connected", "start", "media", "dtmf", "mark", "stop"):
-                raise ProtocolError(f"malformed Twilio {event!r} frame: {exc}") from exc
-            return MediaIgnored(reason=f"unknown event {event!r}")
-        except msgspec.DecodeError as exc:
-            raise ProtocolError(f"Twilio media frame is not JSON: {exc}") from exc
+        msg = decode_frame(_DECODER, message, tag="event", known=_KNOWN_EVENTS,
+                           malformed="malformed Twilio media frame", malformed_kind="malformed Twilio {kind!r} frame",
+                           not_json="Twilio media frame is not JSON", unknown="unknown event {kind!r}")
+        if isinstance(msg, MediaIgnored):
+            return msg
 
         match msg:
             case _Media(media=media):

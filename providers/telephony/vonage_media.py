@@ -23,6 +23,7 @@ from providers.telephony.base import (
     MediaMark,
     MediaStarted,
     ProtocolError,
+    decode_frame,
 )
 
 __all__ = ["VONAGE_CONTENT_TYPE", "VonageCodec", "parse_content_type"]
@@ -50,13 +51,8 @@ class _Notify(msgspec.Struct, tag="websocket:notify", tag_field="event"):
     payload: dict[str, Any] = {}
 
 
-class _AnyEvent(msgspec.Struct):
-    event: str
-
-
 _Inbound = _Connected | _Dtmf | _Cleared | _Notify
 _DECODER = msgspec.json.Decoder(_Inbound)
-_ANY_DECODER = msgspec.json.Decoder(_AnyEvent)
 _DICT_DECODER = msgspec.json.Decoder(dict[str, Any])
 _KNOWN_EVENTS = {"websocket:connected", "websocket:dtmf", "websocket:cleared", "websocket:notify"}
 
@@ -106,18 +102,11 @@ class VonageCodec:
     def decode(self, message: str | bytes) -> MediaEvent:
         if isinstance(message, bytes | bytearray | memoryview):
             return MediaAudio(payload=bytes(message))
-        try:
-            msg = _DECODER.decode(message)
-        except msgspec.ValidationError as exc:
-            try:
-                event = _ANY_DECODER.decode(message).event
-            except msgspec.DecodeError:
-                raise ProtocolError(f"malformed Vonage media event: {exc}") from exc
-            if event in _KNOWN_EVENTS:
-                raise ProtocolError(f"malformed Vonage {event!r} event: {exc}") from exc
-            return MediaIgnored(reason=f"unknown event {event!r}")
-        except msgspec.DecodeError as exc:
-            raise ProtocolError(f"Vonage media text frame is not JSON: {exc}") from exc
+        msg = decode_frame(_DECODER, message, tag="event", known=_KNOWN_EVENTS,
+                           malformed="malformed Vonage media event", malformed_kind="malformed Vonage {kind!r} event",
+                           not_json="Vonage media text frame is not JSON", unknown="unknown event {kind!r}")
+        if isinstance(msg, MediaIgnored):
+            return msg
 
         match msg:
             case _Connected(content_type=content_type):

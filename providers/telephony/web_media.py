@@ -41,6 +41,7 @@ from providers.telephony.base import (
     MediaStarted,
     MediaStopped,
     ProtocolError,
+    decode_frame,
 )
 
 __all__ = [
@@ -89,13 +90,8 @@ class _Mark(msgspec.Struct, tag="mark", tag_field="type"):
     name: str
 
 
-class _AnyMessage(msgspec.Struct):
-    type: str
-
-
 _Inbound = _Start | _Stop | _Dtmf | _Mark
 _DECODER = msgspec.json.Decoder(_Inbound)
-_ANY_DECODER = msgspec.json.Decoder(_AnyMessage)
 _KNOWN = {"start", "stop", "dtmf", "mark"}
 
 
@@ -170,18 +166,12 @@ class WebCodec:
             if size > MAX_AUDIO_FRAME_BYTES:
                 raise ProtocolError(f"audio frame of {size} bytes; send 20 ms frames (640 bytes)")
             return MediaAudio(payload=bytes(message))
-        try:
-            msg = _DECODER.decode(message)
-        except msgspec.ValidationError as exc:
-            try:
-                kind = _ANY_DECODER.decode(message).type
-            except msgspec.DecodeError:
-                raise ProtocolError(f"malformed message: {exc}") from exc
-            if kind in _KNOWN:
-                raise ProtocolError(f"malformed {kind!r} message: {exc}") from exc
-            return MediaIgnored(reason=f"unknown message type {kind!r}")
-        except msgspec.DecodeError as exc:
-            raise ProtocolError(f"a text frame must be a JSON object with a `type`: {exc}") from exc
+        msg = decode_frame(_DECODER, message, tag="type", known=_KNOWN, malformed="malformed message",
+                           malformed_kind="malformed {kind!r} message",
+                           not_json="a text frame must be a JSON object with a `type`",
+                           unknown="unknown message type {kind!r}")
+        if isinstance(msg, MediaIgnored):
+            return msg
 
         match msg:
             case _Start(token=token, format=fmt):

@@ -44,6 +44,7 @@ from providers.telephony.base import (
     ProviderError,
     StatusEvent,
     WebhookRequest,
+    decode_frame,
     query_param,
 )
 from providers.telephony.carrier import Carrier, CarrierConfig, CarrierRoutes, MediaRoute, WebhookRoute
@@ -85,12 +86,7 @@ class _Flush(msgspec.Struct, tag="flush", tag_field="type"):
     pass
 
 
-class _Any(msgspec.Struct):
-    type: str
-
-
 _DECODER = msgspec.json.Decoder(_Hello | _Audio | _Played | _Bye)
-_ANY = msgspec.json.Decoder(_Any)
 _ENCODER = msgspec.json.Encoder()
 
 
@@ -99,18 +95,11 @@ class JsonWireCodec:
         self.format: MediaFormat | None = None
 
     def decode(self, message: str | bytes) -> MediaEvent:
-        try:
-            frame = _DECODER.decode(message)
-        except msgspec.ValidationError as exc:
-            try:
-                kind = _ANY.decode(message).type
-            except msgspec.DecodeError:
-                raise ProtocolError(f"malformed JSONWire frame: {exc}") from exc
-            if kind in ("hello", "audio", "played", "bye"):
-                raise ProtocolError(f"malformed JSONWire {kind!r} frame: {exc}") from exc
-            return MediaIgnored(reason=f"unknown frame {kind!r}")
-        except msgspec.DecodeError as exc:
-            raise ProtocolError(f"JSONWire frame is not JSON: {exc}") from exc
+        frame = decode_frame(_DECODER, message, tag="type", known=("hello", "audio", "played", "bye"),
+                             malformed="malformed JSONWire frame", malformed_kind="malformed JSONWire {kind!r} frame",
+                             not_json="JSONWire frame is not JSON", unknown="unknown frame {kind!r}")
+        if isinstance(frame, MediaIgnored):
+            return frame
         match frame:
             case _Audio(pcm=pcm):
                 return MediaAudio(payload=pcm)

@@ -18,10 +18,12 @@ import pytest
 
 from tests.fakes.server import LocalServer, PathRouter
 from tests.support.batches import RecordingPlacer, drop_batch_jobs
-from tests.support.conversation import Fakes
+from tests.support.conversation import ENGINE, Fakes
 from tests.support.pipeline import NoLlm
 from voice_service.batches import dispatcher
+from voice_service.calls import live
 from voice_service.composition import open_runtime
+from voice_service.conversation import install
 from voice_service.runtime import Runtime
 from voice_service.settings import Settings
 from voice_service.simulator import Simulator
@@ -58,6 +60,14 @@ async def stack(
     carrier against it; one per module."""
     async with simulated_stack(settings, **stack_overrides) as pair:
         yield pair
+
+
+@pytest.fixture
+async def engine(stack: tuple[Simulator, RunningService]) -> AsyncIterator[None]:
+    """The conversation engine answers the stack's media sessions for this test (the previous handler after)."""
+    previous = install(stack[1].app.state.runtime, ENGINE)
+    yield
+    live.session_handler_factory = previous
 
 
 @pytest.fixture

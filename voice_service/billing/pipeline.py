@@ -337,7 +337,7 @@ async def _bill_transfer_leg(
 ) -> CostBreakdown:
     """A transfer's dialled leg whose final status came after the call was billed: its items, usage event, ledger
     debit and `voice_call.cost_adjusted` event, like a price adjustment (one transaction, keyed once per call)."""
-    tenant_id, call_id, call_created_at = call["tenant_id"], call["id"], call["created_at"]
+    tenant_id, call_id = call["tenant_id"], call["id"]
     leg = transfer_leg(call)
     assert leg is not None
     meter = UsageMeter()
@@ -345,6 +345,25 @@ async def _bill_transfer_leg(
     priced = await price_meter(conn, tenant_id, meter, call["started_at"] or call["created_at"], current.currency)
     key = f"voice_call:{call_id}:transfer_leg"
     items = priced.to_json_items()
+    updated = CostBreakdown(items=[*current.items, *priced.items], total=current.total + priced.total,
+                            currency=current.currency)
+    posted = await _post_adjustment(
+        conn, call, updated, key=key, items=items, amount=priced.total,
+        usage_metadata={"usage": meter.to_builtins()}, event_fields={"items": items},
+        description=f"transferred leg, call {call_id}", transaction_type="debit",
+    )
+    return updated if posted else current
+
+
+async def _post_adjustment(
+    conn: asyncpg.Connection, call: asyncpg.Record, updated: CostBreakdown, *, key: str,
+    items: list[dict[str, Any]], amount: Decimal, usage_metadata: dict[str, Any], event_fields: dict[str, Any],
+    description: str, transaction_type: str,
+) -> bool:
+    """Bill `items` (worth `amount`) on top of a call already billed: a usage event keyed `key`, the call's
+    breakdown becomes `updated`, a `voice_call.cost_adjusted` event and the wallet debit. False when `key` was
+    posted before (nothing is done twice)."""
+    tenant_id, call_id, call_created_at = call["tenant_id"], call["id"], call["created_at"]
     usage_event_id = await repo.insert_usage_event(
         conn,
         tenant_id,
@@ -352,15 +371,13 @@ async def _bill_transfer_leg(
         feature_key=FEATURE_KEY,
         usage_items=items,
         total_quantity=Decimal(1),
-        total_cost=priced.total,
-        currency=current.currency,
+        total_cost=amount,
+        currency=updated.currency,
         idempotency_key=key,
-        metadata={"call_id": str(call_id), "call_created_at": call_created_at.isoformat(), "usage": meter.to_builtins()},
+        metadata={"call_id": str(call_id), "call_created_at": call_created_at.isoformat(), **usage_metadata},
     )
     if usage_event_id is None:
-        return current
-    updated = CostBreakdown(items=[*current.items, *priced.items], total=current.total + priced.total,
-                            currency=current.currency)
+        return False
     await calls_repo.set_cost(
         conn, tenant_id, call_id, call_created_at, breakdown=updated.to_json_items(), cost=updated.total,
         currency=updated.currency, billing={},
@@ -371,17 +388,11 @@ async def _bill_transfer_leg(
         event_type="voice_call.cost_adjusted",
         aggregate_type="voice_call",
         aggregate_id=call_id,
-        payload={
-            "call_id": str(call_id),
-            "usage_event_id": str(usage_event_id),
-            "adjustment": _money(priced.total),
-            "cost": _money(updated.total),
-            "currency": updated.currency,
-            "items": items,
-        },
+        payload={"call_id": str(call_id), "usage_event_id": str(usage_event_id), "adjustment": _money(amount),
+                 "cost": _money(updated.total), "currency": updated.currency, **event_fields},
     )
-    await charge(conn, tenant_id, usage_event_id, priced.total, key, f"transferred leg, call {call_id}", None)
-    return updated
+    await charge(conn, tenant_id, usage_event_id, amount, key, description, None, transaction_type=transaction_type)
+    return True
 
 
 async def reconcile_call(
@@ -400,55 +411,10 @@ async def reconcile_call(
     if item is None:
         return None
     n = sum(1 for i in current.items if i.unit == "adjustment") + 1
-    key = f"voice_call:{call_id}:adjustment:{n}"
     item_json = cost_item_to_json(item)
-    usage_event_id = await repo.insert_usage_event(
-        conn,
-        tenant_id,
-        user_id=call["initiated_by_user_id"],
-        feature_key=FEATURE_KEY,
-        usage_items=[item_json],
-        total_quantity=Decimal(1),
-        total_cost=item.cost,
-        currency=updated.currency,
-        idempotency_key=key,
-        metadata={"call_id": str(call_id), "call_created_at": call_created_at.isoformat(), "adjustment": n},
+    posted = await _post_adjustment(
+        conn, call, updated, key=f"voice_call:{call_id}:adjustment:{n}", items=[item_json], amount=item.cost,
+        usage_metadata={"adjustment": n}, event_fields={"item": item_json},
+        description=f"provider price adjustment, call {call_id}", transaction_type="adjustment",
     )
-    if usage_event_id is None:
-        return None
-    await calls_repo.set_cost(
-        conn,
-        tenant_id,
-        call_id,
-        call_created_at,
-        breakdown=updated.to_json_items(),
-        cost=updated.total,
-        currency=updated.currency,
-        billing={},
-    )
-    await emit(
-        conn,
-        tenant_id=tenant_id,
-        event_type="voice_call.cost_adjusted",
-        aggregate_type="voice_call",
-        aggregate_id=call_id,
-        payload={
-            "call_id": str(call_id),
-            "usage_event_id": str(usage_event_id),
-            "adjustment": _money(item.cost),
-            "cost": _money(updated.total),
-            "currency": updated.currency,
-            "item": item_json,
-        },
-    )
-    await charge(
-        conn,
-        tenant_id,
-        usage_event_id,
-        item.cost,
-        key,
-        f"provider price adjustment, call {call_id}",
-        None,
-        transaction_type="adjustment",
-    )
-    return item
+    return item if posted else None

@@ -30,7 +30,7 @@ from voice_service.batches import progress as batch_progress
 from voice_service.batches import service as batches
 from voice_service.batches.schemas import BatchCreate
 from voice_service.calls import service as calls
-from voice_service.console import batch_form
+from voice_service.console import batch_form, forms
 from voice_service.console.clock import tz_name, user_tz
 from voice_service.console.live import LiveHub
 from voice_service.console.templating import page, render
@@ -55,10 +55,7 @@ _encoder = msgspec.json.Encoder()
 
 
 def batch_id_of(text: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(text)
-    except ValueError:
-        raise NotFound("there is no batch with this id") from None
+    return forms.uuid_in_path(text, "batch")
 
 
 @cache

@@ -19,6 +19,7 @@ from voice_service.agents import service as agents
 from voice_service.auth import Principal, requires
 from voice_service.call_analysis import service as analyses
 from voice_service.calls.views import get_call_detail
+from voice_service.console import forms
 from voice_service.console.charts import STAGES
 from voice_service.db import tenant_tx
 from voice_service.deps import Caller, Conn
@@ -31,11 +32,7 @@ EVENTS_SHOWN = 100
 
 
 def call_id_of(text: str) -> uuid.UUID:
-    """A str path parameter, parsed here: a malformed id is this console's 404 page, behind the session check."""
-    try:
-        return uuid.UUID(text)
-    except ValueError:
-        raise NotFound("there is no call with this id") from None
+    return forms.uuid_in_path(text, "call")
 
 
 def offset(ms: int | float | None) -> str:

@@ -7,10 +7,13 @@ time so that all the wrong fields are reported together, each next to its input.
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
+
+from voice_service.errors import NotFound
 
 _AT = re.compile(r" - at `\$(?P<path>[^`]*)`$")
 _INDEX = re.compile(r"\[(\d+)\]")
@@ -65,3 +68,18 @@ def check(struct: type[msgspec.Struct], values: Mapping[str, Any], *, key: Calla
             form_key = key(name, error_path(str(exc)))
             errors.setdefault(form_key, _humanize(str(exc), label(form_key)))
     return errors
+
+
+def text(form: Any, name: str) -> str:
+    """A form field's text, trimmed ("" when absent or not text)."""
+    value = form.get(name)
+    return value.strip() if isinstance(value, str) else ""
+
+
+def uuid_in_path(text: str, what: str) -> uuid.UUID:
+    """A console path's id, parsed here: a malformed one is the console's 404 page ("there is no <what> with this
+    id"), behind the session check, like an id of nothing."""
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        raise NotFound(f"there is no {what} with this id") from None

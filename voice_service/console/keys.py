@@ -34,10 +34,6 @@ def label(key: str) -> str:
     return LABELS.get(key, key)
 
 
-def _text(form: Any, name: str) -> str:
-    value = form.get(name)
-    return value.strip() if isinstance(value, str) else ""
-
 
 class ApiKeyPages(Controller):
     path = "/settings"
@@ -67,7 +63,7 @@ class ApiKeyPages(Controller):
     @post("/api-keys", name="console:api-key-create", status_code=200)
     async def create_key(self, request: Request[Any, Any, Any], principal: Caller) -> Template:
         data = await request.form()
-        form = {k: _text(data, k) for k in ("name", "role", "user_email", "expires_on")}
+        form = {k: forms.text(data, k) for k in ("name", "role", "user_email", "expires_on")}
         values: dict[str, Any] = {"name": form["name"], "role": form["role"] or "member"}
         errors: dict[str, str] = {}
         if form["user_email"]:

@@ -18,10 +18,11 @@ from litestar.response import Redirect, Response, Template
 
 from voice_service.auth import requires, writes_need
 from voice_service.calls import service as calls
+from voice_service.console import forms
 from voice_service.console.templating import page
 from voice_service.db import tenant_tx
 from voice_service.deps import Caller, Conn
-from voice_service.errors import AppError, NotFound
+from voice_service.errors import AppError
 from voice_service.leads import importer
 from voice_service.leads import service as leads
 from voice_service.leads.schemas import LeadUpdate
@@ -34,10 +35,7 @@ MAX_SEARCH_CHARS = 200
 
 
 def lead_id_of(text: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(text)
-    except ValueError:
-        raise NotFound("there is no lead with this id") from None
+    return forms.uuid_in_path(text, "lead")
 
 
 class LeadFilters(msgspec.Struct, kw_only=True):

@@ -20,7 +20,7 @@ from voice_service.console import forms
 from voice_service.console.templating import page
 from voice_service.db import tenant_tx
 from voice_service.deps import Caller, Conn
-from voice_service.errors import AppError, NotFound
+from voice_service.errors import AppError
 from voice_service.numbers import service as numbers
 from voice_service.numbers.schemas import NumberCreate, NumberUpdate
 from voice_service.params import QueryParameter
@@ -36,15 +36,8 @@ def label(key: str) -> str:
 
 
 def number_id_of(text: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(text)
-    except ValueError:
-        raise NotFound("there is no number with this id") from None
+    return forms.uuid_in_path(text, "number")
 
-
-def _text(form: Any, name: str) -> str:
-    value = form.get(name)
-    return value.strip() if isinstance(value, str) else ""
 
 
 def _agent(text: str, errors: dict[str, str]) -> int | None:
@@ -89,7 +82,7 @@ class NumberPages(Controller):
     @post("/", name="console:number-create", status_code=303)
     async def create_number(self, request: Request[Any, Any, Any], principal: Caller) -> Response[Any] | Template:
         data = await request.form()
-        form = {k: _text(data, k) for k in ("phone_number", "provider", "default_agent_id")}
+        form = {k: forms.text(data, k) for k in ("phone_number", "provider", "default_agent_id")}
         errors: dict[str, str] = {}
         values: dict[str, Any] = {"phone_number": form["phone_number"].replace(" ", ""), "provider": form["provider"],
                                   "default_agent_id": _agent(form["default_agent_id"], errors)}
@@ -127,7 +120,7 @@ class NumberPages(Controller):
                             number_id: str) -> Response[Any] | Template:
         key = number_id_of(number_id)
         data = await request.form()
-        form = {k: _text(data, k) for k in ("status", "default_agent_id")}
+        form = {k: forms.text(data, k) for k in ("status", "default_agent_id")}
         errors: dict[str, str] = {}
         values: dict[str, Any] = {"status": form["status"], "default_agent_id": _agent(form["default_agent_id"], errors)}
         errors.update({k: v for k, v in forms.check(NumberUpdate, values, key=lambda f, _: f, label=label).items()

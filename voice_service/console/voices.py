@@ -14,7 +14,7 @@ from voice_service.console import forms
 from voice_service.console.templating import page
 from voice_service.db import tenant_tx
 from voice_service.deps import Caller, Conn
-from voice_service.errors import AppError, NotFound
+from voice_service.errors import AppError
 from voice_service.params import QueryParameter
 from voice_service.voices import service as voices
 from voice_service.voices.schemas import TtsProviderName, VoiceCreate, VoiceUpdate
@@ -32,10 +32,7 @@ def label(key: str) -> str:
 
 
 def voice_id_of(text: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(text)
-    except ValueError:
-        raise NotFound("there is no voice with this id") from None
+    return forms.uuid_in_path(text, "voice")
 
 
 def _values(data: Any) -> tuple[dict[str, str], dict[str, Any]]:

@@ -20,7 +20,7 @@ from voice_service.console import forms
 from voice_service.console.templating import page
 from voice_service.db import tenant_tx
 from voice_service.deps import Caller, Conn
-from voice_service.errors import AppError, NotFound
+from voice_service.errors import AppError
 from voice_service.events import service as events
 from voice_service.events.schemas import WebhookEndpointCreate
 from voice_service.params import QueryParameter
@@ -38,15 +38,8 @@ def label(key: str) -> str:
 
 
 def endpoint_id_of(text: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(text)
-    except ValueError:
-        raise NotFound("there is no webhook endpoint with this id") from None
+    return forms.uuid_in_path(text, "webhook endpoint")
 
-
-def _text(form: Any, name: str) -> str:
-    value = form.get(name)
-    return value.strip() if isinstance(value, str) else ""
 
 
 class WebhookPages(Controller):
@@ -71,7 +64,7 @@ class WebhookPages(Controller):
     @post("/", name="console:webhook-create", status_code=200)
     async def create_endpoint(self, request: Request[Any, Any, Any], principal: Caller) -> Template:
         data = await request.form()
-        form = {k: _text(data, k) for k in ("url", "description", "event_types")}
+        form = {k: forms.text(data, k) for k in ("url", "description", "event_types")}
         values: dict[str, Any] = {"url": form["url"], "description": form["description"] or None,
                                   "event_types": [t for t in _SPLIT.split(form["event_types"]) if t]}
         errors = forms.check(WebhookEndpointCreate, values, key=lambda f, _: f, label=label)

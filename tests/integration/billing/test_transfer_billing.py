@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +17,7 @@ import msgspec
 import pytest
 
 from tests.fakes.openai import ToolCall, ToolCalls
-from tests.fakes.server import LocalServer, PathRouter
 from tests.support.conversation import (
-    ENGINE,
     SALES,
     TARGETS,
     Fakes,
@@ -33,11 +30,7 @@ from tests.support.conversation import (
 )
 from tests.support.pipeline import wait_for, worker
 from voice_service.billing.pipeline import POST_CALL_JOB, RECONCILE_JOB
-from voice_service.calls import live
-from voice_service.conversation import install
-from voice_service.settings import Settings
-from voice_service.simulator import Scenario, Simulator
-from voice_service.simulator.harness import RunningService, simulated_stack
+from voice_service.simulator import Scenario
 
 
 @pytest.fixture
@@ -50,32 +43,11 @@ TARGET_TALKS = 3.0
 
 
 @pytest.fixture(scope="module")
-async def fakes() -> AsyncIterator[Fakes]:
-    f = Fakes()
-    f.openai.responder = analysis_reply
-    router = PathRouter({"/v1/listen": f.deepgram, "/v1/speak": f.tts, "/v1/chat": f.openai})
-    async with LocalServer(router) as srv:
-        f.url = srv.http_url
-        yield f
-
-
-@pytest.fixture(scope="module")
-async def stack(settings: Settings, fakes: Fakes) -> AsyncIterator[tuple[Simulator, RunningService]]:
-    async with simulated_stack(settings, **conversation_overrides(fakes.url)) as pair:
-        yield pair
-
-
-@pytest.fixture
-async def engine(stack: tuple[Simulator, RunningService]) -> AsyncIterator[None]:
-    previous = install(stack[1].app.state.runtime, ENGINE)
-    yield
-    live.session_handler_factory = previous
-
-
-@pytest.fixture
-async def api(stack: tuple[Simulator, RunningService]) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=stack[1].base_url, timeout=30) as client:
-        yield client
+def stack_overrides(fakes: Fakes) -> dict[str, Any]:
+    """The module's stack on the fake providers (tests/integration/conftest.py), whose LLM also answers the
+    post-call analysis."""
+    fakes.openai.responder = analysis_reply
+    return conversation_overrides(fakes.url)
 
 
 @pytest.mark.parametrize("provider", ["twilio", "vonage"])
