@@ -3,7 +3,7 @@ exports of calls and of their costs.
 
 Everything is read through the billing service exactly as `/v1/billing/*` reads it; every role of the tenant may
 read billing (the API's rule). The exports stream a date range's rows straight from a database cursor
-(voice_service/calls/exports.py), so a month of calls is never held in memory.
+(voice_service/calls/export.py), so a month of calls is never held in memory.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from litestar import Controller, Request, get
 from litestar.response import Stream, Template
 
 from voice_service.billing import service as billing
-from voice_service.calls import exports
+from voice_service.calls import export as calls_csv
 from voice_service.console.clock import day_start, today, tz_name, user_tz
 from voice_service.console.templating import page
 from voice_service.db import tenant_tx
@@ -138,7 +138,7 @@ class BillingPages(Controller):
                         export_from=start or "", export_to=end or "", errors=errors)
         since, until = day_start(first, tz), day_start(last + timedelta(days=1), tz)
         pool = request.app.state.pool
-        writer = exports.call_rows if kind == "calls.csv" else exports.cost_rows
+        writer = calls_csv.call_rows if kind == "calls.csv" else calls_csv.cost_rows
 
         async def body() -> AsyncIterator[bytes]:
             async with tenant_tx(pool, principal.tenant_id) as conn:
