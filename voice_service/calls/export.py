@@ -4,7 +4,7 @@
   per category and its analysis, page by page (newest first, keyset on created_at, id), each page read in its own
   short tenant transaction, so a long download holds no transaction open;
 - the console's billing exports (`call_rows`, `cost_rows`): one row per call, or one row per cost item, of a period,
-  streamed from a server-side cursor (calls/repository.export_cursor), times in the reader's time zone.
+  streamed from a server-side cursor (calls/reports_repository.export_cursor), times in the reader's time zone.
 
 Either way an export of any size is never held in memory, and a cell a spreadsheet would run as a formula (text
 starting with = + - @, a tab or a return, and not a number) is prefixed with a quote; numbers and amounts are written
@@ -23,7 +23,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from voice_service.calls import repository as repo
+from voice_service.calls import reports_repository as reports
 from voice_service.db import tenant_tx
 
 __all__ = ["CALL_COLUMNS", "COLUMNS", "COST_COLUMNS", "PAGE_SIZE", "call_rows", "cost_rows", "export_csv"]
@@ -98,7 +98,7 @@ async def export_csv(
     after: tuple[datetime, uuid.UUID] | None = None
     while True:
         async with tenant_tx(pool, tenant_id) as conn:
-            rows = await repo.export_page(conn, tenant_id, filters=filters, created_after=created_after,
+            rows = await reports.export_page(conn, tenant_id, filters=filters, created_after=created_after,
                                           created_before=created_before, after=after, limit=PAGE_SIZE)
         if not rows:
             return
@@ -130,7 +130,7 @@ async def _rows(conn: asyncpg.Connection, tenant_id: uuid.UUID, since: datetime,
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(header)
     n = 0
-    async for row in repo.export_cursor(conn, tenant_id, since, until, costs=costs):
+    async for row in reports.export_cursor(conn, tenant_id, since, until, costs=costs):
         writer.writerow([_cell(v) for v in convert(row)])
         n += 1
         if n % _CHUNK_ROWS == 0:

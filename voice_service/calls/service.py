@@ -16,6 +16,7 @@ import asyncpg
 import msgspec
 
 from voice_service.auth import Principal
+from voice_service.calls import reports_repository as reports
 from voice_service.calls import repository as repo
 from voice_service.calls.inbound import InboundAnswer, start_inbound_call
 from voice_service.calls.lifecycle import MEDIA_TOKEN_TTL, create_call
@@ -168,7 +169,7 @@ async def list_calls(
 
 
 async def stats_since(conn: asyncpg.Connection, tenant_id: uuid.UUID, since: datetime) -> CallStats:
-    row = await repo.stats_since(conn, tenant_id, since)
+    row = await reports.stats_since(conn, tenant_id, since)
     avg = row["avg_duration"]
     return CallStats(live=row["live"], total=row["total"], answered=row["answered"], unanswered=row["unanswered"],
                      avg_duration_seconds=None if avg is None else float(avg))

@@ -18,7 +18,7 @@ import asyncpg
 import msgspec
 
 from analysis.pricing import CostBreakdown, CostItem
-from voice_service.calls import repository as repo
+from voice_service.calls import reports_repository as reports
 from voice_service.calls.schemas import Call
 from voice_service.calls.service import get_call
 from voice_service.errors import NotFound
@@ -74,7 +74,7 @@ def _latencies(metadata: dict[str, Any]) -> tuple[list[TurnLatency], dict[str, A
 
 async def get_call_detail(conn: asyncpg.Connection, tenant_id: uuid.UUID, call_id: uuid.UUID) -> CallDetail:
     call = await get_call(conn, tenant_id, call_id)
-    row = await repo.conversation_of(conn, tenant_id, call_id)
+    row = await reports.conversation_of(conn, tenant_id, call_id)
     if row is None:
         raise NotFound(f"call {call_id} not found")
     try:
@@ -93,7 +93,7 @@ async def list_calls_by_analysis(
     sentiment: str | None, category: str | None,
 ) -> Page[Call]:
     """Like `service.list_calls` (same cursor), for the calls whose analysis has this sentiment and/or category."""
-    rows = await repo.page_by_analysis(conn, tenant_id, limit=check_limit(limit),
+    rows = await reports.page_by_analysis(conn, tenant_id, limit=check_limit(limit),
                                        after=decode_cursor(cursor) if cursor else None, filters=filters,
                                        sentiment=sentiment, category=category)
     return page_from_rows(rows, limit, _to_call)
