@@ -3,7 +3,6 @@ with live views refreshing every second, and Chromium driven by Playwright for t
 
 from __future__ import annotations
 
-import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -19,13 +18,6 @@ BROWSER_TIMEOUT_MS = 15_000
 def console(client: Any) -> Callable[[], Awaitable[Console]]:
     """`await console()`: a fresh browser-like client with its own cookies (see tests/support/console.py)."""
     return console_factory(client)
-
-
-@pytest.fixture
-def make_tenant(make_tenant: Any) -> Any:
-    """The console launches batches, places calls and talks to agents, which reserve their estimated cost: the
-    console's tenants have credit (a test that needs an empty wallet says so with `credit=`)."""
-    return functools.partial(make_tenant, credit="100")
 
 
 @pytest.fixture(scope="module")

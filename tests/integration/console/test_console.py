@@ -464,7 +464,8 @@ def statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
         def make(orig: Any) -> Any:
             async def counted(self: Any, query: str, *args: Any, **kwargs: Any) -> Any:
-                seen.append(query)
+                if "pgqueuer" not in query:  # the job workers' polls run in this process too, whatever the page
+                    seen.append(query)
                 return await orig(self, query, *args, **kwargs)
             return counted
 
@@ -486,6 +487,7 @@ async def test_pages_cost_a_few_queries_whatever_the_rows(
             await insert_call(admin_conn, tenant.id, status="failed", agent_id=agent["id"], end_reason="x")
 
     counts: dict[int, dict[str, int]] = {}
+    sent: dict[str, list[str]] = {}
     for n in (1, 25):
         tenant = await make_tenant()
         await seed(tenant, n)
@@ -496,9 +498,10 @@ async def test_pages_cost_a_few_queries_whatever_the_rows(
             statements.clear()
             assert (await c.http.get(path)).status_code == 200
             counts[n][path] = len(statements)
+            sent[path] = list(statements)
     assert counts[1] == counts[25], counts
     # Session check, BEGIN+tenant, the page's reads (calls: agents and batches for the filters), COMMIT.
-    assert max(counts[25].values()) <= 8, counts
+    assert max(counts[25].values()) <= 8, (counts, sent)
 
 
 async def test_hostile_addresses_and_forms_are_never_a_500(console: Any, tenant: Any) -> None:

@@ -12,6 +12,7 @@ Skipped (loudly, in the test summary) when Chromium or Playwright is missing.
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import uuid
 from typing import Any
@@ -24,6 +25,13 @@ import pytest
 from tests.support.browser import check_page, nav, sign_in, watch, why_no_browser
 from voice_service.simulator import Scenario, Simulator
 from voice_service.simulator.harness import RunningService
+
+
+@pytest.fixture
+def make_tenant(make_tenant: Any) -> Any:
+    """These tests place and answer calls, which reserve their estimated cost: their tenants have credit."""
+    return functools.partial(make_tenant, credit="100")
+
 
 _MISSING = why_no_browser()
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(_MISSING is not None, reason=f"browser tests: {_MISSING}")]

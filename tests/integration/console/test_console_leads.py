@@ -59,7 +59,7 @@ async def test_import_refuses_a_file_it_cannot_read_naming_the_file(console: Any
     await c.sign_in(tenant.key)
     r = await _import(c, "name,email\nAlice,a@example.com\n")
     assert r.status_code == 422
-    assert 'id="file-error">CSV file: the CSV header has no `phone` column' in r.text
+    assert 'id="file-error">CSV file: the file has no phone column (every lead needs one)' in r.text
     assert 'aria-invalid="true"' in r.text
     r = await c.http.post("/console/leads/import", data={"_csrf": c.csrf})
     assert r.status_code == 422 and "CSV file: choose a CSV file" in r.text
