@@ -14,7 +14,7 @@ from voice_service.calls import live
 from voice_service.calls.session import MediaSession, SessionHandler
 from voice_service.conversation.engine import CallSession
 from voice_service.conversation.services import EngineConfig, RuntimeServices, warn_unconfigured
-from voice_service.runtime import Runtime
+from voice_service.runtime import Runtime, worker_index
 
 __all__ = ["CallSession", "EngineConfig", "RuntimeServices", "handler_factory", "install", "running"]
 
@@ -44,8 +44,9 @@ def install(
 @asynccontextmanager
 async def running(app: Any) -> AsyncIterator[None]:
     """Background service for the app's lifespan (after the Runtime is open); says at start-up which speech and LLM
-    settings are missing, if any."""
-    warn_unconfigured(app.state.runtime.settings)
+    settings are missing, if any (once per host: `serve --workers N` leaves it to its first worker)."""
+    if worker_index() in (None, 0):
+        warn_unconfigured(app.state.runtime.settings)
     previous = live.session_handler_factory
     install(app.state.runtime)
     try:

@@ -167,4 +167,20 @@ async def test_import_launch_watch_and_review_a_call(stack: tuple[Simulator, Run
     await expect(page.locator('[data-analysis="category"]')).to_have_text("warm")
     await expect(page.locator('[data-analysis="fields"]')).to_contain_text("1200")
     await expect(page.get_by_role("cell", name="voice_call.analyzed")).to_be_visible()
+
+    # The recording: encoded by a job after the call; the page's player plays it, and a turn seeks it.
+    for _ in range(120):
+        if await page.locator("audio#recording").count():
+            break
+        await page.wait_for_timeout(500)
+        await page.reload()
+    player = page.locator("audio#recording")
+    await expect(player).to_have_count(1)
+    await page.wait_for_function("() => document.getElementById('recording').readyState >= 1")
+    duration = await page.evaluate("document.getElementById('recording').duration")
+    assert duration > 1.0, duration  # the greeting, the caller's line and the goodbye
+    await page.evaluate("document.getElementById('recording').muted = true")
+    await page.evaluate("document.getElementById('recording').play()")
+    await page.wait_for_function("() => document.getElementById('recording').currentTime > 0.5")
+    await page.evaluate("document.getElementById('recording').pause()")
     await check_page(page, w, "e2e-07-call")
