@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
+import secrets
 import statistics
 import sys
 import time
@@ -110,6 +111,9 @@ async def seed_calls(dsn: str, tenant_id: uuid.UUID, n: int, agent_ids: list[int
         await conn.close()
 
 
+PLATFORM_TOKEN = secrets.token_urlsafe(24)
+
+
 async def setup(dsn: str, base: str, leads: int, calls: int) -> tuple[str, dict[str, str]]:
     await migrate(dsn)
     admin = await asyncpg.connect(dsn)
@@ -123,8 +127,10 @@ async def setup(dsn: str, base: str, leads: int, calls: int) -> tuple[str, dict[
     h = {"Authorization": f"Bearer {key}"}
     async with httpx.AsyncClient(base_url=base, timeout=600) as api:
         agents = [(await api.post("/v1/agents", json={"name": f"Agent {i}"}, headers=h)).json()["id"] for i in range(5)]
-        number = (await api.post("/v1/numbers", json={"phone_number": "+12125550100", "provider": "twilio"},
-                                 headers=h)).json()
+        # The platform assigns the number (a tenant registers only numbers on a configured carrier account).
+        number = (await api.post("/v1/admin/numbers", json={"tenant_id": str(tenant_id), "phone_number": "+12125550100",
+                                                            "provider": "twilio"},
+                                 headers={"Authorization": f"Bearer {PLATFORM_TOKEN}"})).json()
         for i in range(3):
             await api.post("/v1/voices", json={"provider": "deepgram", "provider_voice_id": f"aura-2-v{i}-en",
                                                "name": f"Voice {i}"}, headers=h)
@@ -167,7 +173,7 @@ def main() -> None:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         asyncio.run(migrate(dsn))
-        with service(dsn, port, CONVERSATION_ENGINE="false", PUBLIC_BASE_URL=base):
+        with service(dsn, port, CONVERSATION_ENGINE="false", PUBLIC_BASE_URL=base, PLATFORM_ADMIN_TOKEN=PLATFORM_TOKEN):
             key, ids = asyncio.run(setup(dsn, base, args.leads, args.calls))
             with httpx.Client(base_url=base, timeout=60) as http:
                 form = http.get("/console/sign-in")
