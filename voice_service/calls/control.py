@@ -18,6 +18,7 @@ starts belongs to the TaskGroup of `running(app)`.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import functools
@@ -88,18 +89,20 @@ async def apply_command(session: MediaSession, op: str, args: Message) -> Messag
     return {"ok": True}
 
 
-class ListenSource:
-    """What a listener's WebSocket reads: batches of items until the call ends."""
+class ListenSource(abc.ABC):
+    """What a listener's WebSocket reads: batches of items until the call ends (from this instance's call, or
+    relayed from the instance holding it)."""
 
     encoding: str
     sample_rate: int
 
+    @abc.abstractmethod
     async def next(self) -> tuple[list[Item], Message | None]:
         """The items since the last call, and (last) how it ended: {"end_reason"} or {"error"}."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def close(self) -> None:
-        raise NotImplementedError
+        """Stop listening (the feed is detached or the relay unsubscribed)."""
 
 
 def _attach_feed(session: MediaSession) -> tuple[ListenFeed, Callable[[], None]]:
