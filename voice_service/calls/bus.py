@@ -14,6 +14,12 @@ None after its timeout and the caller says so cleanly. Messages are JSON objects
 
 The LISTEN connection lives as long as the bus runs (`run()`); if it drops, `run()` reconnects with a growing
 pause and LISTENs on every channel again. Requests made meanwhile time out like any unanswered request.
+
+Other live views use the same connection: text channels (`listen_text`: the payload as sent, no JSON envelope),
+several payloads sent in one statement and delivered in order (`notify_all`), and session advisory locks held on
+the LISTEN connection (`try_lock`), which elect one instance for a piece of work and are released by PostgreSQL
+itself when that instance or its connection goes away. `connections` tells a lock holder that a reconnection
+(a new session) has dropped its locks.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ __all__ = ["LiveBus", "Message", "call_channel", "inbox_channel"]
 
 Message = dict[str, Any]
 Handler = Callable[[Message], None]
+TextHandler = Callable[[str], None]
 
 MAX_PAYLOAD = 7999
 _encoder = msgspec.json.Encoder()
@@ -61,6 +68,7 @@ class LiveBus:
         self.inbox = inbox_channel(self.instance_id)
         self.reconnect_seconds = reconnect_seconds
         self._channels: dict[str, Handler] = {}
+        self._texts: dict[str, TextHandler] = {}  # channels whose payloads are handed over as they came
         self._streams: dict[str, Handler] = {}  # inbox messages carrying `stream`: by stream id
         self._pending: dict[str, asyncio.Future[Message]] = {}
         self._conn: asyncpg.Connection | None = None
@@ -113,7 +121,7 @@ class LiveBus:
         conn.add_termination_listener(self._on_lost)
         try:
             async with self._lock:
-                for channel in (self.inbox, *self._channels):
+                for channel in (self.inbox, *self._channels, *self._texts):
                     await conn.add_listener(channel, self._on_notify)
                 self._conn = conn
         except BaseException:
@@ -129,6 +137,14 @@ class LiveBus:
     async def listen(self, channel: str, handler: Handler) -> None:
         """Call `handler` for every message on `channel` (from now on, and again after a reconnection)."""
         self._channels[channel] = handler
+        await self._listen(channel)
+
+    async def listen_text(self, channel: str, handler: TextHandler) -> None:
+        """Call `handler` with every payload on `channel`, as sent (no JSON envelope)."""
+        self._texts[channel] = handler
+        await self._listen(channel)
+
+    async def _listen(self, channel: str) -> None:
         async with self._lock:
             conn = self._conn
             if conn is not None and not conn.is_closed():
@@ -139,7 +155,7 @@ class LiveBus:
                     log.warning("LISTEN failed", extra={"channel": channel, "detail": repr(exc)[:300]})
 
     async def unlisten(self, channel: str) -> None:
-        if self._channels.pop(channel, None) is None:
+        if self._channels.pop(channel, None) is None and self._texts.pop(channel, None) is None:
             return
         async with self._lock:
             conn = self._conn
@@ -157,6 +173,13 @@ class LiveBus:
     def _on_notify(self, conn: Any, pid: int, channel: str, payload: object) -> None:
         if not isinstance(payload, str):
             return  # asyncpg hands NOTIFY payloads over as str
+        text = self._texts.get(channel)
+        if text is not None:
+            try:
+                text(payload)
+            except Exception:
+                log.exception("live channel handler failed", extra={"channel": channel})
+            return
         try:
             message = _decoder.decode(payload)
         except msgspec.DecodeError:
@@ -186,6 +209,42 @@ class LiveBus:
         if len(payload.encode()) > MAX_PAYLOAD:
             raise ValueError(f"live-control message of {len(payload)} bytes is over NOTIFY's limit")
         await self.pool.execute("SELECT pg_notify($1, $2)", channel, payload)
+
+    async def notify_all(self, channel: str, payloads: list[str]) -> None:
+        """Send `payloads` on `channel` in one statement: PostgreSQL delivers them together, in this order."""
+        if any(len(p.encode()) > MAX_PAYLOAD for p in payloads):
+            raise ValueError("a payload is over NOTIFY's limit")
+        sql = "SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p"
+        async with self._lock:
+            conn = self._conn
+            if conn is not None and not conn.is_closed() and self._ready.is_set():
+                # On the LISTEN connection: one statement, where the pool would add its reset on release.
+                await conn.execute(sql, channel, payloads)
+                return
+        await self.pool.execute(sql, channel, payloads)
+
+    # --- advisory locks on the LISTEN connection ---
+
+    async def try_lock(self, key: int) -> bool:
+        """Take the session advisory lock `key` on the LISTEN connection if nobody holds it (False when another
+        session holds it, or the bus is not connected). It is held until `unlock`, or until this connection ends
+        (`connections` then changes)."""
+        async with self._lock:
+            conn = self._conn
+            if conn is None or conn.is_closed() or not self._ready.is_set():
+                return False
+            try:
+                return bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", key))
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("advisory lock not taken", extra={"detail": repr(exc)[:300]})
+                return False
+
+    async def unlock(self, key: int) -> None:
+        async with self._lock:
+            conn = self._conn
+            if conn is not None and not conn.is_closed():
+                with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                    await conn.fetchval("SELECT pg_advisory_unlock($1)", key)
 
     async def request(self, channel: str, message: Message, *, timeout: float) -> Message | None:  # noqa: ASYNC109
         """Send `message` to `channel` and wait for its reply; None when none comes within `timeout` seconds."""

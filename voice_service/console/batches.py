@@ -4,7 +4,8 @@ controls (pause, resume, cancel — optionally hanging up the calls under way) a
 
 Launching, pausing, resuming and cancelling are the API's own service calls under the API's rule (members and up;
 members only with the numbers their permissions grant). The live view is one server-sent-event stream per page,
-fed by one producer per batch (console/live.py) that reads the batch once a second however many pages watch it.
+fed by one producer per batch (console/live.py) that reads the batch once a second however many pages watch it, on
+however many instances of the service.
 """
 
 from __future__ import annotations
@@ -291,8 +292,9 @@ class BatchLive(Controller):
     async def batch_live(self, request: Request[Any, Any, Any], conn: Conn, principal: Caller,
                          batch_id: str) -> ServerSentEvent:
         """The progress fragment each second, then, once the batch is over, a `done` event that closes the page's
-        stream. One producer reads the batch for every page watching it (one query a second per batch, whatever the
-        pages' zones and roles); each kind of page (zone, role) has its fragment rendered once per update."""
+        stream. One producer reads the batch for every page watching it, on any instance (one query a second per
+        batch, whatever the pages' zones, roles and processes); each kind of page (zone, role) has its fragment
+        rendered once per update."""
         number = batch_id_of(batch_id)
         await batches.get(conn, principal, number)  # another tenant's batch: 404 before any stream starts
         state = request.app.state
@@ -307,7 +309,8 @@ class BatchLive(Controller):
 
         async def stream() -> AsyncIterator[ServerSentEventMessage]:
             deadline = time.monotonic() + hub.max_stream_seconds
-            async with hub.watch(topic, produce, interval=LIVE_INTERVAL_SECONDS) as feed:
+            async with hub.watch(topic, produce, interval=LIVE_INTERVAL_SECONDS,
+                                 shared_as=batch_progress.BatchProgress) as feed:
                 version = 0
                 while (remaining := deadline - time.monotonic()) > 0:
                     try:

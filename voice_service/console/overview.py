@@ -58,7 +58,7 @@ class OverviewController(Controller):
 
         async def stream() -> AsyncIterator[ServerSentEventMessage]:
             deadline = time.monotonic() + hub.max_stream_seconds
-            async with hub.watch(("overview", principal.tenant_id, tz_name(tz)), produce) as feed:
+            async with hub.watch(("overview", principal.tenant_id, tz_name(tz)), produce, shared_as=str) as feed:
                 version = 0
                 while (remaining := deadline - time.monotonic()) > 0:
                     try:

@@ -80,7 +80,9 @@ def routers() -> list[Router]:
 async def console_lifespan(app: Litestar) -> AsyncIterator[None]:
     interval = app.state.settings.console_live_interval_seconds
     async with asyncio.TaskGroup() as tasks:
-        hub = LiveHub(tasks, interval=interval)
+        # The live-control bus (entered by the app's lifespan before this one) shares each view across instances.
+        control = getattr(app.state, "live_control", None)
+        hub = LiveHub(tasks, interval=interval, bus=None if control is None else control.bus)
         app.state.console_hub = hub
         try:
             yield

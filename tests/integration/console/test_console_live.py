@@ -126,7 +126,8 @@ async def test_two_hundred_consoles_cost_one_query_a_second(service: RunningServ
             window = [q for at, q in statements if start <= at <= end]
             progress_reads = [q for q in window if "FROM voice_call_batches b" in q]
             assert 1 <= len(progress_reads) <= WINDOW_SECONDS + 1, len(progress_reads)
-            assert len(window) <= 3 * (WINDOW_SECONDS + 1), window  # BEGIN+tenant, the read, COMMIT
+            # BEGIN+tenant, the read, COMMIT, and the NOTIFY that hands the value to the service's other instances
+            assert len(window) <= 4 * (WINDOW_SECONDS + 1), window
             assert all(_status(w.fragments[-1]) == "running" for w in watchers)
             # Each kind of console got its own page: its zone's times, and the controls only where it may act.
             assert all(("Cancel the batch" in w.fragments[-1]) == (i % 3 != 2) for i, w in enumerate(watchers))
@@ -149,3 +150,94 @@ async def test_two_hundred_consoles_cost_one_query_a_second(service: RunningServ
         stopped = len(statements)
         await asyncio.sleep(2 * 1.0)
         assert not [q for _, q in statements[stopped:] if "FROM voice_call_batches b" in q]
+
+
+@pytest.fixture
+async def pair(settings: Settings) -> AsyncIterator[tuple[RunningService, RunningService]]:
+    """Two instances of the service on one database, as `serve --workers 2` (or two hosts) runs them."""
+    def make(base_url: str) -> Settings:
+        return msgspec.structs.replace(settings, public_base_url=base_url, pool_max_size=10)
+
+    async with running_service(make) as a, running_service(make) as b:
+        yield a, b
+
+
+async def _signed_in(stack: contextlib.AsyncExitStack, svc: RunningService, key: str) -> httpx.AsyncClient:
+    limits = httpx.Limits(max_connections=60, max_keepalive_connections=60)
+    http = await stack.enter_async_context(httpx.AsyncClient(base_url=svc.base_url, timeout=60, limits=limits))
+    assert (await Console(http).sign_in(key)).status_code == 303
+    return http
+
+
+async def _until_all(watchers: list[Watcher], status: str, within: float = 15.0) -> None:
+    deadline = time.monotonic() + within
+    while not all(w.fragments and _status(w.fragments[-1]) == status for w in watchers):
+        assert time.monotonic() < deadline, f"not every console shows the batch {status}"
+        await asyncio.sleep(0.05)
+
+
+async def test_consoles_on_two_instances_share_one_producer_that_hands_over(
+        pair: tuple[RunningService, RunningService], tenant: Any, pg_dsn: str,
+        statements: list[tuple[float, str]]) -> None:
+    a, b = pair
+    hubs = (a.app.state.console_hub, b.app.state.console_hub)
+    async with httpx.AsyncClient(base_url=a.base_url, timeout=30) as api:
+        h = tenant.headers
+        agent = (await api.post("/v1/agents", json={"name": "Dialer"}, headers=h)).json()
+        number = (await api.post("/v1/numbers", json={"phone_number": unique_phone("+1212"), "provider": "simulator"},
+                                 headers=h)).json()
+        await fund(pg_dsn, tenant.id)
+        r = await api.post("/v1/batches", json={"agent_id": agent["id"], "from_number_id": number["id"],
+                                                "entries": [{"phone": unique_phone()} for _ in range(3)]}, headers=h)
+        assert r.status_code == 201, r.text
+        batch = r.json()
+        path = f"/console/live/batches/{batch['id']}"
+
+        async with contextlib.AsyncExitStack() as stack:
+            clients = [await _signed_in(stack, svc, tenant.key) for svc in (a, b)]
+            on = [[Watcher() for _ in range(40)] for _ in (a, b)]
+            tasks = [[asyncio.create_task(w.run(http, path)) for w in watchers]
+                     for watchers, http in zip(on, clients, strict=True)]
+            try:
+                await _until_all(on[0] + on[1], "running", within=30)
+                # Eighty consoles on two instances: one instance reads the batch, once a second, for all of them.
+                assert sorted(hub.leads for hub in hubs) == [0, 1]
+                start = time.monotonic()
+                await asyncio.sleep(WINDOW_SECONDS)
+                reads = [q for at, q in statements if start <= at <= time.monotonic() and "FROM voice_call_batches b" in q]
+                assert 1 <= len(reads) <= WINDOW_SECONDS + 1, len(reads)
+
+                # Everyone on the producing instance closes the page: the other instance takes over within a few
+                # seconds, and its consoles still see each change.
+                leader = 0 if hubs[0].leads else 1
+                follower = 1 - leader
+                for task in tasks[leader]:
+                    task.cancel()
+                await asyncio.gather(*tasks[leader], return_exceptions=True)
+                r = await api.post(f"/v1/batches/{batch['id']}/pause", headers=h)
+                assert r.status_code == 200, r.text
+                await _until_all(on[follower], "paused")
+                assert hubs[follower].leads == 1
+                deadline = time.monotonic() + 5
+                while hubs[leader].topics:
+                    assert time.monotonic() < deadline, "the instance nobody watches on kept its producer"
+                    await asyncio.sleep(0.05)
+                start = time.monotonic()
+                await asyncio.sleep(WINDOW_SECONDS)
+                reads = [q for at, q in statements if start <= at <= time.monotonic() and "FROM voice_call_batches b" in q]
+                assert 1 <= len(reads) <= WINDOW_SECONDS + 1, len(reads)
+
+                # A console opened again on the first instance follows the producer on the second.
+                late = Watcher()
+                late_task = asyncio.create_task(late.run(clients[leader], path))
+                await _until_all([late], "paused")
+                assert hubs[leader].leads == 0
+
+                r = await api.post(f"/v1/batches/{batch['id']}/cancel", headers=h)
+                assert r.status_code == 200, r.text
+                await asyncio.wait_for(asyncio.gather(*tasks[follower], late_task), 15)
+                for w in [*on[follower], late]:
+                    assert _status(w.fragments[-1]) == "cancelled" and w.events[-1] == "done"
+            finally:
+                for task in (*tasks[0], *tasks[1]):
+                    task.cancel()
