@@ -30,6 +30,12 @@ Barge-in (`--barge-in`): the same N calls with a long agent answer, so the calle
 the time from the caller frame that let the STT produce the words that stop the agent, to the `clear` arriving at
 the caller, minus the STT delay (and, for reference, from the first speech frame of that utterance).
 
+The harness must not stall: its processes run on uvloop, and their cyclic GC runs the full collection only
+between cases (`harness_gc`), since one full collection of their growing records used to stop every caller
+or every provider for 75-110 ms at once. Their own loop lag is printed next to the figures ("carrier lag",
+"fakes lag"), with each core's busy % over the steady window ("cores busy": the machine may be shared; a core
+busier than what the service and the harness use carries someone else's load).
+
 Memory: the service's RSS before the first call and at its peak with N calls live, per call. Event-loop lag: the
 service's `voice_event_loop_lag_seconds` histogram over the steady window (/metrics). The floor, measured in the
 same run: the same calls with the media-only handler (no STT/LLM/TTS).
