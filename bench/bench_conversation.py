@@ -30,6 +30,12 @@ Barge-in (`--barge-in`): the same N calls with a long agent answer, so the calle
 the time from the caller frame that let the STT produce the words that stop the agent, to the `clear` arriving at
 the caller, minus the STT delay (and, for reference, from the first speech frame of that utterance).
 
+The harness must not stall: its processes run on uvloop, and their cyclic GC runs the full collection only
+between cases (`harness_gc`), since one full collection of their growing records used to stop every caller
+or every provider for 75-110 ms at once. Their own loop lag is printed next to the figures ("carrier lag",
+"fakes lag"), with each core's busy % over the steady window ("cores busy": the machine may be shared; a core
+busier than what the service and the harness use carries someone else's load).
+
 Memory: the service's RSS before the first call and at its peak with N calls live, per call. Event-loop lag: the
 service's `voice_event_loop_lag_seconds` histogram over the steady window (/metrics). The floor, measured in the
 same run: the same calls with the media-only handler (no STT/LLM/TTS).
@@ -43,6 +49,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import hashlib
 import os
 import sys
@@ -58,6 +65,7 @@ import httpx
 import msgspec
 import numpy as np
 import psutil
+import uvloop
 
 from bench._common import ROOT, database, free_port
 from voice_service.migrations import migrate
@@ -72,7 +80,7 @@ SIM_ACCOUNT, SIM_TOKEN = "ACsimulator0000000000000000000000", "simulator-dev-tok
 FINGERPRINT_BYTES = 8000  # the first second of μ-law caller audio (unique per call)
 
 FAKES = r"""
-import hashlib, sys, time
+import gc, hashlib, sys, time
 import msgspec
 from tests.fakes.deepgram import FakeDeepgram
 from tests.fakes.openai import FakeOpenAI
@@ -124,6 +132,7 @@ async def stats(scope, receive, send):
             import asyncio
             prober = asyncio.get_running_loop().create_task(probe())
         finals.clear(); decided.clear(); dg.sessions.clear(); lags.clear()
+        gc.unfreeze(); gc.collect(); gc.freeze()  # see harness_gc() in the bench: no full collections while the calls run
         oai.default_reply = LONG if b"long" in scope.get("query_string", b"") else SHORT
         await send_json(send, 200, {})
         return
@@ -131,6 +140,7 @@ async def stats(scope, receive, send):
     await send_json(send, 200, {"finals": finals, "decided": decided, "sessions": sessions, "lags": lags})
 
 prober = None
+gc.set_threshold(700, 10, 1 << 30)
 
 import uvicorn
 router = PathRouter({"/v1/listen": stt, "/v1/speak": tts, "/v1/chat": oai, "/bench": stats})
@@ -140,6 +150,18 @@ uvicorn.run(router, host="127.0.0.1", port=port, lifespan="off", log_level="warn
 
 TURN_SECONDS = 2.4
 INTERRUPT_MIN_WORDS = 3  # AgentConfig.interrupt_min_words default: the words that stop the agent
+
+
+def harness_gc() -> None:
+    """The harness's processes (this one: the carrier and its callers; the fakes) keep every frame's timestamp and
+    every session's record, so their heaps grow all run long, and the cyclic GC's full collections of them took
+    75-110 ms (gc.callbacks): each one stalled every call's caller or provider at once, and the stall was counted
+    as the service's latency. The harness runs the young generations as usual and the full collection only
+    between cases (here and at /bench/reset). The service's own GC is left as it is: its pauses are measured."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(700, 10, 1 << 30)
 
 
 def caller_audio(index: int, turns: int, lead: float) -> bytes:
@@ -339,6 +361,7 @@ async def _drive(
             fingerprints[to] = hashlib.sha1(to_wire(pcm, 8000, "mulaw", 8000)[:FINGERPRINT_BYTES]).hexdigest()
             targets.append(to)
         service = tree(proc.pid)
+        harness_gc()
         await asyncio.sleep(1.0)
         rss0 = rss_of(service)
         lag0 = await scrape_lag(base) if mode != "media-only" else {}
@@ -382,10 +405,12 @@ async def _drive(
             lost += sum(1 for c in live if not c.media.send_times)
             live = [c for c in live if c.media.send_times]
             cpu_a, others_a, wall_a = cpu_of(service), cpu_of(fakes_and_me), time.monotonic()
+            cores_a = psutil.cpu_times(percpu=True)
             lag_a = await scrape_lag(base) if mode != "media-only" else {}
             waiters = [tg.create_task(c.finished(timeout=900)) for c in live]
             await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
             cpu_b, others_b, wall_b = cpu_of(service), cpu_of(fakes_and_me), time.monotonic()
+            cores_b = psutil.cpu_times(percpu=True)
             lag_b = await scrape_lag(base) if mode != "media-only" else {}
             calls = [await w for w in waiters]
             watcher.cancel()
@@ -401,6 +426,9 @@ async def _drive(
         "service_pct": 100 * (cpu_b - cpu_a) / steady,
         "harness_pct": 100 * (others_b - others_a) / steady,
         "service_pct_all": 100 * (cpu1 - cpu0) / (wall1 - wall0),
+        # Each core's busy % over the steady window (everything on it: ours, PostgreSQL, anyone else's work): the
+        # machine is shared, and a core busy beyond what the service and the harness use is someone else's load.
+        "cores_busy_pct": [100 * (_busy(b) - _busy(a)) / steady for a, b in zip(cores_a, cores_b, strict=True)],
         "steady_s": steady,
         "rss_per_call_mb": (peak[0] - rss0) / n / 2**20,
         "rss0_mb": rss0 / 2**20,
@@ -419,6 +447,10 @@ async def _drive(
     if mode == "engine":
         result.update(await _service_figures(dsn, n))
     return result
+
+
+def _busy(times: Any) -> float:
+    return float(times.user + times.nice + times.system + times.irq + times.softirq + getattr(times, "steal", 0.0))
 
 
 def _lag_in(lags: list[float]) -> dict[str, float]:
@@ -613,6 +645,7 @@ def _format(row: dict[str, Any]) -> str:
                f"{lag.get('max', float('nan')):7.1f}"
     text = (f"{row['n']:>4} {row['mode']:>10} {row['cpu_per_call_pct']:15.3f} {row['service_pct']:14.1f} "
             f"{row['harness_pct']:10.1f} {row['rss_per_call_mb']:12.2f} {lag_text:>24} {row['errors']:>7}")
+    text += "   cores busy " + " / ".join(f"{c:.0f}" for c in row["cores_busy_pct"]) + " %"
     if row["mode"] != "media-only":
         text += (f"   turns {row['turns']} in a {row['window_s']:.1f} s window (+{row['outside_window']} outside it, "
                  f"{row['unmatched']} unmatched)")
@@ -633,7 +666,11 @@ def main() -> None:
     ap.add_argument("--barge-in", action="store_true", help="also measure barge-in (long agent answers)")
     ap.add_argument("--http-shards", type=int, default=32, help="the service's HTTP_POOL_SHARDS (1: one pool, as "
                                                                  "before providers/http.py)")
-    asyncio.run(amain(ap.parse_args()))
+    args = ap.parse_args()
+    # The carrier simulator (every caller's 20 ms frames) runs on uvloop, as the service and the fakes (uvicorn's
+    # default) do: the stdlib loop's own per-frame overhead was a large part of the harness core.
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(amain(args))
 
 
 if __name__ == "__main__":

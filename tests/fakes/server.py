@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
 import socket
 import struct
@@ -228,8 +229,10 @@ async def reject(scope: Scope, receive: Receive, send: Send, status: int, payloa
 # Audio signals.
 
 
+@functools.lru_cache(maxsize=512)
 def pcm16_tone(seconds: float, *, rate: int, freq: float = 440.0, amplitude: int = 8000) -> bytes:
-    """Signed 16-bit little-endian mono sine: loud enough for an energy VAD to call it speech."""
+    """Signed 16-bit little-endian mono sine: loud enough for an energy VAD to call it speech. Cached: the TTS fake
+    answers the same few texts over and over under load, and building a sample at a time is its largest cost."""
     n = int(round(seconds * rate))
     step = 2 * math.pi * freq / rate
     return struct.pack(f"<{n}h", *(int(amplitude * math.sin(step * i)) for i in range(n)))

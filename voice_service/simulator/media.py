@@ -210,19 +210,11 @@ class _Leg:
 
     async def _audio(self, frame: bytes, k: int) -> None:
         if self.kind == "twilio":
-            payload = base64.b64encode(frame).decode()
+            self.seq += 1
             await self.ws.send(
-                '{"event":"media","sequenceNumber":"'
-                + self._next_seq()
-                + '","streamSid":"'
-                + self.stream_sid
-                + '","media":{"track":"inbound","chunk":"'
-                + str(k + 1)
-                + '","timestamp":"'
-                + str(k * 20)
-                + '","payload":"'
-                + payload
-                + '"}}'
+                f'{{"event":"media","sequenceNumber":"{self.seq}","streamSid":"{self.stream_sid}",'
+                f'"media":{{"track":"inbound","chunk":"{k + 1}","timestamp":"{k * 20}",'
+                f'"payload":"{base64.b64encode(frame).decode()}"}}}}'
             )
         else:
             await self.ws.send(frame)
