@@ -37,7 +37,8 @@ ALTER TABLE voice_agents DISABLE TRIGGER voice_agents_set_updated_at;
 UPDATE voice_agents SET api_json = NULL;
 ALTER TABLE voice_agents ENABLE TRIGGER voice_agents_set_updated_at;
 
--- GET /v1/agents (same result as 0096's, byte for byte): the page's stored texts joined as json_agg joined them.
+-- GET /v1/agents (same result as 0096's, byte for byte): the page's stored texts joined as json_agg joined them,
+-- and the rest of the answer from the same single pass over the page.
 CREATE OR REPLACE FUNCTION agents_page_json(p_tenant uuid, p_limit int, p_after_at timestamptz, p_after_id bigint)
 RETURNS text[]
 LANGUAGE plpgsql AS $$
@@ -49,7 +50,14 @@ BEGIN
         p_after_at := 'infinity';
         p_after_id := 9223372036854775807;
     END IF;
-    WITH page AS (
+    SELECT ARRAY[
+        '[' || coalesce(string_agg(p.doc, ', ' ORDER BY p.ord) FILTER (WHERE p.ord <= p_limit), '') || ']',
+        count(*)::text,
+        min(to_char(p.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'))
+            FILTER (WHERE p.ord = p_limit),
+        min(p.id) FILTER (WHERE p.ord = p_limit)::text
+    ] INTO result
+    FROM (
         SELECT coalesce(a.api_json, agent_api_json(a)) AS doc, a.created_at, a.id,
                row_number() OVER (ORDER BY a.created_at DESC, a.id DESC) AS ord
         FROM voice_agents a
@@ -57,15 +65,7 @@ BEGIN
           AND (a.created_at, a.id) < (p_after_at, p_after_id)
         ORDER BY a.created_at DESC, a.id DESC
         LIMIT p_limit + 1
-    )
-    SELECT ARRAY[
-        '[' || coalesce((SELECT string_agg(p.doc, ', ' ORDER BY p.ord) FROM page p WHERE p.ord <= p_limit), '')
-            || ']',
-        (SELECT count(*) FROM page)::text,
-        (SELECT to_char(p.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')
-           FROM page p WHERE p.ord = p_limit),
-        (SELECT p.id::text FROM page p WHERE p.ord = p_limit)
-    ] INTO result;
+    ) p;
     RETURN result;
 END
 $$;

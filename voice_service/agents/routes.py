@@ -38,9 +38,11 @@ class AgentController(Controller):
         return await service.create(conn, principal, data)
 
     @get("/{agent_id:int}", operation_id="getAgent", summary="Get an agent")
-    async def get_agent(self, request: Request[Any, Any, Any], agent_id: int) -> Agent:
+    async def get_agent(self, request: Request[Any, Any, Any], agent_id: int) -> Response[Agent]:
         """The agent with its full config (defaults filled in)."""
-        return await service.read(reader_of(request), agent_id)
+        # Pre-encoded as this Agent's JSON (service.read_json): the annotation documents the body.
+        body: Any = await service.read_json(reader_of(request), agent_id)
+        return Response(body, media_type=MediaType.JSON)
 
     @patch("/{agent_id:int}", operation_id="updateAgent", summary="Update an agent (only the fields sent)")
     async def update_agent(self, conn: Conn, principal: Caller, agent_id: int,

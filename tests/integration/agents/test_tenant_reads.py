@@ -9,9 +9,11 @@ import uuid
 from typing import Any
 
 import asyncpg
+from litestar.serialization import encode_json
 
 from tests.support.tenants import Tenant
 from voice_service.agents.repository import read_agent, read_page_json
+from voice_service.agents.service import to_agent
 from voice_service.db import create_pool
 
 
@@ -124,3 +126,29 @@ async def test_each_agent_keeps_its_page_json_through_every_write(
         await admin_conn.execute("UPDATE voice_agents SET api_json = NULL WHERE id = $1", made["id"])
     items, single = await page_and_single()
     assert items == [single]
+
+
+async def test_get_one_answers_the_bytes_the_agent_encodes_to(client: Any, make_tenant: Any, pg_dsn: str) -> None:
+    """GET /v1/agents/{id} re-encodes the row's stored JSON (sql/0097) instead of building an Agent: its body is
+    byte for byte what encoding the Agent read from the row's columns gives (Litestar's encoder, as before)."""
+    a: Tenant = await make_tenant()
+    bodies = [
+        {"name": "Plain"},
+        {"name": "Ünïcödé \"quoted\" \\ back\u2028\u0001", "system_instructions": "Line\nbreak\ttab",
+         "gender": "female", "language": "fr-FR",
+         "analysis_schema": {"type": "object", "properties": {"budget": {"type": "number", "minimum": 1.5e3}}},
+         "metadata": {"z": 1, "a": [1, 2.5, None, True, 10**18, -0.0, 1e-7], "nested": {"é": "ü", "": {}}},
+         "config": {"goal": "Book a demo", "temperature": 0.3, "silence_reprompt_seconds": 8}},
+    ]
+    pool = await create_pool(pg_dsn, min_size=1, max_size=1)
+    try:
+        for body in bodies:
+            made = await client.post("/v1/agents", headers=a.headers, json=body)
+            assert made.status_code == 201, made.text
+            got = await client.get(f"/v1/agents/{made.json()['id']}", headers=a.headers)
+            assert got.status_code == 200 and got.headers["content-type"] == "application/json"
+            row = await read_agent(pool, a.id, made.json()["id"])
+            assert row is not None
+            assert got.content == encode_json(to_agent(row))
+    finally:
+        await pool.close()
