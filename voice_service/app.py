@@ -23,7 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from voice_service import __version__, perf
 from voice_service import bootstrap as bootstrap_mod
 from voice_service.agents.routes import route_handlers as agent_routes
-from voice_service.auth import AuthMiddleware, KeyCache, listen_for_revocations
+from voice_service.auth import AuthMiddleware, KeyCache, ReadsSkipWriteGuards, listen_for_revocations
 from voice_service.batches.routes import route_handlers as batch_routes
 from voice_service.billing.routes import route_handlers as billing_routes
 from voice_service.call_analysis.routes import route_handlers as call_analysis_routes
@@ -194,7 +194,8 @@ def create_app(settings: Settings | None = None, *, bootstrap: bool = True) -> L
         cors_config=cors_config(settings),
         plugins=[ConsolePlugin(),  # the operator console at /console: routes, templates, live views
                  ApiDocsPlugin(PUBLIC_PATHS),  # every operation's standard errors; unknown query parameters → 400
-                 ExampleSchemaPlugin()],  # schemas' examples (`voice_service.openapi.example`)
+                 ExampleSchemaPlugin(),  # schemas' examples (`voice_service.openapi.example`)
+                 ReadsSkipWriteGuards()],  # a read runs no guard that only restricts writes
         state=state,
         request_max_body_size=BODY_MAX_BYTES,  # routes that take more (batches, lead imports) set their own
         logging_config=None,  # configure_logging owns the root logger (JSON lines with request/tenant/call ids)

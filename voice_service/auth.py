@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import hmac
 import logging
+import re
 import secrets
 import time
 import uuid
@@ -27,7 +28,8 @@ import msgspec
 from jwt.types import Options
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
-from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
+from litestar.plugins.base import ReceiveRoutePlugin
+from litestar.routes import BaseRoute, HTTPRoute
 
 from voice_service.errors import Forbidden, Unauthorized
 from voice_service.observability import tenant_id_var
@@ -226,28 +228,71 @@ async def resolve_jwt(pool: asyncpg.Pool, settings: Settings, token: str) -> Pri
     return Principal(tenant_id=tenant_id, role=role, user_id=user_id, kind="jwt")
 
 
-class AuthMiddleware(AbstractAuthenticationMiddleware):
-    async def authenticate_request(
-        self, connection: ASGIConnection[Any, Any, Any, Any]
-    ) -> AuthenticationResult:
-        state = connection.app.state
-        header = connection.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if not token and connection.headers.get("x-api-key"):
-            scheme, token = "bearer", connection.headers["x-api-key"]
-        if scheme.lower() != "bearer" or not token:
-            raise Unauthorized(
-                "missing credentials: send `Authorization: Bearer <API key or token>`",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        token = token.strip()
-        if token.startswith(KEY_PREFIX):
-            principal = await resolve_api_key(state.pool, state.key_cache, token)
-        else:
-            principal = await resolve_jwt(state.pool, state.settings, token)
-        connection.scope.setdefault("state", {})["tenant_id"] = str(principal.tenant_id)
-        tenant_id_var.set(str(principal.tenant_id))
-        return AuthenticationResult(user=principal, auth=principal)
+_AUTH_SCOPES = frozenset({"http", "websocket"})
+
+
+class AuthMiddleware:
+    """Who the caller is: `scope["user"]` and `scope["auth"]` become its `Principal`, or the request is a 401.
+
+    Raw ASGI, reading the server's header list as it comes (the hot path: Litestar's authentication middleware built
+    a connection object and a header map per request). Skipped, as Litestar's `AbstractAuthenticationMiddleware`
+    skips them: routes with `opt["exclude_from_auth"]`, OPTIONS (a browser's CORS preflight carries no credentials),
+    and paths matching `exclude` (regular expressions)."""
+
+    __slots__ = ("app", "exclude")
+
+    def __init__(self, app: Any, exclude: list[str] | None = None) -> None:
+        self.app = app
+        self.exclude = re.compile("|".join(exclude)) if exclude else None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] in _AUTH_SCOPES and not self._bypass(scope):
+            principal = await authenticate(scope)
+            scope["user"] = principal
+            scope["auth"] = principal
+        await self.app(scope, receive, send)
+
+    def _bypass(self, scope: Any) -> bool:
+        handler = scope.get("route_handler")
+        if handler is not None and handler.opt.get("exclude_from_auth"):
+            return True
+        if scope.get("method") in _UNAUTHENTICATED_METHODS:
+            return True
+        if self.exclude is None:
+            return False
+        path = scope["raw_path"].decode() if getattr(handler, "is_mount", False) else scope["path"]
+        return self.exclude.search(path) is not None
+
+
+async def authenticate(scope: Any) -> Principal:
+    """The caller of this ASGI scope: `Authorization: Bearer <API key or platform JWT>` (or `X-API-Key: <API key>`),
+    resolved with the app's key cache; raises Unauthorized. Sets the request's tenant for the log context."""
+    authorization = api_key = None
+    for name, value in scope["headers"]:
+        name = name.lower()
+        if name == b"authorization":
+            if authorization is None:
+                authorization = value
+        elif name == b"x-api-key" and api_key is None:
+            api_key = value
+    scheme, _, token = authorization.decode("latin-1").partition(" ") if authorization else ("", "", "")
+    if not token and api_key:
+        scheme, token = "bearer", api_key.decode("latin-1")
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized(
+            "missing credentials: send `Authorization: Bearer <API key or token>`",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    token = token.strip()
+    state = scope["litestar_app"].state
+    if token.startswith(KEY_PREFIX):
+        principal = await resolve_api_key(state.pool, state.key_cache, token)
+    else:
+        principal = await resolve_jwt(state.pool, state.settings, token)
+    tenant = str(principal.tenant_id)
+    scope.setdefault("state", {})["tenant_id"] = tenant
+    tenant_id_var.set(tenant)
+    return principal
 
 
 _READ_METHODS = {"GET", "HEAD"}
@@ -273,6 +318,23 @@ def writes_need(role: str) -> Guard:
     guard.required_role = role  # type: ignore[attr-defined]  # read by the OpenAPI document (its 403s)
     guard.reads_free = True  # type: ignore[attr-defined]
     return guard
+
+
+class ReadsSkipWriteGuards(ReceiveRoutePlugin):
+    """A GET (or HEAD) handler drops the `writes_need` guards it inherits: for a read they never refuse anything,
+    and Litestar copies the route handler for every guard it calls (a few percent of a read's CPU). What the
+    handler's other guards say, and the OpenAPI document (no 403 for reads), stay as they were."""
+
+    def receive_route(self, route: BaseRoute) -> None:
+        if not isinstance(route, HTTPRoute):
+            return
+        for handler, _ in route.route_handler_map.values():
+            if not handler.http_methods <= _READ_METHODS:
+                continue
+            guards = handler.resolve_guards()
+            kept = [g for g in guards if not getattr(g, "reads_free", False)]
+            if len(kept) != len(guards):
+                handler._resolved_guards = kept  # what resolve_guards() returns from now on (Litestar's own cache)
 
 
 def requires(role: str) -> Guard:

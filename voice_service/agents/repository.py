@@ -26,6 +26,13 @@ async def read_agent(pool: asyncpg.Pool, tenant_id: uuid.UUID, agent_id: int) ->
     return rows[0] if rows else None
 
 
+async def read_agent_json(pool: asyncpg.Pool, tenant_id: uuid.UUID, agent_id: int) -> str | None:
+    """The agent's API JSON as the row stores it (sql/0097), or None (no such agent in the tenant)."""
+    rows = await read_once(pool, "SELECT coalesce(a.api_json, agent_api_json(a)) FROM agent_read($1, $2) a",
+                           tenant_id, agent_id)
+    return rows[0][0] if rows else None
+
+
 async def read_page_json(pool: asyncpg.Pool, tenant_id: uuid.UUID, *, limit: int,
                          after: tuple[datetime, str] | None) -> tuple[bytes, tuple[datetime, str] | None]:
     """One page of agents as the API's JSON array, encoded by PostgreSQL (decoding 50 rows into objects and

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Controller, MediaType, Response, delete, get, patch, post
+from litestar import Controller, MediaType, Request, Response, delete, get, patch, post
 from litestar.params import JSONBody
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
 from voice_service.agents import service
 from voice_service.agents.schemas import Agent, AgentCreate, AgentUpdate
 from voice_service.auth import writes_need
-from voice_service.deps import Caller, Conn, Reader
+from voice_service.deps import Caller, Conn, reader_of
 from voice_service.pagination import Page
 from voice_service.params import Cursor, Limit
 
@@ -22,13 +22,13 @@ class AgentController(Controller):
     guards = [writes_need("admin")]
 
     @get("/", operation_id="listAgents", summary="List agents, newest first")
-    async def list_agents(self, reader: Reader, limit: int = Limit,
+    async def list_agents(self, request: Request[Any, Any, Any], limit: int = Limit,
                           cursor: str | None = Cursor) -> Response[Page[Agent]]:
         """Cursor-paginated, newest first: pass the page's `next_cursor` back as `cursor` for the next
         page; `next_cursor` is null on the last page."""
         # The page comes pre-encoded by PostgreSQL as this Page[Agent]'s JSON (one round trip, no re-encoding):
         # the annotation documents the body; the bytes are that document.
-        body: Any = await service.read_page(reader, limit, cursor)
+        body: Any = await service.read_page(reader_of(request), limit, cursor)
         return Response(body, media_type=MediaType.JSON)
 
     @post("/", operation_id="createAgent", summary="Create an agent")
@@ -38,9 +38,11 @@ class AgentController(Controller):
         return await service.create(conn, principal, data)
 
     @get("/{agent_id:int}", operation_id="getAgent", summary="Get an agent")
-    async def get_agent(self, reader: Reader, agent_id: int) -> Agent:
+    async def get_agent(self, request: Request[Any, Any, Any], agent_id: int) -> Response[Agent]:
         """The agent with its full config (defaults filled in)."""
-        return await service.read(reader, agent_id)
+        # Pre-encoded as this Agent's JSON (service.read_json): the annotation documents the body.
+        body: Any = await service.read_json(reader_of(request), agent_id)
+        return Response(body, media_type=MediaType.JSON)
 
     @patch("/{agent_id:int}", operation_id="updateAgent", summary="Update an agent (only the fields sent)")
     async def update_agent(self, conn: Conn, principal: Caller, agent_id: int,

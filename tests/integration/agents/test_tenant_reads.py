@@ -5,12 +5,15 @@ each agent does)."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import asyncpg
+from litestar.serialization import encode_json
 
 from tests.support.tenants import Tenant
 from voice_service.agents.repository import read_agent, read_page_json
+from voice_service.agents.service import to_agent
 from voice_service.db import create_pool
 
 
@@ -84,3 +87,68 @@ async def test_the_list_keeps_its_documented_response(client: Any) -> None:
     spec = (await client.get("/schema/openapi.json")).json()
     ok = spec["paths"]["/v1/agents"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
     assert "Page" in ok["$ref"]
+
+
+async def test_each_agent_keeps_its_page_json_through_every_write(
+    client: Any, make_tenant: Any, admin_conn: asyncpg.Connection
+) -> None:
+    """sql/0097: a page joins the JSON each row stores (a trigger writes it); every way a row changes keeps that
+    JSON equal to the row, and a row stored without it still reads the same."""
+    a: Tenant = await make_tenant()
+    voice = await client.post("/v1/voices", headers=a.headers,
+                              json={"name": "Ava", "provider": "openai", "provider_voice_id": "alloy"})
+    assert voice.status_code == 201, voice.text
+    made = (await client.post("/v1/agents", headers=a.headers,
+                              json={"name": "Before", "voice_id": voice.json()["id"]})).json()
+    patched = (await client.patch(f"/v1/agents/{made['id']}", headers=a.headers,
+                                  json={"name": "After", "metadata": {"k": [1, "é"]}})).json()
+
+    async def page_and_single() -> tuple[Any, Any]:
+        items = (await client.get("/v1/agents", headers=a.headers)).json()["items"]
+        single = (await client.get(f"/v1/agents/{made['id']}", headers=a.headers)).json()
+        return items, single
+
+    items, single = await page_and_single()
+    assert items == [single] == [patched]
+    # Written by hand, and by a cascade (the voice deleted: the agent's voice_id is set null by the foreign key).
+    await admin_conn.execute(
+        """UPDATE voice_agents SET config = config || '{"goal": "by hand"}' WHERE id = $1""", made["id"])
+    await admin_conn.execute("DELETE FROM voice_agent_voices WHERE id = $1", uuid.UUID(voice.json()["id"]))
+    items, single = await page_and_single()
+    assert items == [single] and single["config"]["goal"] == "by hand" and single["voice_id"] is None
+    stale = await admin_conn.fetchval(
+        "SELECT count(*) FROM voice_agents a WHERE a.tenant_id = $1 AND a.api_json IS DISTINCT FROM agent_api_json(a)",
+        a.id)
+    assert stale == 0
+    # A row stored with triggers off (a restore) has no JSON: the page encodes it when it reads it.
+    async with admin_conn.transaction():
+        await admin_conn.execute("SET LOCAL session_replication_role = replica")
+        await admin_conn.execute("UPDATE voice_agents SET api_json = NULL WHERE id = $1", made["id"])
+    items, single = await page_and_single()
+    assert items == [single]
+
+
+async def test_get_one_answers_the_bytes_the_agent_encodes_to(client: Any, make_tenant: Any, pg_dsn: str) -> None:
+    """GET /v1/agents/{id} re-encodes the row's stored JSON (sql/0097) instead of building an Agent: its body is
+    byte for byte what encoding the Agent read from the row's columns gives (Litestar's encoder, as before)."""
+    a: Tenant = await make_tenant()
+    bodies = [
+        {"name": "Plain"},
+        {"name": "Ünïcödé \"quoted\" \\ back\u2028\u0001", "system_instructions": "Line\nbreak\ttab",
+         "gender": "female", "language": "fr-FR",
+         "analysis_schema": {"type": "object", "properties": {"budget": {"type": "number", "minimum": 1.5e3}}},
+         "metadata": {"z": 1, "a": [1, 2.5, None, True, 10**18, -0.0, 1e-7], "nested": {"é": "ü", "": {}}},
+         "config": {"goal": "Book a demo", "temperature": 0.3, "silence_reprompt_seconds": 8}},
+    ]
+    pool = await create_pool(pg_dsn, min_size=1, max_size=1)
+    try:
+        for body in bodies:
+            made = await client.post("/v1/agents", headers=a.headers, json=body)
+            assert made.status_code == 201, made.text
+            got = await client.get(f"/v1/agents/{made.json()['id']}", headers=a.headers)
+            assert got.status_code == 200 and got.headers["content-type"] == "application/json"
+            row = await read_agent(pool, a.id, made.json()["id"])
+            assert row is not None
+            assert got.content == encode_json(to_agent(row))
+    finally:
+        await pool.close()
