@@ -114,7 +114,8 @@ async def open_runtime(
             if applied:
                 log.info("migrations applied", extra={"count": len(applied)})
         logins = await service_logins(dsn, settings)
-        pool = await create_pool(logins.app, min_size=settings.pool_min_size, max_size=settings.pool_max_size)
+        pool = await create_pool(logins.app, min_size=settings.pool_min_size, max_size=settings.pool_max_size,
+                                 read_lane=settings.pool_read_lane)
         stack.push_async_callback(pool.close)
         async with pool.acquire() as conn:
             await check_login(conn, APP_ROLE)

@@ -5,10 +5,13 @@ each agent does)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
 import asyncpg
+import msgspec
+import pytest
 from litestar.serialization import encode_json
 
 from tests.support.tenants import Tenant
@@ -152,3 +155,68 @@ async def test_get_one_answers_the_bytes_the_agent_encodes_to(client: Any, make_
             assert got.content == encode_json(to_agent(row))
     finally:
         await pool.close()
+
+
+async def test_the_read_lane_never_carries_a_tenant_from_one_read_to_the_next(
+    pg_dsn: str, make_tenant: Any, client: Any
+) -> None:
+    # One lane connection, so every read below runs on the same connection, with no pool reset between them.
+    a: Tenant = await make_tenant()
+    b: Tenant = await make_tenant()
+    made_a = (await client.post("/v1/agents", headers=a.headers, json={"name": "A's agent"})).json()
+    made_b = (await client.post("/v1/agents", headers=b.headers, json={"name": "B's agent"})).json()
+    pool = await create_pool(pg_dsn, min_size=1, max_size=2, read_lane=1)
+    try:
+        lane = pool.read_lane  # type: ignore[attr-defined]
+        assert lane is not None and lane.size == 1
+        for _ in range(2):
+            assert (await read_agent(pool, a.id, made_a["id"]))["name"] == "A's agent"  # type: ignore[index]
+            assert await read_agent(pool, b.id, made_a["id"]) is None
+            assert (await read_agent(pool, b.id, made_b["id"]))["name"] == "B's agent"  # type: ignore[index]
+            assert await read_agent(pool, a.id, made_b["id"]) is None
+            items, _ = await read_page_json(pool, b.id, limit=50, after=None)
+            assert [x["id"] for x in msgspec.json.decode(items)] == [made_b["id"]]
+            # The lane's connection between reads: no tenant set, so RLS shows no row at all.
+            assert (await lane.fetch("SELECT current_setting('app.tenant_id', true) AS t"))[0]["t"] in (None, "")
+            assert await lane.fetch("SELECT id FROM voice_agents") == []
+        assert lane._owned == 1  # the same connection all along
+    finally:
+        await pool.close()
+
+
+async def test_a_read_lane_connection_that_fails_or_is_cancelled_goes_back_to_the_pool(
+    pg_dsn: str, make_tenant: Any, client: Any
+) -> None:
+    a: Tenant = await make_tenant()
+    made = (await client.post("/v1/agents", headers=a.headers, json={"name": "A's agent"})).json()
+    pool = await create_pool(pg_dsn, min_size=1, max_size=2, read_lane=1)
+    try:
+        lane = pool.read_lane  # type: ignore[attr-defined]
+        # A failed statement: the error reaches the caller, the connection goes back to the pool (reset there).
+        with pytest.raises(asyncpg.PostgresError):
+            await lane.fetch("SELECT 1/0")
+        assert (await read_agent(pool, a.id, made["id"]))["name"] == "A's agent"  # type: ignore[index]
+        # Cancelled mid-statement: the next read gets a working connection, with no tenant left on it.
+        slow = asyncio.create_task(lane.fetch("SELECT set_config('app.tenant_id', $1, false), pg_sleep(5)",
+                                              str(a.id)))
+        await asyncio.sleep(0.2)
+        slow.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await slow
+        assert (await lane.fetch("SELECT current_setting('app.tenant_id', true) AS t"))[0]["t"] in (None, "")
+        assert (await read_agent(pool, a.id, made["id"]))["name"] == "A's agent"  # type: ignore[index]
+        # More reads at once than the lane holds: the others read through the pool, none waits for the lane.
+        done = await asyncio.gather(*(read_agent(pool, a.id, made["id"]) for _ in range(5)))
+        assert all(r["name"] == "A's agent" for r in done)  # type: ignore[index]
+        assert lane._owned == 1
+    finally:
+        await asyncio.wait_for(pool.close(), 10)  # closes with the pool: nothing left lent
+
+
+async def test_a_closed_read_lane_refuses_reads(pg_dsn: str) -> None:
+    pool = await create_pool(pg_dsn, min_size=1, max_size=2, read_lane=1)
+    lane = pool.read_lane  # type: ignore[attr-defined]
+    assert (await lane.fetch("SELECT 1 AS x"))[0]["x"] == 1
+    await asyncio.wait_for(pool.close(), 10)
+    with pytest.raises(asyncpg.InterfaceError):
+        await lane.fetch("SELECT 1")
