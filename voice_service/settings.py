@@ -35,7 +35,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     pool_max_size: int = 20
     # Pool connections kept for one-statement reads (GET one agent, a page: db.ReadLane), at most half of
     # pool_max_size; 0 for none.
-    pool_read_lane: int = 8
+    pool_read_lane: int = 10
     # Provider HTTP connections (LLM, TTS) are spread over this many small pools (providers/http.py).
     http_pool_shards: int = 32
 
