@@ -84,19 +84,26 @@ def _status(fragment: str) -> str:
     return m.group(1)
 
 
+async def _running_batch(api: httpx.AsyncClient, tenant: Any, pg_dsn: str) -> dict[str, Any]:
+    """A funded tenant's batch of three calls through the simulator carrier."""
+    h = tenant.headers
+    agent = (await api.post("/v1/agents", json={"name": "Dialer"}, headers=h)).json()
+    number = (await api.post("/v1/numbers", json={"phone_number": unique_phone("+1212"), "provider": "simulator"},
+                             headers=h)).json()
+    await fund(pg_dsn, tenant.id)
+    r = await api.post("/v1/batches", json={"agent_id": agent["id"], "from_number_id": number["id"],
+                                            "entries": [{"phone": unique_phone()} for _ in range(3)]}, headers=h)
+    assert r.status_code == 201, r.text
+    batch: dict[str, Any] = r.json()
+    return batch
+
+
 async def test_two_hundred_consoles_cost_one_query_a_second(service: RunningService, tenant: Any, pg_dsn: str,
                                                             statements: list[tuple[float, str]]) -> None:
     base = service.base_url
     async with httpx.AsyncClient(base_url=base, timeout=30) as api:
         h = tenant.headers
-        agent = (await api.post("/v1/agents", json={"name": "Dialer"}, headers=h)).json()
-        number = (await api.post("/v1/numbers", json={"phone_number": unique_phone("+1212"), "provider": "simulator"},
-                                 headers=h)).json()
-        await fund(pg_dsn, tenant.id)
-        r = await api.post("/v1/batches", json={"agent_id": agent["id"], "from_number_id": number["id"],
-                                                "entries": [{"phone": unique_phone()} for _ in range(3)]}, headers=h)
-        assert r.status_code == 201, r.text
-        batch = r.json()
+        batch = await _running_batch(api, tenant, pg_dsn)
 
         viewer_key = (await api.post("/v1/api-keys", json={"name": "Wallboard", "role": "viewer"}, headers=h)).json()
 
@@ -183,14 +190,7 @@ async def test_consoles_on_two_instances_share_one_producer_that_hands_over(
     hubs = (a.app.state.console_hub, b.app.state.console_hub)
     async with httpx.AsyncClient(base_url=a.base_url, timeout=30) as api:
         h = tenant.headers
-        agent = (await api.post("/v1/agents", json={"name": "Dialer"}, headers=h)).json()
-        number = (await api.post("/v1/numbers", json={"phone_number": unique_phone("+1212"), "provider": "simulator"},
-                                 headers=h)).json()
-        await fund(pg_dsn, tenant.id)
-        r = await api.post("/v1/batches", json={"agent_id": agent["id"], "from_number_id": number["id"],
-                                                "entries": [{"phone": unique_phone()} for _ in range(3)]}, headers=h)
-        assert r.status_code == 201, r.text
-        batch = r.json()
+        batch = await _running_batch(api, tenant, pg_dsn)
         path = f"/console/live/batches/{batch['id']}"
 
         async with contextlib.AsyncExitStack() as stack:
