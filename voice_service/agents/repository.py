@@ -21,11 +21,6 @@ agents = Table(
 # --- reads in one round trip (sql/0096; no transaction: see db.read_once) ---
 
 
-async def read_agent(pool: asyncpg.Pool, tenant_id: uuid.UUID, agent_id: int) -> asyncpg.Record | None:
-    rows = await read_once(pool, f"SELECT {agents.select} FROM agent_read($1, $2)", tenant_id, agent_id)
-    return rows[0] if rows else None
-
-
 async def read_agent_json(pool: asyncpg.Pool, tenant_id: uuid.UUID, agent_id: int) -> str | None:
     """The agent's API JSON as the row stores it (sql/0097), or None (no such agent in the tenant)."""
     rows = await read_once(pool, "SELECT coalesce(a.api_json, agent_api_json(a)) FROM agent_read($1, $2) a",

@@ -11,7 +11,7 @@ import msgspec
 from analysis.prompt import validate_json_schema
 from providers.stt.deepgram import DEFAULT_MODEL as DEFAULT_STT_MODEL
 from providers.stt.deepgram import UnsupportedLanguage, deepgram_language
-from voice_service.agents.repository import agents, read_agent, read_agent_json, read_page_json
+from voice_service.agents.repository import agents, read_agent_json, read_page_json
 from voice_service.agents.schemas import Agent, AgentCreate, AgentUpdate
 from voice_service.auth import Principal
 from voice_service.crud import fields_of
@@ -81,21 +81,12 @@ async def get(conn: asyncpg.Connection, principal: Principal, agent_id: int) -> 
     return to_agent(row)
 
 
-async def read(reader: TenantReader, agent_id: int) -> Agent:
-    """`get` in one database round trip (no transaction)."""
-    _check_id(agent_id)
-    row = await read_agent(reader.pool, reader.tenant_id, agent_id)
-    if row is None:
-        raise NotFound("agent not found")
-    return to_agent(row)
-
-
 _doc_decoder = msgspec.json.Decoder()  # as db's jsonb codec decodes the row's JSON columns
 _doc_encoder = msgspec.json.Encoder()
 
 
 async def read_json(reader: TenantReader, agent_id: int) -> bytes:
-    """`read`, as the response's JSON: the text the row stores (sql/0097, PostgreSQL's spacing) re-encoded by msgspec,
+    """`get` in one database round trip (no transaction), as the response's JSON: the text the row stores (sql/0097, PostgreSQL's spacing) re-encoded by msgspec,
     which gives the bytes the `Agent` itself encodes to (the same fields in the same order, the JSON columns decoded
     by the same decoder) without decoding the row's columns into objects first."""
     _check_id(agent_id)

@@ -218,7 +218,8 @@ class LiveBus:
         async with self._lock:
             conn = self._conn
             if conn is not None and not conn.is_closed() and self._ready.is_set():
-                # On the LISTEN connection: one statement, where the pool would add its reset on release.
+                # On the LISTEN connection: one statement, where the pool would add its reset on release. (Live
+                # control's `notify` stays on the pool: its requests and listen streams run in parallel there.)
                 await conn.execute(sql, channel, payloads)
                 return
         await self.pool.execute(sql, channel, payloads)

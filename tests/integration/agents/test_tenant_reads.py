@@ -15,9 +15,16 @@ import pytest
 from litestar.serialization import encode_json
 
 from tests.support.tenants import Tenant
-from voice_service.agents.repository import read_agent, read_page_json
+from voice_service.agents.repository import agents, read_page_json
 from voice_service.agents.service import to_agent
-from voice_service.db import create_pool
+from voice_service.db import create_pool, read_once
+
+
+async def read_agent(pool: asyncpg.Pool, tenant_id: uuid.UUID, agent_id: int) -> asyncpg.Record | None:
+    """The agent's row over sql/0096's agent_read, as GET /v1/agents/{id} reads it (the reference the JSON it
+    answers is compared with)."""
+    rows = await read_once(pool, f"SELECT {agents.select} FROM agent_read($1, $2)", tenant_id, agent_id)
+    return rows[0] if rows else None
 
 
 async def test_a_read_sees_only_the_given_tenant_and_leaves_no_tenant_behind(
